@@ -1,0 +1,28 @@
+# Two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+# Both create or reuse .venv; reinstalling only happens when pyproject.toml or requirements.lock change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DENO := node_modules/.bin/deno
+
+.PHONY: venv demo test test-e2e bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/outbound demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .data node_modules

@@ -1,0 +1,75 @@
+"""Project settings: one pydantic-settings class, read lazily from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECONDS = 1
+MINUTES = 60 * SECONDS
+HOURS = 60 * MINUTES
+DAYS = 24 * HOURS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Secrets have no defaults and are never logged (SecretStr)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # -- database -----------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Postgres URL. Unset: the project starts its own embedded Postgres.",
+    )
+    data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="Embedded Postgres lives here.")
+    db_pool_size: int = 16
+    db_max_overflow: int = 32
+
+    # -- work-item state machine --------------------------------------------------------------
+    lease_seconds: int = 5 * MINUTES
+    queue_timeout_seconds: int = 10 * MINUTES
+    max_attempts: int = 3
+
+    # -- execution ----------------------------------------------------------------------------
+    executor: Literal["local", "modal"] = "local"
+    local_workers: int = Field(default=4, description="Chunks processed at once by the local executor.")
+    lead_concurrency: int = Field(default=25, description="Leads of one chunk enriched at once.")
+    modal_app_name: str = "outbound-enrichment"
+    modal_function_name: str = "enrich_chunk"
+
+    # -- providers ----------------------------------------------------------------------------
+    provider_order: str = Field(
+        default="heuristics,sandbox",
+        description="Comma-separated waterfall order: heuristics, sandbox, apollo, hunter, noop.",
+    )
+    confidence_threshold: float = 0.7
+    cache_ttl_seconds: int = 30 * DAYS
+    provider_timeout_seconds: float = 10.0
+    provider_max_retries: int = 2
+    apollo_api_key: SecretStr | None = None
+    apollo_base_url: str = "https://api.apollo.io"
+    hunter_api_key: SecretStr | None = None
+    hunter_base_url: str = "https://api.hunter.io"
+    sandbox_url: str | None = Field(default=None, description="Base URL of the sandbox provider.")
+    sandbox_cost: int = 1
+    apollo_cost: int = 1
+    hunter_cost: int = 1
+
+    def providers(self) -> list[str]:
+        return [p.strip() for p in self.provider_order.split(",") if p.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()
