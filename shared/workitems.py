@@ -1,0 +1,239 @@
+"""The work-item state machine in Postgres: every transition is one guarded UPDATE.
+
+Each function takes a Connection and never commits: the caller owns the transaction. A
+transition that finds a row moved by someone else leaves it alone and reports it; it never
+overwrites. Every move appends to `status_history` in the same statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+
+from shared.status import ItemStatus, check_outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    lead_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    id: int
+    lead_id: int
+    batch_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker reports for one item: a terminal status for the attempt it holds."""
+
+    item_id: int
+    attempt: int
+    status: ItemStatus
+    error: str | None = None
+    skip_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        check_outcome(self.status, error=self.error, skip_reason=self.skip_reason)
+
+
+@dataclass(slots=True)
+class Moved:
+    """Which items a transition moved, and which it found already moved by someone else."""
+
+    moved: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Recovered:
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    # (item, attempt it was on): an abandoned attempt's credit reservations are released by the caller.
+    abandoned: list[tuple[int, int]] = field(default_factory=list)
+
+
+_CLAIM = text(
+    """
+    WITH picked AS (
+        SELECT id FROM work_items
+        WHERE batch_id = :batch_id AND status = 'PENDING'
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE work_items w
+        SET status = 'QUEUED', queued_at = now(), updated_at = now()
+        FROM picked WHERE w.id = picked.id AND w.status = 'PENDING'
+        RETURNING w.id, w.lead_id, w.batch_id, w.attempts
+    ), logged AS (
+        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt)
+        SELECT id, batch_id, 'PENDING', 'QUEUED', attempts FROM moved
+    )
+    SELECT id, lead_id FROM moved ORDER BY id
+    """
+)
+
+
+def claim(conn: Connection, batch_id: int, limit: int) -> list[Claimed]:
+    """PENDING → QUEUED for up to `limit` items; concurrent claimers never get the same item."""
+    rows = conn.execute(_CLAIM, {"batch_id": batch_id, "limit": limit})
+    return [Claimed(r.id, r.lead_id) for r in rows]
+
+
+_START = text(
+    """
+    WITH moved AS (
+        UPDATE work_items
+        SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now(),
+            lease_until = now() + make_interval(secs => :lease_seconds), worker_id = :worker_id
+        WHERE id = ANY(:ids) AND status = 'QUEUED' AND attempts < max_attempts
+        RETURNING id, lead_id, batch_id, attempts
+    ), logged AS (
+        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, 'QUEUED', 'IN_PROGRESS', attempts, :worker_id FROM moved
+    )
+    SELECT id, lead_id, batch_id, attempts FROM moved ORDER BY id
+    """
+)
+
+
+def start(
+    conn: Connection, item_ids: Sequence[int], *, worker_id: str, lease_seconds: float
+) -> tuple[list[Started], list[int]]:
+    """QUEUED → IN_PROGRESS with attempts+1 and a lease. Returns (started, not startable)."""
+    rows = conn.execute(
+        _START, {"ids": list(item_ids), "worker_id": worker_id, "lease_seconds": lease_seconds}
+    ).all()
+    started = [Started(r.id, r.lead_id, r.batch_id, r.attempts) for r in rows]
+    got = {s.id for s in started}
+    return started, [i for i in item_ids if i not in got]
+
+
+_FINISH = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
+                             CAST(:errors AS text[]), CAST(:reasons AS text[]))
+            AS v(id, attempt, status, error, reason)
+    ), moved AS (
+        UPDATE work_items w
+        SET status = v.status, last_error = v.error, skip_reason = v.reason,
+            finished_at = now(), updated_at = now(), lease_until = NULL
+        FROM v
+        WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
+        RETURNING w.id, w.batch_id, w.attempts, v.status, coalesce(v.reason, v.error) AS detail
+    ), logged AS (
+        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, 'IN_PROGRESS', status, attempts, detail FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def finish(conn: Connection, outcomes: Sequence[Outcome]) -> Moved:
+    """IN_PROGRESS → DONE/FAILED/SKIPPED, fenced by attempt: a stale worker's finish is refused."""
+    if not outcomes:
+        return Moved()
+    params = {
+        "ids": [o.item_id for o in outcomes],
+        "attempts": [o.attempt for o in outcomes],
+        "statuses": [str(o.status) for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "reasons": [o.skip_reason for o in outcomes],
+    }
+    done = {r.id for r in conn.execute(_FINISH, params)}
+    result = Moved()
+    for o in outcomes:
+        (result.moved if o.item_id in done else result.lost).append(o.item_id)
+    return result
+
+
+_RECOVER = text(
+    """
+    WITH stale AS (
+        SELECT id, status AS old_status FROM work_items
+        WHERE ((status = 'QUEUED' AND queued_at < now() - make_interval(secs => :queue_timeout))
+            OR (status = 'IN_PROGRESS' AND lease_until < now()))
+          AND (CAST(:batch_id AS bigint) IS NULL OR batch_id = :batch_id)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE work_items w
+        SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+            last_error = CASE
+                WHEN stale.old_status = 'QUEUED' THEN 'not started within the queue timeout'
+                ELSE 'lease expired (worker lost) on attempt ' || w.attempts END,
+            lease_until = NULL, worker_id = NULL, updated_at = now(),
+            finished_at = CASE WHEN w.attempts >= w.max_attempts THEN now() END
+        FROM stale WHERE w.id = stale.id
+        RETURNING w.id, w.batch_id, w.attempts, w.status, stale.old_status, w.last_error
+    ), logged AS (
+        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, old_status, status, attempts, last_error FROM moved
+    )
+    SELECT id, status, attempts, old_status FROM moved ORDER BY id
+    """
+)
+
+
+def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | None = None) -> Recovered:
+    """QUEUED past the queue timeout, IN_PROGRESS past its lease → PENDING, or FAILED at max attempts."""
+    rows = conn.execute(_RECOVER, {"queue_timeout": queue_timeout_seconds, "batch_id": batch_id})
+    result = Recovered()
+    for r in rows:
+        (result.failed if r.status == ItemStatus.FAILED else result.requeued).append(r.id)
+        if r.old_status == ItemStatus.IN_PROGRESS:
+            result.abandoned.append((r.id, r.attempts))
+    return result
+
+
+_EXTEND = text(
+    """
+    UPDATE work_items SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    WHERE id = ANY(:ids) AND status = 'IN_PROGRESS' AND attempts = :attempt
+    RETURNING id
+    """
+)
+
+
+def extend_lease(conn: Connection, item_ids: Sequence[int], *, attempt: int, lease_seconds: float) -> list[int]:
+    """Keep a long-running attempt's lease alive; returns the items still held by that attempt."""
+    return [r.id for r in conn.execute(_EXTEND, {"ids": list(item_ids), "attempt": attempt,
+                                                  "lease_seconds": lease_seconds})]
+
+
+def counts(conn: Connection, batch_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        text("SELECT status, count(*) AS n FROM work_items WHERE batch_id = :b GROUP BY status"),
+        {"b": batch_id},
+    )
+    return {r.status: r.n for r in rows}
+
+
+def skip_reasons(conn: Connection, batch_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        text(
+            "SELECT skip_reason, count(*) AS n FROM work_items WHERE batch_id = :b AND status = 'SKIPPED' "
+            "GROUP BY skip_reason ORDER BY n DESC"
+        ),
+        {"b": batch_id},
+    )
+    return {r.skip_reason: r.n for r in rows}
+
+
+def history(conn: Connection, item_id: int) -> list[tuple[str | None, str, int, str | None]]:
+    rows = conn.execute(
+        text(
+            "SELECT from_status, to_status, attempt, detail FROM status_history "
+            "WHERE work_item_id = :i ORDER BY id"
+        ),
+        {"i": item_id},
+    )
+    return [(r.from_status, r.to_status, r.attempt, r.detail) for r in rows]
