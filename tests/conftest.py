@@ -14,7 +14,17 @@ from sqlalchemy.engine import make_url
 from shared import db, embedded, migrate
 from shared.settings import get_settings, reset_settings
 
-TEST_DATABASE = "outbound_test"
+# One database per pytest process, so parallel runs (or a crashed one) never trip over each other.
+TEST_DATABASE = f"outbound_test_{os.getpid()}"
+
+
+def _drop_orphans(conn) -> None:
+    import psutil
+
+    for name in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'outbound\\_test\\_%'")).scalars():
+        pid = name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _test_url() -> str:
@@ -27,6 +37,7 @@ def _test_url() -> str:
     base = embedded.start(get_settings().data_dir)
     admin = create_engine(base, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
+        _drop_orphans(conn)
         conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)"))
         conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
     admin.dispose()
@@ -41,6 +52,12 @@ def database_url() -> str:
     migrate.upgrade("head", url)
     yield url
     db.dispose_engines()
+    if not os.environ.get("TEST_DATABASE_URL"):
+        admin = create_engine(db.database_url().replace(TEST_DATABASE, "postgres"), poolclass=pool.NullPool,
+                              isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)"))
+        admin.dispose()
 
 
 @pytest.fixture
@@ -53,3 +70,25 @@ def engine(database_url):
         ).scalars().all()
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     return eng
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server for flow tests (started once per session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """Set environment variables for one test and make settings see them."""
+    def set_env(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        reset_settings()
+
+    yield set_env
+    monkeypatch.undo()
+    reset_settings()
