@@ -156,6 +156,41 @@ def finish(conn: Connection, outcomes: Sequence[Outcome]) -> Moved:
     return result
 
 
+_RELEASE = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(id, attempt)
+    ), moved AS (
+        UPDATE work_items w
+        SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'FAILED' ELSE 'PENDING' END,
+            last_error = :error, lease_until = NULL, worker_id = NULL, updated_at = now(),
+            finished_at = CASE WHEN w.attempts >= w.max_attempts THEN now() END
+        FROM v WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
+        RETURNING w.id, w.batch_id, w.attempts, w.status
+    ), logged AS (
+        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, 'IN_PROGRESS', status, attempts, :error FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def release(conn: Connection, held: Sequence[tuple[int, int]], *, error: str) -> Moved:
+    """IN_PROGRESS → PENDING to be tried again (FAILED once out of attempts), fenced like finish.
+
+    For transient trouble (every provider timed out, say): the item is not finished, it is retried.
+    """
+    if not held:
+        return Moved()
+    rows = conn.execute(_RELEASE, {"ids": [i for i, _ in held], "attempts": [a for _, a in held], "error": error})
+    got = {r.id for r in rows}
+    result = Moved()
+    for item_id, _ in held:
+        (result.moved if item_id in got else result.lost).append(item_id)
+    return result
+
+
 _RECOVER = text(
     """
     WITH stale AS (
