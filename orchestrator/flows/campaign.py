@@ -1,0 +1,52 @@
+"""activate_campaign: validate a campaign, activate it, and enrich its leads in one batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import text
+
+from orchestrator.flows.batch import orchestrator_main
+from orchestrator.secrets import ensure_database_url
+from shared.db import transaction
+from shared.engines import batches
+from shared.engines.scoring import IcpConfig
+from shared.status import ACTIVE_SUBSCRIPTIONS
+
+
+class CampaignInvalid(ValueError):
+    """The campaign cannot be activated."""
+
+
+@task(cache_policy=NO_CACHE)
+def activate(campaign_id: int) -> dict[str, Any]:
+    """Check the ICP and the client's subscription, then draft/paused → active."""
+    with transaction() as conn:
+        row = conn.execute(
+            text("SELECT c.id, c.client_id, c.status, c.icp, cl.subscription_status FROM campaigns c "
+                 "JOIN clients cl ON cl.id = c.client_id WHERE c.id = :i FOR UPDATE OF c"),
+            {"i": campaign_id},
+        ).first()
+        if row is None:
+            raise CampaignInvalid(f"campaign {campaign_id} does not exist")
+        if row.status == "completed":
+            raise CampaignInvalid(f"campaign {campaign_id} is completed and cannot be re-activated")
+        if row.subscription_status not in ACTIVE_SUBSCRIPTIONS:
+            raise CampaignInvalid(f"campaign {campaign_id}: client subscription is {row.subscription_status}")
+        IcpConfig.parse(row.icp or {})  # a clear error naming the bad ICP field
+        conn.execute(text("UPDATE campaigns SET status = 'active' WHERE id = :i"), {"i": campaign_id})
+        # Created as a draft: this flow runs it itself, so the launch trigger must not start a second run.
+        batch_id = batches.create_batch(conn, client=row.client_id, campaign=campaign_id)
+    return {"campaign_id": campaign_id, "batch_id": batch_id}
+
+
+@flow(name="activate_campaign", description="Validate, activate, enqueue and enrich a campaign's leads.")
+def activate_campaign(campaign_id: int, batch_size: int = 50) -> dict[str, Any]:
+    ensure_database_url()
+    result = activate(campaign_id)
+    if result["batch_id"] is None:
+        get_run_logger().info("campaign %s activated; it has no new leads to enrich", campaign_id)
+        return result
+    return result | {"summary": orchestrator_main(batch_id=result["batch_id"], batch_size=batch_size)}

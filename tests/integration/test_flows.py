@@ -1,0 +1,212 @@
+"""The Prefect flows against real Postgres and a temporary Prefect server, with the local and Modal executors."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import modal
+import pytest
+from sqlalchemy import text
+
+from orchestrator.executor import LocalExecutor, ModalExecutor
+from orchestrator.flows.batch import orchestrator_main
+from orchestrator.flows.campaign import activate_campaign
+from orchestrator.flows.enrichment import enrichment_daily
+from shared import workitems
+from shared.engines import billing
+from shared.integrations.providers import sandbox
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sandbox_url():
+    with sandbox.serve(latency_ms=5, hit_rate=0.8, seed=3) as server:
+        yield server.url
+
+
+@pytest.fixture
+def providers(env, sandbox_url):
+    env(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=sandbox_url, PROVIDER_MAX_RETRIES="0")
+
+
+def _batch(engine, n, credits=10_000):
+    with engine.begin() as conn:
+        c = factories.client(conn, credits=credits)
+        camp = factories.campaign(conn, c, icp={"seniorities": ["vp"]})
+        leads = factories.leads(conn, c, n, campaign_id=camp)
+        return c, factories.batch(conn, c, leads, campaign_id=camp)
+
+
+def test_orchestrator_main_runs_a_batch_to_completion(engine, prefect_harness, providers):
+    client, b = _batch(engine, 600)
+    summary = orchestrator_main(batch_id=b, batch_size=50)
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {"DONE": summary["counts"]["DONE"], "SKIPPED": 600 - summary["counts"]["DONE"]} \
+        or summary["counts"] == {"DONE": 600}
+    assert set(summary["skip_reasons"]) <= {"no_provider_hit"}
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT status, flow_run_id, summary, finished_at FROM batches WHERE id = :b"),
+                           {"b": b}).one()
+        assert row.status == "completed" and row.flow_run_id and row.finished_at and row.summary["total"] == 600
+        # pay on hit: one credit per sandbox hit, misses refunded
+        assert summary["credits_spent"] == billing.spent(conn, batch_id=b) == summary["provider_calls"]["sandbox"]["hit"]
+        assert 0 < summary["provider_calls"]["sandbox"]["hit"] < 600
+        # every item went PENDING → QUEUED → IN_PROGRESS → terminal, and history shows it
+        assert conn.execute(text("SELECT count(*) FROM status_history WHERE batch_id = :b"), {"b": b}).scalar() == 1800
+
+
+def test_artifact_is_published(engine, prefect_harness, providers):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    _, b = _batch(engine, 20)
+    orchestrator_main(batch_id=b, batch_size=7)
+    with engine.begin() as conn:
+        run_id = conn.execute(text("SELECT flow_run_id FROM batches WHERE id = :b"), {"b": b}).scalar()
+
+    import asyncio
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"batch-{b}-summary"]), flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+
+    [artifact] = asyncio.run(read())
+    assert f"Batch {b}: completed" in artifact.data and "credits spent" in artifact.data
+
+
+def test_flow_recovers_items_a_lost_worker_left_behind(engine, prefect_harness, providers):
+    _, b = _batch(engine, 30)
+    with engine.begin() as conn:  # a previous run died after claiming and starting some items
+        ids = [c.id for c in workitems.claim(conn, b, 10)]
+        workitems.start(conn, ids, worker_id="dead", lease_seconds=60)
+        factories.expire(conn, ids)
+    summary = orchestrator_main(batch_id=b, batch_size=8)
+    assert summary["total"] == 30 and set(summary["counts"]) <= {"DONE", "SKIPPED"}
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT max(attempts) FROM work_items WHERE id = ANY(:ids)"), {"ids": ids}).scalar() == 2
+
+
+class FakeModalFunction:
+    """Modal's Function surface (`map` with return_exceptions, `spawn_map`), running the real engine in threads."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls: list[str] = []
+
+    def map(self, inputs, order_outputs=True, return_exceptions=False):
+        self.calls.append(f"map(order_outputs={order_outputs}, return_exceptions={return_exceptions})")
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(self.fn, chunk) for chunk in inputs]
+            for f in futures:
+                exc = f.exception()
+                if exc is not None and not return_exceptions:
+                    raise exc
+                yield exc if exc is not None else f.result()
+
+    def spawn_map(self, inputs):
+        self.calls.append("spawn_map")
+        chunks = list(inputs)
+        threading.Thread(target=lambda: [self.fn(c) for c in chunks], daemon=True).start()
+
+
+def test_modal_function_runs_the_engine_locally(engine, providers):
+    from modal_apps.enrichment import enrich_chunk
+
+    _, b = _batch(engine, 12)
+    with engine.begin() as conn:
+        ids = [c.id for c in workitems.claim(conn, b, 12)]
+    report = enrich_chunk.local(ids)
+    assert report["started"] == 12 and report["done"] + sum(report["skipped"].values()) == 12
+
+
+def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env, monkeypatch):
+    from modal_apps.enrichment import enrich_chunk
+
+    fake = FakeModalFunction(enrich_chunk.local)
+    looked_up = []
+    monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: looked_up.append((app, name)) or fake)
+    env(EXECUTOR="modal")
+    _, b = _batch(engine, 120)
+    summary = orchestrator_main(batch_id=b, batch_size=25)
+    assert summary["status"] == "completed" and summary["total"] == 120
+    assert looked_up == [("outbound-enrichment", "enrich_chunk")]
+    assert fake.calls == ["map(order_outputs=False, return_exceptions=True)"]
+
+
+def test_modal_spawn_map_then_wait_on_postgres(engine, providers, monkeypatch):
+    from modal_apps.enrichment import enrich_chunk
+    from shared.db import get_engine
+    from shared.engines.batches import chunks
+    from orchestrator.tasks import wait_for_batch
+
+    fake = FakeModalFunction(enrich_chunk.local)
+    _, b = _batch(engine, 40)
+    ModalExecutor("outbound-enrichment", "enrich_chunk", function=fake).spawn(chunks(get_engine(), b, 10))
+    counts = wait_for_batch.fn(b, poll_seconds=0.1, timeout_seconds=60)
+    assert sum(counts.values()) == 40 and set(counts) <= {"DONE", "SKIPPED"}
+    assert fake.calls == ["spawn_map"]
+
+
+def test_modal_chunk_exceptions_are_reported_not_raised():
+    def boom(chunk):
+        raise RuntimeError(f"chunk {chunk} exploded")
+
+    results = list(ModalExecutor("a", "f", function=FakeModalFunction(boom)).run([[1], [2]]))
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert [type(r) for r in LocalExecutor(2, boom).run([[1], [2], [3]])] == [RuntimeError] * 3
+
+
+def test_local_executor_bounds_in_flight_chunks():
+    running, peak = 0, 0
+    lock = threading.Lock()
+    pulled = []
+
+    def work(chunk):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        threading.Event().wait(0.01)
+        with lock:
+            running -= 1
+        return {"n": len(chunk)}
+
+    def source():
+        for i in range(20):
+            pulled.append(i)
+            yield [i]
+
+    results = list(LocalExecutor(3, work).run(source()))
+    assert len(results) == 20 and peak <= 3 and len(pulled) == 20
+
+
+def test_daily_enrichment_skips_clients_that_fail_the_billing_check(engine, prefect_harness, providers):
+    with engine.begin() as conn:
+        ok = factories.client(conn, "paying", credits=500)
+        broke = factories.client(conn, "broke", credits=0)
+        gone = factories.client(conn, "gone", credits=500, status="cancelled")
+        for c in (ok, broke, gone):
+            factories.leads(conn, c, 15, domain=f"c{c}.example.com")
+    result = enrichment_daily(batch_size=10)
+    assert result["skipped"] == {"broke": "no credits left", "gone": "subscription cancelled"}
+    assert list(result["ran"]) == ["paying"] and result["ran"]["paying"]["total"] == 15
+    assert enrichment_daily(batch_size=10)["ran"] == {}  # nothing new the second time
+
+
+def test_campaign_activation_validates_then_enriches(engine, prefect_harness, providers):
+    with engine.begin() as conn:
+        c = factories.client(conn, credits=100)
+        camp = factories.campaign(conn, c, status="draft")
+        factories.leads(conn, c, 10, campaign_id=camp)
+        bad = factories.campaign(conn, c, "bad", status="draft", icp={"seniorites": ["vp"]})
+    result = activate_campaign(campaign_id=camp)
+    assert result["summary"]["total"] == 10
+    with pytest.raises(ValueError, match="seniorites"):
+        activate_campaign(campaign_id=bad)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT status FROM campaigns WHERE id = :i"), {"i": camp}).scalar() == "active"
+        assert conn.execute(text("SELECT status FROM campaigns WHERE id = :i"), {"i": bad}).scalar() == "draft"

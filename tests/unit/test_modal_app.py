@@ -1,0 +1,37 @@
+"""The Modal App file at its boundary: pinned like the project, secrets by name, retries and limits set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import modal
+
+from modal_apps import enrichment
+
+LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+
+
+def test_image_packages_are_pinned_to_the_lock_file():
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    locked = {norm(line.split("==")[0]): line.split("==")[1].strip() for line in LOCK.read_text().splitlines()
+              if "==" in line}
+    for pin in enrichment.RUNTIME_PACKAGES:
+        name, version = pin.split("==")
+        assert locked.get(norm(name)) == version, f"{pin} differs from requirements.lock ({locked.get(norm(name))})"
+
+
+def test_app_and_function_names_match_what_the_executor_looks_up():
+    from shared.settings import Settings
+
+    s = Settings()
+    assert enrichment.app.name == s.modal_app_name
+    assert isinstance(getattr(enrichment, s.modal_function_name), modal.Function)
+
+
+def test_function_declares_retries_timeout_and_container_cap():
+    assert isinstance(enrichment.RETRIES, modal.Retries)
+    assert enrichment.TIMEOUT_SECONDS == 15 * 60
+    assert enrichment.MAX_CONTAINERS > 0
+    assert isinstance(enrichment.postgres, modal.Secret) and isinstance(enrichment.providers, modal.Secret)
