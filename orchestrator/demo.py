@@ -1,0 +1,163 @@
+"""`make demo`: the main job end to end on this machine, with nothing but the project installed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared import db, migrate, workitems
+from shared.settings import PROJECT_ROOT, get_settings, reset_settings
+
+SAMPLE = PROJECT_ROOT / "shared" / "data" / "sample_leads.csv"
+CLIENT = "Demo Agency"
+CAMPAIGN = "Q4 Outbound"
+ICP = {
+    "seniorities": ["c_level", "vp", "director"],
+    "departments": ["sales", "marketing", "executive"],
+    "company_size": {"min": 50, "max": 5000},
+    "countries": ["US", "GB", "DE", "CA"],
+}
+
+console = Console()
+
+
+def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[str, Any]:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from shared.integrations.providers import sandbox
+
+    console.rule("[bold]outbound demo")
+    url = db.database_url()
+    migrate.upgrade("head", url)
+    console.print(f"Postgres: {db.redacted(url)} (migrated)")
+
+    with sandbox.serve(latency_ms=latency_ms, hit_rate=0.8, seed=7) as server:
+        os.environ["PROVIDER_ORDER"] = "heuristics,sandbox"
+        os.environ["SANDBOX_URL"] = server.url
+        reset_settings()
+        console.print(f"Sandbox provider: {server.url} ({latency_ms} ms latency, 80% hit rate)")
+        client_id, campaign_id = _fresh_client(credits)
+        _import(leads_csv or SAMPLE)
+        batch_id = _batch(client_id, campaign_id)
+        log_path = _lead_logs(batch_id)
+        summary = _run_with_progress(batch_id)
+    _report(summary, batch_id, log_path)
+    return summary
+
+
+def _fresh_client(credits: int) -> tuple[int, int]:
+    """The demo owns its client: start from scratch so every run shows the whole story."""
+    from sqlalchemy import text
+
+    from shared.engines import billing
+
+    with db.transaction() as conn:
+        conn.execute(text("DELETE FROM clients WHERE name = :n"), {"n": CLIENT})
+        client_id = conn.execute(text("INSERT INTO clients (name, subscription_status) VALUES (:n, 'active') "
+                                      "RETURNING id"), {"n": CLIENT}).scalar_one()
+        billing.add_credits(conn, client_id, credits, key=f"demo:{client_id}:initial", note="demo credits")
+        campaign_id = conn.execute(
+            text("INSERT INTO campaigns (client_id, name, status, icp) VALUES (:c, :n, 'active', CAST(:i AS jsonb)) "
+                 "RETURNING id"), {"c": client_id, "n": CAMPAIGN, "i": __import__("json").dumps(ICP)},
+        ).scalar_one()
+    console.print(f"Client [bold]{CLIENT}[/bold] with {credits} credits, campaign [bold]{CAMPAIGN}[/bold]")
+    return client_id, campaign_id
+
+
+def _import(path: Path) -> None:
+    from shared.engines.leads_import import import_csv
+
+    with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(path.name, total=None)
+        report = import_csv(path, client_name=CLIENT, campaign_name=CAMPAIGN,
+                            rejects_path=get_settings().data_dir / f"{path.stem}.rejects.csv",
+                            on_progress=lambda n: progress.update(task, completed=n))
+    console.print(
+        f"Imported [bold]{report.imported}[/bold] of {report.total_rows} rows "
+        f"({report.duplicates_in_file} duplicates in the file, {len(report.rejected)} rejected; "
+        f"rejects in {report.rejects_path})"
+    )
+    for line, reason in report.rejected[:5]:
+        console.print(f"  line {line}: {reason}", style="dim")
+
+
+def _batch(client_id: int, campaign_id: int) -> int:
+    from shared.engines import batches
+
+    with db.transaction() as conn:
+        batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id)
+    if batch_id is None:
+        raise SystemExit("the demo CSV produced no leads to enrich")
+    return batch_id
+
+
+def _lead_logs(batch_id: int) -> Path:
+    """Per-lead engine logs go to a file (the console keeps the progress bar)."""
+    path = get_settings().data_dir / "logs" / f"batch-{batch_id}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+    engine_log = logging.getLogger("shared")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False
+    return path
+
+
+def _run_with_progress(batch_id: int) -> dict[str, Any]:
+    from orchestrator.flows.batch import orchestrator_main
+
+    outcome: dict[str, Any] = {}
+
+    def flow() -> None:
+        try:
+            outcome["summary"] = orchestrator_main(batch_id=batch_id, batch_size=50)
+        except BaseException as exc:  # surfaced below, after the progress bar closes
+            outcome["error"] = exc
+
+    with db.transaction() as conn:
+        total = sum(workitems.counts(conn, batch_id).values())
+    thread = threading.Thread(target=flow, name="orchestrator_main", daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    with Progress(TextColumn("batch {task.fields[batch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("enrich", total=total, batch=batch_id, detail="starting Prefect…")
+        while thread.is_alive():
+            thread.join(0.25)
+            with db.transaction() as conn:
+                counts = workitems.counts(conn, batch_id)
+            finished = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
+            detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
+            progress.update(task, completed=finished, detail=detail)
+    if "error" in outcome:
+        raise outcome["error"]
+    outcome["summary"]["seconds"] = time.perf_counter() - t0
+    return outcome["summary"]
+
+
+def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
+    from orchestrator.cli import print_summary
+    from shared.engines import batches
+
+    print_summary(summary)
+    with db.transaction() as conn:
+        top = batches.top_leads(conn, batch_id, 10)
+        export_path = get_settings().data_dir / f"batch-{batch_id}.csv"
+        batches.export(conn, batch_id, export_path)
+    table = Table("score", "tier", "name", "title", "company", "email", title="Top scored leads")
+    for lead in top:
+        table.add_row(str(lead["score"]), lead["score_tier"], f"{lead['first_name'] or ''} {lead['last_name'] or ''}",
+                      lead["title"] or "", lead["company_name"] or "", lead["email"])
+    console.print(table)
+    console.print(f"Ran in {summary['seconds']:.1f} s. Export: {export_path}  Per-lead logs: {log_path}")
+    console.print(f"Inspect again: outbound batch status {batch_id}   outbound batch export {batch_id} out.csv")
