@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DENO := node_modules/.bin/deno
 
-.PHONY: venv demo test test-e2e bench clean
+.PHONY: venv deno demo test test-e2e bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,18 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/outbound demo
 
-test: venv
+# Deno (for the Supabase Edge Function tests) comes from npm, pinned in package-lock.json.
+$(DENO): package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $(DENO)
+
+deno: $(DENO)
+
+test: venv deno
 	$(BIN)/python -m pytest
+
+test-e2e: venv deno
+	$(BIN)/python -m pytest -m e2e
 
 bench: venv
 	$(BIN)/python -m bench

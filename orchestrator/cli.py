@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli_deploy import deploy_app
 from orchestrator.cli_leads import leads_app
 from shared import db, embedded, migrate
 from shared.settings import get_settings
@@ -26,6 +27,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(batch_app, name="batch")
 app.add_typer(leads_app, name="leads")
+app.add_typer(deploy_app)  # deploy, secret push, worker, bridge: top-level commands
 console = Console()
 
 

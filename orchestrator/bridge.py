@@ -1,0 +1,232 @@
+"""The local stand-in for Supabase's trigger→Edge Function hop: LISTEN batch_launched, create the Prefect flow run.
+
+Migration 0002's trigger sends `pg_notify('batch_launched', {"batch_id", "idempotency_key"})`
+wherever pg_net is absent. This bridge listens on that channel and makes the same request the
+Edge Function makes (`POST {PREFECT_API_URL}/deployments/{id}/create_flow_run` with the same
+idempotency key), then records the run in `batches.flow_run_id`.
+
+Notifications are fire-and-forget: one sent while the bridge was down is lost. So on start,
+after reconnecting, and every `sweep_seconds`, the bridge also launches every batch that is
+'launched' with no flow_run_id. The idempotency key makes a repeated launch return the run that
+already exists instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "batch_launched"
+DEFAULT_DEPLOYMENT_NAME = "orchestrator_main/orchestrator-main"
+BRIDGE_TAGS = ("trigger:bridge",)
+
+
+def idempotency_key(batch_id: int) -> str:
+    """The key the trigger, the Edge Function and the bridge all use: one launch, one flow run."""
+    return f"batch-{batch_id}-launch"
+
+
+class LaunchError(Exception):
+    """Prefect refused or could not be reached; the message carries its status and body."""
+
+
+@dataclass(frozen=True)
+class FlowRunRef:
+    id: str
+    state: str | None
+    created: bool  # False: Prefect returned the run an earlier launch with this key created
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def resolve_deployment_id(api_url: str, name: str = DEFAULT_DEPLOYMENT_NAME, api_key: str | None = None,
+                          timeout: float = 10.0) -> str:
+    """The id of deployment `flow_name/deployment_name`, asked of the Prefect API."""
+    flow_name, _, deployment_name = name.partition("/")
+    if not deployment_name:
+        raise ValueError(f"deployment name must look like flow_name/deployment_name, got {name!r}")
+    url = f"{api_url.rstrip('/')}/deployments/name/{flow_name}/{deployment_name}"
+    response = httpx.get(url, headers=_headers(api_key), timeout=timeout)
+    if response.status_code == 404:
+        raise LaunchError(f"no deployment {name!r} at {api_url} (run `outbound deploy` first)")
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+@dataclass
+class Launcher:
+    """Creates flow runs of one deployment, exactly as supabase/functions/launch-batch does."""
+
+    api_url: str
+    deployment_id: str
+    api_key: str | None = None
+    tags: tuple[str, ...] = BRIDGE_TAGS
+    timeout: float = 10.0
+    _client: httpx.Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._client = httpx.Client(timeout=self.timeout, headers=_headers(self.api_key))
+
+    def create_flow_run(self, batch_id: int, key: str | None = None) -> FlowRunRef:
+        url = f"{self.api_url.rstrip('/')}/deployments/{self.deployment_id}/create_flow_run"
+        body = {
+            "parameters": {"batch_id": batch_id},
+            "idempotency_key": key or idempotency_key(batch_id),
+            "tags": [*self.tags, f"batch:{batch_id}"],
+        }
+        try:
+            response = self._client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise LaunchError(f"Prefect API unreachable at {url}: {exc}") from exc
+        if response.status_code not in (200, 201):
+            raise LaunchError(f"Prefect answered {response.status_code}: {response.text[:500]}")
+        run = response.json()
+        state = (run.get("state") or {}).get("type")
+        return FlowRunRef(id=str(run["id"]), state=state, created=response.status_code == 201)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def libpq_dsn(database_url: str) -> str:
+    """A libpq URI from our SQLAlchemy URL (psycopg2 does not take the +psycopg2 driver name)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+_PENDING = """
+    SELECT id FROM batches WHERE status = 'launched' AND flow_run_id IS NULL ORDER BY id
+"""
+_RECORD = """
+    UPDATE batches SET flow_run_id = %(run)s WHERE id = %(batch)s AND flow_run_id IS NULL
+"""
+
+
+@dataclass
+class Bridge:
+    """One LISTEN connection, one loop. `stop` (a threading.Event) ends it from a signal handler."""
+
+    database_url: str
+    launcher: Launcher
+    poll_seconds: float = 1.0
+    sweep_seconds: float = 30.0
+    reconnect_seconds: float = 2.0
+    stop: threading.Event = field(default_factory=threading.Event)
+    launched: dict[int, str] = field(default_factory=dict)  # batch id -> flow run id, this process
+    launches: int = 0  # successful create_flow_run calls (a repeat with the same key counts too)
+    _conn: Any = field(default=None, init=False, repr=False)
+
+    # -- database --------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self._close()
+        conn = psycopg2.connect(libpq_dsn(self.database_url))
+        # LISTEN only delivers outside a transaction block; autocommit also makes each UPDATE stick.
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        with conn.cursor() as cur:
+            cur.execute(f"LISTEN {CHANNEL}")
+        self._conn = conn
+        log.info("listening on channel %r", CHANNEL)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _pending(self) -> list[int]:
+        with self._conn.cursor() as cur:
+            cur.execute(_PENDING)
+            return [row[0] for row in cur.fetchall()]
+
+    # -- work ------------------------------------------------------------------------------------
+    def launch(self, batch_id: int, key: str | None = None) -> FlowRunRef | None:
+        """Create (or find) the batch's flow run and record it; None when Prefect said no."""
+        try:
+            run = self.launcher.create_flow_run(batch_id, key)
+        except LaunchError as exc:
+            # Left 'launched' with no flow_run_id: the next sweep tries again with the same key.
+            log.error("batch %s: launch failed: %s", batch_id, exc)
+            return None
+        with self._conn.cursor() as cur:
+            cur.execute(_RECORD, {"run": run.id, "batch": batch_id})
+        self.launched[batch_id] = run.id
+        self.launches += 1
+        log.info("batch %s: flow run %s %s (%s)", batch_id, run.id,
+                 "created" if run.created else "already existed", run.state)
+        return run
+
+    def sweep(self) -> int:
+        """Launch every batch left 'launched' without a flow run (missed notifications, failed launches)."""
+        pending = self._pending()
+        if pending:
+            log.info("sweep: %d launched batch(es) without a flow run: %s", len(pending), pending)
+        return sum(self.launch(batch_id) is not None for batch_id in pending)
+
+    def _handle(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            batch_id = int(message["batch_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed %s payload %r", CHANNEL, payload)
+            return
+        self.launch(batch_id, message.get("idempotency_key") or None)
+
+    def _drain(self, wait: float) -> None:
+        if select.select([self._conn], [], [], wait) == ([], [], []):
+            return
+        self._conn.poll()
+        while self._conn.notifies:
+            self._handle(self._conn.notifies.pop(0).payload)
+
+    def run(self, *, once: bool = False, timeout: float | None = None) -> int:
+        """Listen until `stop` is set, `timeout` seconds pass, or (once) the backlog is done.
+
+        Returns how many launches succeeded in this call.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        before = self.launches
+        needs_sweep = True
+        last_sweep = 0.0
+        try:
+            while not self.stop.is_set():
+                try:
+                    if self._conn is None:
+                        self._connect()
+                        needs_sweep = True  # anything notified while we were away is only in the table
+                    if needs_sweep or time.monotonic() - last_sweep >= self.sweep_seconds:
+                        self.sweep()
+                        needs_sweep, last_sweep = False, time.monotonic()
+                    if once:
+                        self._drain(0)
+                        break
+                    wait = self.poll_seconds
+                    if deadline is not None:
+                        wait = min(wait, max(0.0, deadline - time.monotonic()))
+                    self._drain(wait)
+                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                    log.error("database connection lost (%s); reconnecting in %.0fs", exc, self.reconnect_seconds)
+                    self._close()
+                    if once or self.stop.wait(self.reconnect_seconds):
+                        break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        finally:
+            self._close()
+        return self.launches - before

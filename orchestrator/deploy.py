@@ -1,0 +1,286 @@
+"""Register the Prefect deployments declared in prefect.yaml: on the managed pool (from a git URL) or on a local process pool.
+
+Managed follows the deployment plan exactly: `flow.from_source("https://...git", entrypoint)
+.deploy(work_pool_name="managed-production", job_variables={"pip_packages": [...]}, ...)`.
+Local registers the same deployments against the local checkout on a process pool, for a
+`prefect server` plus `outbound worker` on this machine.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+from uuid import UUID
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+LOCK_FILE = REPO_ROOT / "requirements.lock"
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+
+MANAGED_POOL = "managed-production"
+MANAGED_POOL_TYPE = "prefect:managed"
+LOCAL_POOL = "local-process"
+LOCAL_POOL_TYPE = "process"
+MAIN_DEPLOYMENT = "orchestrator-main"
+
+
+class DeployError(Exception):
+    """A deploy that cannot go ahead; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One entry of prefect.yaml's `deployments:` list, reduced to what we pass to Prefect."""
+
+    name: str
+    entrypoint: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    # (cron, timezone) pairs; every schedule in prefect.yaml names its timezone.
+    crons: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Deployed:
+    name: str
+    flow_name: str
+    deployment_id: UUID
+    work_pool: str
+
+
+# -- the surfaces we call (Prefect's own objects satisfy them; tests pass small fakes) ----------
+
+class LoadedFlow(Protocol):
+    name: str
+
+    def deploy(self, name: str, **kwargs: Any) -> UUID: ...
+
+
+class FlowSource(Protocol):
+    """`prefect.flow` (the decorator object) has this: `flow.from_source(source=..., entrypoint=...)`."""
+
+    def from_source(self, source: Any, entrypoint: str) -> LoadedFlow: ...
+
+
+class PoolClient(Protocol):
+    """The part of Prefect's sync client we use: `get_client(sync_client=True)`."""
+
+    def read_work_pool(self, work_pool_name: str) -> Any: ...
+
+    def create_work_pool(self, work_pool: Any, overwrite: bool = False) -> Any: ...
+
+
+# -- prefect.yaml --------------------------------------------------------------------------------
+
+def load_specs(path: Path = PREFECT_YAML, only: Iterable[str] | None = None) -> list[DeploymentSpec]:
+    """The deployments prefect.yaml declares (anchors resolved), optionally only some by name."""
+    config = yaml.safe_load(path.read_text())
+    specs: list[DeploymentSpec] = []
+    for entry in config.get("deployments") or []:
+        crons: list[tuple[str, str]] = []
+        for schedule in entry.get("schedules") or []:
+            if "cron" not in schedule:
+                raise DeployError(f"{path.name}: deployment {entry['name']!r} has a non-cron schedule")
+            if not schedule.get("timezone"):
+                raise DeployError(f"{path.name}: deployment {entry['name']!r} schedule needs an explicit timezone")
+            crons.append((schedule["cron"], schedule["timezone"]))
+        specs.append(DeploymentSpec(
+            name=entry["name"],
+            entrypoint=entry["entrypoint"],
+            parameters=dict(entry.get("parameters") or {}),
+            tags=tuple(entry.get("tags") or ()),
+            description=entry.get("description"),
+            crons=tuple(crons),
+        ))
+    if only:
+        wanted = set(only)
+        unknown = wanted - {s.name for s in specs}
+        if unknown:
+            raise DeployError(f"unknown deployment(s) {sorted(unknown)}; {path.name} has {[s.name for s in specs]}")
+        specs = [s for s in specs if s.name in wanted]
+    return specs
+
+
+# -- pinned packages for the managed pool --------------------------------------------------------
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_packages(lock: Path = LOCK_FILE, pyproject: Path = PYPROJECT) -> list[str]:
+    """`name==version` for each runtime dependency in pyproject.toml, versions from requirements.lock.
+
+    Only the direct runtime dependencies: pip resolves the rest, and dev tools (pytest, ...) stay
+    out of production containers.
+    """
+    from packaging.requirements import Requirement
+
+    locked: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            locked[_normalize(name.split("[", 1)[0])] = version.strip()
+    direct = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    pins: list[str] = []
+    for spec in direct:
+        requirement = Requirement(spec)
+        version = locked.get(_normalize(requirement.name))
+        if version is None:
+            raise DeployError(f"{requirement.name} is a dependency in {pyproject.name} but not pinned in {lock.name}")
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        pins.append(f"{requirement.name}{extras}=={version}")
+    return pins
+
+
+# -- source and pool checks ----------------------------------------------------------------------
+
+def check_git_source(source: str) -> str:
+    """The source URL, if Prefect will treat it as a git repository; otherwise a DeployError.
+
+    Prefect only clones URLs whose path ends in `.git` (or git:// URLs); any other https URL is
+    taken as fsspec remote storage and the deploy fails obscurely, which is how the first managed
+    deploy attempts failed. Checked before any network call.
+    """
+    parsed = urlparse(source)
+    if parsed.scheme not in ("https", "http", "ssh", "git") or not parsed.netloc:
+        raise DeployError(
+            f"--source must be a git URL such as https://github.com/<org>/<repo>.git (got {source!r})"
+        )
+    if not parsed.path.endswith(".git"):
+        raise DeployError(
+            f"--source must end with .git (got {source!r}): Prefect treats other URLs as file "
+            f"storage, not a git repository. Use {source.rstrip('/')}.git"
+        )
+    return source
+
+
+def _pool_type(pool: Any) -> str:
+    return str(getattr(pool, "type", ""))
+
+
+def require_pool(client: PoolClient, name: str, expected_type: str) -> None:
+    """Fail with the command that creates the pool when it is missing or of another type."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        raise DeployError(
+            f"work pool {name!r} does not exist in this Prefect workspace. Create it with:\n"
+            f"  prefect work-pool create {name} --type {expected_type}"
+        ) from None
+    if _pool_type(pool) != expected_type:
+        raise DeployError(f"work pool {name!r} has type {_pool_type(pool)!r}; expected {expected_type!r}")
+
+
+def ensure_pool(client: PoolClient, name: str, pool_type: str = LOCAL_POOL_TYPE) -> bool:
+    """Create the work pool if missing; True if it was created."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        client.read_work_pool(name)
+        return False
+    except ObjectNotFound:
+        client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+        return True
+
+
+def _default_flow_source() -> FlowSource:
+    from prefect import flow
+
+    return flow
+
+
+def _schedules(spec: DeploymentSpec) -> list[Any]:
+    from prefect.schedules import Cron
+
+    return [Cron(cron, timezone=tz) for cron, tz in spec.crons]
+
+
+def _deployment_name(spec: DeploymentSpec, main_name: str | None) -> str:
+    return main_name if (main_name and spec.name == MAIN_DEPLOYMENT) else spec.name
+
+
+# -- the two targets -----------------------------------------------------------------------------
+
+def deploy_managed(
+    source: str,
+    *,
+    client: PoolClient,
+    flow_source: FlowSource | None = None,
+    pool: str = MANAGED_POOL,
+    main_name: str | None = None,
+    specs: Sequence[DeploymentSpec] | None = None,
+    pip_packages: list[str] | None = None,
+) -> list[Deployed]:
+    """Deploy each spec from the git `source` to the managed pool; returns what was registered."""
+    check_git_source(source)  # before anything touches the network
+    require_pool(client, pool, MANAGED_POOL_TYPE)
+    flow_source = flow_source or _default_flow_source()
+    specs = list(specs if specs is not None else load_specs())
+    packages = pip_packages if pip_packages is not None else pinned_packages()
+    deployed: list[Deployed] = []
+    for spec in specs:
+        loaded = flow_source.from_source(source=source, entrypoint=spec.entrypoint)
+        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        deployment_id = loaded.deploy(
+            name=_deployment_name(spec, main_name),
+            work_pool_name=pool,
+            job_variables={"pip_packages": packages},
+            tags=list(spec.tags),
+            parameters=spec.parameters,
+            **extra,
+        )
+        deployed.append(Deployed(_deployment_name(spec, main_name), loaded.name, UUID(str(deployment_id)), pool))
+    return deployed
+
+
+def deploy_local(
+    *,
+    client: PoolClient,
+    flow_source: FlowSource | None = None,
+    pool: str = LOCAL_POOL,
+    source: Path = REPO_ROOT,
+    main_name: str | None = None,
+    specs: Sequence[DeploymentSpec] | None = None,
+) -> list[Deployed]:
+    """Deploy each spec from the local checkout to a process pool (created when missing).
+
+    The source is a directory, so Prefect stores a `set_working_directory` pull step: the worker
+    runs the flow from this checkout, with this checkout's code and the worker's environment.
+    """
+    ensure_pool(client, pool, LOCAL_POOL_TYPE)
+    flow_source = flow_source or _default_flow_source()
+    specs = list(specs if specs is not None else load_specs())
+    deployed: list[Deployed] = []
+    for spec in specs:
+        loaded = flow_source.from_source(source=str(source), entrypoint=spec.entrypoint)
+        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        deployment_id = loaded.deploy(
+            name=_deployment_name(spec, main_name),
+            work_pool_name=pool,
+            tags=list(spec.tags),
+            parameters=spec.parameters,
+            description=spec.description,
+            print_next_steps=False,
+            ignore_warnings=True,  # Prefect suggests .serve() for process pools; we want the worker path
+            **extra,
+        )
+        deployed.append(Deployed(_deployment_name(spec, main_name), loaded.name, UUID(str(deployment_id)), pool))
+    return deployed
+
+
+def main_deployment_id(deployed: Sequence[Deployed], main_name: str | None = None) -> UUID | None:
+    """The id the trigger path needs (PREFECT_DEPLOYMENT_ID): the batch flow's deployment."""
+    wanted = main_name or MAIN_DEPLOYMENT
+    return next((d.deployment_id for d in deployed if d.name == wanted), None)

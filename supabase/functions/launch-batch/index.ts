@@ -1,0 +1,171 @@
+// launch-batch: the Supabase Edge Function that turns a launched batch into a Prefect flow run.
+//
+// Called by the Postgres trigger (migration 0002, via pg_net) with
+//   POST {"batch_id": 123, "idempotency_key": "batch-123-launch"}
+//   Authorization: Bearer <LAUNCH_SHARED_SECRET>
+// it calls POST ${PREFECT_API_URL}/deployments/${PREFECT_DEPLOYMENT_ID}/create_flow_run.
+// The idempotency key makes Prefect return the existing run when the same launch arrives twice
+// (pg_net retries, a manual re-send, the local bridge), so one launch is one flow run.
+//
+// Environment (Supabase: `supabase secrets set NAME=value`):
+//   LAUNCH_SHARED_SECRET   required; the trigger's bearer token
+//   PREFECT_API_URL        required; e.g. https://api.prefect.cloud/api/accounts/<a>/workspaces/<w>
+//   PREFECT_DEPLOYMENT_ID  required; printed by `outbound deploy`
+//   PREFECT_API_KEY        optional; sent as a bearer token to Prefect when set (Prefect Cloud)
+//
+// No remote imports: only web APIs and Deno built-ins, so the same file runs under the Supabase
+// Edge Runtime, under plain `deno run`, and in `deno test` without network access.
+
+const REQUIRED_ENV = ["LAUNCH_SHARED_SECRET", "PREFECT_API_URL", "PREFECT_DEPLOYMENT_ID"] as const;
+const FLOW_RUN_TAGS = ["trigger:edge-function"];
+const PREFECT_TIMEOUT_MS = 10_000;
+const EXCERPT_CHARS = 500;
+
+type Env = (name: string) => string | undefined;
+
+export interface LaunchRequest {
+  batch_id: number;
+  idempotency_key: string;
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json" },
+  });
+}
+
+/** Compare without an early exit, so response timing does not reveal how much of a guess matched. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const enc = new TextEncoder();
+  const x = enc.encode(a);
+  const y = enc.encode(b);
+  // A length mismatch already fails; the loop still walks the longer input in full.
+  let diff = x.length ^ y.length;
+  const n = Math.max(x.length, y.length);
+  for (let i = 0; i < n; i++) {
+    diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  }
+  return diff === 0;
+}
+
+function bearer(req: Request): string | null {
+  const header = req.headers.get("Authorization") ?? "";
+  const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+  return match ? match[1] : null;
+}
+
+/** The body as a LaunchRequest, or an error message naming the field at fault. */
+export function parseLaunch(body: unknown): LaunchRequest | string {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return "body must be a JSON object";
+  }
+  const record = body as Record<string, unknown>;
+  const batchId = record.batch_id;
+  if (typeof batchId !== "number" || !Number.isSafeInteger(batchId) || batchId <= 0) {
+    return "batch_id must be a positive integer";
+  }
+  const key = record.idempotency_key;
+  if (key !== undefined && key !== null && (typeof key !== "string" || key.length === 0 || key.length > 255)) {
+    return "idempotency_key must be a non-empty string of at most 255 characters";
+  }
+  return {
+    batch_id: batchId,
+    idempotency_key: typeof key === "string" ? key : `batch-${batchId}-launch`,
+  };
+}
+
+/** Handle one request. `env` is injectable for tests; it defaults to the process environment. */
+export async function handler(req: Request, env: Env = (n) => Deno.env.get(n)): Promise<Response> {
+  if (req.method !== "POST") {
+    return new Response(JSON.stringify({ error: "method not allowed: use POST" }), {
+      status: 405,
+      headers: { "Content-Type": "application/json", "Allow": "POST" },
+    });
+  }
+
+  for (const name of REQUIRED_ENV) {
+    if (!env(name)) {
+      console.error(`launch-batch: environment variable ${name} is not set`);
+      return json(500, { error: `server misconfigured: environment variable ${name} is not set` });
+    }
+  }
+
+  const token = bearer(req);
+  if (token === null || !constantTimeEqual(token, env("LAUNCH_SHARED_SECRET")!)) {
+    return json(401, { error: "unauthorized: expected Authorization: Bearer <LAUNCH_SHARED_SECRET>" });
+  }
+
+  let body: unknown;
+  try {
+    body = await req.json();
+  } catch {
+    return json(400, { error: "body must be valid JSON" });
+  }
+  const launch = parseLaunch(body);
+  if (typeof launch === "string") {
+    return json(400, { error: launch });
+  }
+
+  const apiUrl = env("PREFECT_API_URL")!.replace(/\/+$/, "");
+  const deploymentId = encodeURIComponent(env("PREFECT_DEPLOYMENT_ID")!);
+  const url = `${apiUrl}/deployments/${deploymentId}/create_flow_run`;
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  const apiKey = env("PREFECT_API_KEY");
+  if (apiKey) headers["Authorization"] = `Bearer ${apiKey}`;
+
+  let prefect: Response;
+  try {
+    prefect = await fetch(url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({
+        parameters: { batch_id: launch.batch_id },
+        idempotency_key: launch.idempotency_key,
+        tags: [...FLOW_RUN_TAGS, `batch:${launch.batch_id}`],
+      }),
+      signal: AbortSignal.timeout(PREFECT_TIMEOUT_MS),
+    });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    console.error(`launch-batch: Prefect API unreachable: ${reason}`);
+    return json(502, { error: "Prefect API unreachable", detail: reason.slice(0, EXCERPT_CHARS) });
+  }
+
+  const text = await prefect.text();
+  if (!prefect.ok) {
+    console.error(`launch-batch: Prefect answered ${prefect.status} for batch ${launch.batch_id}`);
+    return json(502, {
+      error: "Prefect API refused to create the flow run",
+      prefect_status: prefect.status,
+      prefect_body: text.slice(0, EXCERPT_CHARS),
+    });
+  }
+
+  let run: { id?: string; state?: { type?: string; name?: string } | null };
+  try {
+    run = JSON.parse(text);
+  } catch {
+    return json(502, { error: "Prefect API answered with non-JSON", prefect_body: text.slice(0, EXCERPT_CHARS) });
+  }
+  // Prefect answers 201 for a new run and 200 when the idempotency key matched an existing one.
+  return json(prefect.status === 201 ? 201 : 200, {
+    flow_run_id: run.id,
+    state: run.state?.type ?? null,
+    batch_id: launch.batch_id,
+    idempotency_key: launch.idempotency_key,
+    created: prefect.status === 201,
+  });
+}
+
+// Serve when run directly (`deno run index.ts`) or inside the Supabase Edge Runtime (which
+// defines the EdgeRuntime global); stay quiet when imported by the tests. PORT (and BIND_ADDRESS,
+// default 127.0.0.1) choose where plain Deno listens; the Edge Runtime picks its own.
+if (import.meta.main || "EdgeRuntime" in globalThis) {
+  const port = Deno.env.get("PORT");
+  if (port) {
+    Deno.serve({ port: Number(port), hostname: Deno.env.get("BIND_ADDRESS") ?? "127.0.0.1" }, (req) => handler(req));
+  } else {
+    Deno.serve((req) => handler(req));
+  }
+}

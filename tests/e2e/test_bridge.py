@@ -1,0 +1,177 @@
+"""The LISTEN/NOTIFY bridge on real Postgres, against a local HTTP peer standing in for Prefect's API.
+
+The real Prefect server path is in test_trigger_path.py; here the peer lets us make Prefect fail
+and look at exactly what the bridge sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from pytest_httpserver import HTTPServer
+from sqlalchemy import text
+from werkzeug import Request, Response
+
+from orchestrator.bridge import Bridge, Launcher, idempotency_key, resolve_deployment_id
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENT = "5b0c1c5e-1111-4222-8333-944455556666"
+PATH = f"/api/deployments/{DEPLOYMENT}/create_flow_run"
+
+
+class FakePrefect:
+    """Answers create_flow_run like Prefect: 201 for a new key, 200 with the same run for a known one."""
+
+    def __init__(self, httpserver: HTTPServer, fail_first: int = 0) -> None:
+        self.bodies: list[dict] = []
+        self.runs: dict[str, str] = {}
+        self.fail_first = fail_first
+        httpserver.expect_request(PATH, method="POST").respond_with_handler(self.handle)
+
+    def handle(self, request: Request) -> Response:
+        body = json.loads(request.data)
+        self.bodies.append(body)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return Response('{"detail": "database is locked"}', status=500, content_type="application/json")
+        key = body["idempotency_key"]
+        created = key not in self.runs
+        run_id = self.runs.setdefault(key, f"00000000-0000-4000-8000-{len(self.runs) + 1:012d}")
+        return Response(json.dumps({"id": run_id, "state": {"type": "SCHEDULED"}}),
+                        status=201 if created else 200, content_type="application/json")
+
+
+def _bridge(database_url: str, httpserver: HTTPServer, **kwargs) -> Bridge:
+    launcher = Launcher(httpserver.url_for("/api"), DEPLOYMENT, api_key="pnu_test")
+    return Bridge(database_url, launcher, poll_seconds=0.1, **kwargs)
+
+
+def _flow_run_id(engine, batch_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT flow_run_id FROM batches WHERE id = :b"), {"b": batch_id}).scalar()
+
+
+def test_once_launches_what_is_launched_and_unclaimed(engine, database_url, httpserver):
+    prefect = FakePrefect(httpserver)
+    with engine.begin() as conn:
+        client_id = factories.client(conn)
+        launched = factories.batch(conn, client_id, [], status="launched")
+        factories.batch(conn, client_id, [], status="draft")
+        already = factories.batch(conn, client_id, [], status="launched")
+        conn.execute(text("UPDATE batches SET flow_run_id = 'earlier-run' WHERE id = :b"), {"b": already})
+
+    bridge = _bridge(database_url, httpserver)
+    assert bridge.run(once=True) == 1
+    bridge.launcher.close()
+
+    assert prefect.bodies == [{
+        "parameters": {"batch_id": launched},
+        "idempotency_key": f"batch-{launched}-launch",
+        "tags": ["trigger:bridge", f"batch:{launched}"],
+    }]
+    assert _flow_run_id(engine, launched) == "00000000-0000-4000-8000-000000000001"
+    assert _flow_run_id(engine, already) == "earlier-run"
+    request, _ = httpserver.log[0]
+    assert request.headers["Authorization"] == "Bearer pnu_test"
+
+
+def test_a_refused_launch_is_retried_by_the_next_sweep(engine, database_url, httpserver):
+    prefect = FakePrefect(httpserver, fail_first=1)
+    with engine.begin() as conn:
+        batch_id = factories.batch(conn, factories.client(conn), [], status="launched")
+
+    bridge = _bridge(database_url, httpserver)
+    assert bridge.run(once=True) == 0
+    assert _flow_run_id(engine, batch_id) is None  # still waiting: nothing lost
+
+    assert bridge.run(once=True) == 1
+    bridge.launcher.close()
+    assert _flow_run_id(engine, batch_id) is not None
+    assert [b["idempotency_key"] for b in prefect.bodies] == [idempotency_key(batch_id)] * 2
+
+
+def test_listens_for_the_trigger_and_survives_junk(engine, database_url, httpserver):
+    prefect = FakePrefect(httpserver)
+    bridge = _bridge(database_url, httpserver)
+    thread = threading.Thread(target=bridge.run, kwargs={"timeout": 30}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while bridge._conn is None and time.monotonic() < deadline:  # listening before we notify
+            time.sleep(0.05)
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('batch_launched', 'not json')"))
+            conn.execute(text("SELECT pg_notify('batch_launched', '{\"no_batch\": 1}')"))
+            client_id = factories.client(conn)
+            batch_id = factories.batch(conn, client_id, [], status="draft")
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET status = 'launched' WHERE id = :b"), {"b": batch_id})
+
+        deadline = time.monotonic() + 10
+        while _flow_run_id(engine, batch_id) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _flow_run_id(engine, batch_id) is not None
+
+        # The same launch again: Prefect hands back the same run (200), nothing new is recorded.
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
+                         {"p": json.dumps({"batch_id": batch_id, "idempotency_key": idempotency_key(batch_id)})})
+        deadline = time.monotonic() + 10
+        while bridge.launches < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.launches == 2
+        assert len(prefect.runs) == 1
+    finally:
+        bridge.stop.set()
+        thread.join(10)
+        bridge.launcher.close()
+    assert not thread.is_alive()
+
+
+def test_stop_ends_the_loop_promptly(engine, database_url, httpserver):
+    FakePrefect(httpserver)
+    bridge = _bridge(database_url, httpserver)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    bridge.stop.set()
+    thread.join(5)
+    bridge.launcher.close()
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+
+
+def test_resolve_deployment_id_by_name(httpserver):
+    httpserver.expect_request("/api/deployments/name/orchestrator_main/orchestrator-main").respond_with_json(
+        {"id": DEPLOYMENT, "name": "orchestrator-main"})
+    assert resolve_deployment_id(httpserver.url_for("/api")) == DEPLOYMENT
+
+
+def test_reconnects_after_losing_the_database_and_catches_up(engine, database_url, httpserver):
+    FakePrefect(httpserver)
+    bridge = _bridge(database_url, httpserver, reconnect_seconds=0.2)
+    thread = threading.Thread(target=bridge.run, kwargs={"timeout": 30}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while bridge._conn is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        backend = bridge._conn.get_backend_pid()
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+            # Launched while the bridge is disconnected: its NOTIFY reaches nobody.
+            batch_id = factories.batch(conn, factories.client(conn), [], status="launched")
+        deadline = time.monotonic() + 15
+        while _flow_run_id(engine, batch_id) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _flow_run_id(engine, batch_id) is not None  # found by the sweep after reconnecting
+    finally:
+        bridge.stop.set()
+        thread.join(10)
+        bridge.launcher.close()
