@@ -7,8 +7,10 @@ idempotency key), then records the run in `batches.flow_run_id`.
 
 Notifications are fire-and-forget: one sent while the bridge was down is lost. So on start,
 after reconnecting, and every `sweep_seconds`, the bridge also launches every batch that is
-'launched' with no flow_run_id. The idempotency key makes a repeated launch return the run that
-already exists instead of starting a second one.
+'launched' with no flow_run_id. The idempotency key (`batch-<id>-launch-<launch time>`, see
+`idempotency_key`) makes a repeated delivery of one launch return the run that already exists
+instead of starting a second one, while a later launch of the same batch (or a reused batch id
+after a database reset) gets a run of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -33,9 +36,18 @@ DEFAULT_DEPLOYMENT_NAME = "orchestrator_main/orchestrator-main"
 BRIDGE_TAGS = ("trigger:bridge",)
 
 
-def idempotency_key(batch_id: int) -> str:
-    """The key the trigger, the Edge Function and the bridge all use: one launch, one flow run."""
-    return f"batch-{batch_id}-launch"
+def idempotency_key(batch_id: int, launched: datetime) -> str:
+    """The key the trigger, the Edge Function and the bridge all use: one launch, one flow run.
+
+    `launched` is the launch time, `coalesce(batches.launched_at, batches.created_at)`; the key is
+    `batch-<id>-launch-<UTC YYYYMMDDHHMMSS + microseconds>`, exactly what migration 0002's trigger
+    builds with `to_char(... AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')`. The batch id alone is
+    not enough: ids restart after a database reset and a cancelled batch can be launched again,
+    and Prefect would answer either with the flow run of the earlier launch.
+    """
+    if launched.tzinfo is None or launched.utcoffset() is None:
+        raise ValueError(f"launch time must be timezone-aware, got {launched!r}")
+    return f"batch-{batch_id}-launch-{launched.astimezone(timezone.utc).strftime('%Y%m%d%H%M%S%f')}"
 
 
 class LaunchError(Exception):
@@ -84,11 +96,12 @@ class Launcher:
     def __post_init__(self) -> None:
         self._client = httpx.Client(timeout=self.timeout, headers=_headers(self.api_key))
 
-    def create_flow_run(self, batch_id: int, key: str | None = None) -> FlowRunRef:
+    def create_flow_run(self, batch_id: int, key: str) -> FlowRunRef:
+        """`key`: the launch's idempotency key (`idempotency_key(batch_id, launch time)`)."""
         url = f"{self.api_url.rstrip('/')}/deployments/{self.deployment_id}/create_flow_run"
         body = {
             "parameters": {"batch_id": batch_id},
-            "idempotency_key": key or idempotency_key(batch_id),
+            "idempotency_key": key,
             "tags": [*self.tags, f"batch:{batch_id}"],
         }
         try:
@@ -110,8 +123,13 @@ def libpq_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# The launch time goes into the idempotency key; the trigger uses the same expression.
 _PENDING = """
-    SELECT id FROM batches WHERE status = 'launched' AND flow_run_id IS NULL ORDER BY id
+    SELECT id, coalesce(launched_at, created_at) FROM batches
+    WHERE status = 'launched' AND flow_run_id IS NULL ORDER BY id
+"""
+_LAUNCH_TIME = """
+    SELECT coalesce(launched_at, created_at) FROM batches WHERE id = %(batch)s
 """
 _RECORD = """
     UPDATE batches SET flow_run_id = %(run)s WHERE id = %(batch)s AND flow_run_id IS NULL
@@ -150,14 +168,31 @@ class Bridge:
             finally:
                 self._conn = None
 
-    def _pending(self) -> list[int]:
+    def _pending(self) -> list[tuple[int, datetime]]:
+        """(batch id, launch time) of every batch that is 'launched' with no flow run yet."""
         with self._conn.cursor() as cur:
             cur.execute(_PENDING)
-            return [row[0] for row in cur.fetchall()]
+            return [(row[0], row[1]) for row in cur.fetchall()]
+
+    def _key_from_table(self, batch_id: int) -> str | None:
+        """The key of the batch's current launch, for a notification that did not carry one."""
+        with self._conn.cursor() as cur:
+            cur.execute(_LAUNCH_TIME, {"batch": batch_id})
+            row = cur.fetchone()
+        return None if row is None else idempotency_key(batch_id, row[0])
 
     # -- work ------------------------------------------------------------------------------------
     def launch(self, batch_id: int, key: str | None = None) -> FlowRunRef | None:
-        """Create (or find) the batch's flow run and record it; None when Prefect said no."""
+        """Create (or find) the batch's flow run and record it; None when Prefect said no.
+
+        `key` is the launch's idempotency key; without one it is built from the batch's launch
+        time in the table (None, with a warning, when there is no such batch).
+        """
+        if key is None:
+            key = self._key_from_table(batch_id)
+            if key is None:
+                log.warning("batch %s: no such batch; nothing to launch", batch_id)
+                return None
         try:
             run = self.launcher.create_flow_run(batch_id, key)
         except LaunchError as exc:
@@ -176,8 +211,10 @@ class Bridge:
         """Launch every batch left 'launched' without a flow run (missed notifications, failed launches)."""
         pending = self._pending()
         if pending:
-            log.info("sweep: %d launched batch(es) without a flow run: %s", len(pending), pending)
-        return sum(self.launch(batch_id) is not None for batch_id in pending)
+            log.info("sweep: %d launched batch(es) without a flow run: %s", len(pending),
+                     [batch_id for batch_id, _ in pending])
+        return sum(self.launch(batch_id, idempotency_key(batch_id, launched)) is not None
+                   for batch_id, launched in pending)
 
     def _handle(self, payload: str) -> None:
         try:
@@ -186,7 +223,8 @@ class Bridge:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed %s payload %r", CHANNEL, payload)
             return
-        self.launch(batch_id, message.get("idempotency_key") or None)
+        key = message.get("idempotency_key")
+        self.launch(batch_id, key if isinstance(key, str) and key else None)
 
     def _drain(self, wait: float) -> None:
         if select.select([self._conn], [], [], wait) == ([], [], []):

@@ -7,8 +7,10 @@ and look at exactly what the bridge sent.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -56,6 +58,14 @@ def _flow_run_id(engine, batch_id: int) -> str | None:
         return conn.execute(text("SELECT flow_run_id FROM batches WHERE id = :b"), {"b": batch_id}).scalar()
 
 
+def _launch_key(engine, batch_id: int) -> str:
+    """The idempotency key of the batch's current launch, from its launch time in the table."""
+    with engine.connect() as conn:
+        launched = conn.execute(text("SELECT coalesce(launched_at, created_at) FROM batches WHERE id = :b"),
+                                {"b": batch_id}).scalar_one()
+    return idempotency_key(batch_id, launched)
+
+
 def test_once_launches_what_is_launched_and_unclaimed(engine, database_url, httpserver):
     prefect = FakePrefect(httpserver)
     with engine.begin() as conn:
@@ -71,7 +81,7 @@ def test_once_launches_what_is_launched_and_unclaimed(engine, database_url, http
 
     assert prefect.bodies == [{
         "parameters": {"batch_id": launched},
-        "idempotency_key": f"batch-{launched}-launch",
+        "idempotency_key": _launch_key(engine, launched),
         "tags": ["trigger:bridge", f"batch:{launched}"],
     }]
     assert _flow_run_id(engine, launched) == "00000000-0000-4000-8000-000000000001"
@@ -92,7 +102,7 @@ def test_a_refused_launch_is_retried_by_the_next_sweep(engine, database_url, htt
     assert bridge.run(once=True) == 1
     bridge.launcher.close()
     assert _flow_run_id(engine, batch_id) is not None
-    assert [b["idempotency_key"] for b in prefect.bodies] == [idempotency_key(batch_id)] * 2
+    assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 2
 
 
 def test_listens_for_the_trigger_and_survives_junk(engine, database_url, httpserver):
@@ -120,17 +130,100 @@ def test_listens_for_the_trigger_and_survives_junk(engine, database_url, httpser
         # The same launch again: Prefect hands back the same run (200), nothing new is recorded.
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
-                         {"p": json.dumps({"batch_id": batch_id, "idempotency_key": idempotency_key(batch_id)})})
+                         {"p": json.dumps({"batch_id": batch_id, "idempotency_key": _launch_key(engine, batch_id)})})
         deadline = time.monotonic() + 10
         while bridge.launches < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert bridge.launches == 2
         assert len(prefect.runs) == 1
+
+        # A notification without a key: the bridge builds it from the launch time in the table.
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('batch_launched', :p)"), {"p": json.dumps({"batch_id": batch_id})})
+        deadline = time.monotonic() + 10
+        while bridge.launches < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.launches == 3
+        assert len(prefect.runs) == 1
+        assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 3
     finally:
         bridge.stop.set()
         thread.join(10)
         bridge.launcher.close()
     assert not thread.is_alive()
+
+
+def test_a_relaunch_gets_a_new_key_and_a_repeated_delivery_the_same(engine, database_url, httpserver):
+    """The key names one launch event: delivering the same launch again (a re-sent notification, a
+    sweep that finds it unrecorded) reuses the key, so Prefect answers with the same run; launching
+    the batch again after a cancel is a new launch with a new key, so it gets a run of its own
+    instead of the cancelled one."""
+    prefect = FakePrefect(httpserver)
+    with engine.begin() as conn:
+        batch_id = factories.batch(conn, factories.client(conn), [], status="draft")
+
+    def wait_for(check, what: str):
+        deadline = time.monotonic() + 10
+        while not (result := check()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert result, f"timed out waiting for {what}"
+        return result
+
+    bridge = _bridge(database_url, httpserver)
+    thread = threading.Thread(target=bridge.run, kwargs={"timeout": 30}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: bridge._conn is not None, "the bridge to listen")
+
+        # Launch 1: the trigger notifies, the bridge creates the run.
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET status = 'launched', launched_at = now() WHERE id = :b"),
+                         {"b": batch_id})
+        first_run = wait_for(lambda: _flow_run_id(engine, batch_id), "the first launch's flow run")
+        first_key = prefect.bodies[0]["idempotency_key"]
+        assert re.fullmatch(rf"batch-{batch_id}-launch-\d{{20}}", first_key)
+        assert first_key == _launch_key(engine, batch_id)  # the trigger (SQL) and Python agree
+
+        # The same launch delivered again: a re-sent notification...
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
+                         {"p": json.dumps({"batch_id": batch_id, "idempotency_key": first_key})})
+        wait_for(lambda: bridge.launches >= 2, "the bridge to handle the re-sent notification")
+        # ...and a sweep that finds the launch unrecorded (as if recording the run had failed).
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET flow_run_id = NULL WHERE id = :b"), {"b": batch_id})
+        sweeper = _bridge(database_url, httpserver)
+        assert sweeper.run(once=True) == 1
+        sweeper.launcher.close()
+        assert _flow_run_id(engine, batch_id) == first_run
+
+        # Cancelled, then launched again: a new launch event.
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET status = 'cancelled' WHERE id = :b"), {"b": batch_id})
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET status = 'launched', launched_at = now(), flow_run_id = NULL "
+                              "WHERE id = :b"), {"b": batch_id})
+        second_run = wait_for(lambda: _flow_run_id(engine, batch_id), "the second launch's flow run")
+    finally:
+        bridge.stop.set()
+        thread.join(10)
+        bridge.launcher.close()
+    assert not thread.is_alive()
+
+    keys = [body["idempotency_key"] for body in prefect.bodies]
+    second_key = keys[-1]
+    assert keys == [first_key, first_key, first_key, second_key]
+    assert second_key != first_key
+    assert second_key == _launch_key(engine, batch_id)
+    assert second_run != first_run
+    assert len(prefect.runs) == 2
+
+
+def test_idempotency_key_format():
+    launched = datetime(2026, 11, 22, 10, 30, 15, 1234, tzinfo=timezone(timedelta(hours=2)))
+    assert idempotency_key(7, launched) == "batch-7-launch-20261122083015001234"
+    with pytest.raises(ValueError):
+        idempotency_key(7, datetime(2026, 11, 22, 10, 30, 15))
 
 
 def test_stop_ends_the_loop_promptly(engine, database_url, httpserver):

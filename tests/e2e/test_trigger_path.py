@@ -14,7 +14,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from shared import db
 from shared.engines import batches
+from orchestrator.bridge import idempotency_key
 from tests import factories
 from tests.e2e.conftest import REPO_ROOT, PrefectServer, Proc, deno_path, free_port, outbound_argv, wait_until
 
@@ -43,8 +43,10 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def e2e_engine(database_url: str) -> Engine:
-    """The test database emptied once: the bridge launches every 'launched' batch it finds, and
-    batch ids (so idempotency keys) start again at 1 on this module's fresh Prefect server."""
+    """The test database emptied once: the bridge launches every 'launched' batch it finds.
+
+    Batch ids start again at 1; the idempotency keys still differ from any earlier run's because
+    they carry each launch's time (`batch-<id>-launch-<launched_at>`)."""
     engine = db.get_engine(database_url)
     with engine.begin() as conn:
         tables = conn.execute(text(
@@ -100,6 +102,14 @@ def _new_batch(engine: Engine, name: str, *, launch: bool) -> int:
         batch_id = batches.create_batch(conn, client=client_id, lead_ids=lead_ids, launch=launch)
     assert batch_id is not None
     return batch_id
+
+
+def _launch_key(engine: Engine, batch_id: int) -> str:
+    """The idempotency key of the batch's current launch, as the trigger builds it."""
+    with engine.connect() as conn:
+        launched = conn.execute(text("SELECT coalesce(launched_at, created_at) FROM batches WHERE id = :b"),
+                                {"b": batch_id}).scalar_one()
+    return idempotency_key(batch_id, launched)
 
 
 def _batch(engine: Engine, batch_id: int) -> Any:
@@ -174,13 +184,13 @@ def test_bridge_launches_batches_from_the_trigger(prefect_server, deployment, wo
                                      f"batch {batch_id} to get a flow run")
             run = _wait_for_run(prefect_server, worker, flow_run_id)
             assert run["parameters"] == {"batch_id": batch_id, "batch_size": 50}
-            assert run["idempotency_key"] == f"batch-{batch_id}-launch"
+            assert run["idempotency_key"] == _launch_key(e2e_engine, batch_id)
             _assert_batch_done(e2e_engine, batch_id)
 
         # The same launch again (a re-sent notification): the bridge gets the existing run back.
+        resent = {"batch_id": notified, "idempotency_key": _launch_key(e2e_engine, notified)}
         with e2e_engine.begin() as conn:
-            conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
-                         {"p": json.dumps({"batch_id": notified, "idempotency_key": f"batch-{notified}-launch"})})
+            conn.execute(text("SELECT pg_notify('batch_launched', :p)"), {"p": json.dumps(resent)})
         wait_until(lambda: "already existed" in bridge.output(), 30, "the bridge to handle the repeat")
         assert len(_runs_for_batch(prefect_server, deployment.main_id, notified)) == 1
         assert len(_runs_for_batch(prefect_server, deployment.main_id, missed)) == 1
@@ -225,12 +235,16 @@ def test_edge_function_launches_a_batch_on_the_real_server(prefect_server, deplo
         assert refused.status_code == 401
         bad = httpx.post(url, json={"batch_id": "one"}, headers=auth, timeout=10)
         assert bad.status_code == 400 and "batch_id" in bad.json()["error"]
+        # Only the database knows the launch time the key is made of: no key, no launch.
+        keyless = httpx.post(url, json={"batch_id": batch_id}, headers=auth, timeout=10)
+        assert keyless.status_code == 400 and "idempotency_key" in keyless.json()["error"]
 
-        first = httpx.post(url, json={"batch_id": batch_id, "idempotency_key": f"batch-{batch_id}-launch"},
-                           headers=auth, timeout=30)
+        launch = {"batch_id": batch_id, "idempotency_key": _launch_key(e2e_engine, batch_id)}  # as the trigger sends
+        first = httpx.post(url, json=launch, headers=auth, timeout=30)
         assert first.status_code == 201, first.text
+        assert first.json()["idempotency_key"] == launch["idempotency_key"]
         flow_run_id = first.json()["flow_run_id"]
-        again = httpx.post(url, json={"batch_id": batch_id}, headers=auth, timeout=30)  # default key: the same
+        again = httpx.post(url, json=launch, headers=auth, timeout=30)  # the same launch, sent twice
         assert again.status_code == 200, again.text
         assert again.json()["flow_run_id"] == flow_run_id and again.json()["created"] is False
 
@@ -240,7 +254,7 @@ def test_edge_function_launches_a_batch_on_the_real_server(prefect_server, deplo
         assert _batch(e2e_engine, batch_id).flow_run_id == flow_run_id  # the flow records its own run
         assert len(_runs_for_batch(prefect_server, deployment.main_id, batch_id)) == 1
 
-        later = httpx.post(url, json={"batch_id": batch_id}, headers=auth, timeout=30)
+        later = httpx.post(url, json=launch, headers=auth, timeout=30)
         assert later.status_code == 200  # still one run after it finished
         assert later.json()["flow_run_id"] == flow_run_id
     finally:
@@ -263,8 +277,8 @@ def test_edge_function_passes_on_a_prefect_refusal(prefect_server, tmp_path):
         def answer() -> httpx.Response | None:
             assert edge.alive(), edge.output()
             try:
-                return httpx.post(url, json={"batch_id": 1}, headers={"Authorization": f"Bearer {EDGE_SECRET}"},
-                                  timeout=10)
+                return httpx.post(url, json={"batch_id": 1, "idempotency_key": "batch-1-launch-20261122083015001234"},
+                                  headers={"Authorization": f"Bearer {EDGE_SECRET}"}, timeout=10)
             except httpx.HTTPError:
                 return None
 

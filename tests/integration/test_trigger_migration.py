@@ -6,6 +6,7 @@ import json
 import select
 import time
 from collections.abc import Iterator
+from datetime import timezone
 
 import psycopg2
 import psycopg2.extensions
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, pool, text
 from sqlalchemy.engine import make_url
 
+from orchestrator.bridge import idempotency_key
 from shared import migrate
 from tests import factories
 
@@ -69,18 +71,31 @@ def _client(engine: Engine) -> int:
         return factories.client(conn)
 
 
+def _launch(engine: Engine, batch_id: int) -> dict:
+    """What the trigger should send for the batch's current launch: the key carries its launch time."""
+    with engine.connect() as conn:
+        launched = conn.execute(text("SELECT coalesce(launched_at, created_at) FROM batches WHERE id = :b"),
+                                {"b": batch_id}).scalar_one()
+    return {"batch_id": batch_id, "idempotency_key": idempotency_key(batch_id, launched)}
+
+
 def test_insert_and_update_to_launched_notify_once(engine, listener):
     client_id = _client(engine)
     with engine.begin() as conn:
         launched_on_insert = factories.batch(conn, client_id, [], status="launched")
         draft = factories.batch(conn, client_id, [])
-    assert _drain(listener) == [
-        {"batch_id": launched_on_insert, "idempotency_key": f"batch-{launched_on_insert}-launch"}
-    ]
+    [notified] = _drain(listener)
+    assert notified == _launch(engine, launched_on_insert)
+    # No launched_at: the key falls back to created_at, rendered in UTC to the microsecond.
+    with engine.connect() as conn:
+        created = conn.execute(text("SELECT created_at FROM batches WHERE id = :b"),
+                               {"b": launched_on_insert}).scalar_one()
+    assert notified["idempotency_key"] == (
+        f"batch-{launched_on_insert}-launch-{created.astimezone(timezone.utc).strftime('%Y%m%d%H%M%S%f')}")
 
     with engine.begin() as conn:
         conn.execute(text("UPDATE batches SET status = 'launched' WHERE id = :b"), {"b": draft})
-    assert _drain(listener) == [{"batch_id": draft, "idempotency_key": f"batch-{draft}-launch"}]
+    assert _drain(listener) == [_launch(engine, draft)]
 
     # Staying launched, moving on to running, or touching other columns is not a new launch.
     with engine.begin() as conn:
@@ -88,6 +103,26 @@ def test_insert_and_update_to_launched_notify_once(engine, listener):
         conn.execute(text("UPDATE batches SET summary = '{}'::jsonb WHERE id = :b"), {"b": draft})
         conn.execute(text("UPDATE batches SET status = 'running' WHERE id = :b"), {"b": draft})
     assert _drain(listener, 0.5) == []
+
+
+def test_the_key_names_the_launch_in_utc_and_a_relaunch_gets_a_new_one(engine, listener):
+    client_id = _client(engine)
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'America/New_York'"))  # the session's zone must not matter
+        batch_id = factories.batch(conn, client_id, [])
+        conn.execute(text("UPDATE batches SET status = 'launched', launched_at = '2026-11-22 10:30:15.001234+02' "
+                          "WHERE id = :b"), {"b": batch_id})
+    first = {"batch_id": batch_id, "idempotency_key": f"batch-{batch_id}-launch-20261122083015001234"}
+    assert _drain(listener) == [first]
+    assert _launch(engine, batch_id) == first
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE batches SET status = 'cancelled' WHERE id = :b"), {"b": batch_id})
+        conn.execute(text("UPDATE batches SET status = 'launched', launched_at = '2026-11-22 08:30:15.001235+00' "
+                          "WHERE id = :b"), {"b": batch_id})
+    assert _drain(listener) == [
+        {"batch_id": batch_id, "idempotency_key": f"batch-{batch_id}-launch-20261122083015001235"}
+    ]
 
 
 def test_rolled_back_launch_sends_nothing(engine, listener):
@@ -126,7 +161,7 @@ def test_with_pg_net_posts_to_the_edge_function(fake_pg_net, listener):
         calls = conn.execute(text("SELECT url, body, headers FROM net.calls")).all()
     assert [tuple(c) for c in calls] == [(
         "https://proj.supabase.co/functions/v1/launch-batch",
-        {"batch_id": batch_id, "idempotency_key": f"batch-{batch_id}-launch"},
+        _launch(engine, batch_id),
         {"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
     )]
     assert _drain(listener, 0.5) == []  # delivered by HTTP, not by notify
@@ -139,7 +174,7 @@ def test_with_pg_net_but_no_config_falls_back_to_notify(fake_pg_net, listener):
         batch_id = factories.batch(conn, client_id, [], status="launched")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM net.calls")).scalar() == 0
-    assert _drain(listener) == [{"batch_id": batch_id, "idempotency_key": f"batch-{batch_id}-launch"}]
+    assert _drain(listener) == [_launch(engine, batch_id)]
 
 
 def test_with_pg_net_config_from_settings(fake_pg_net, database_url):

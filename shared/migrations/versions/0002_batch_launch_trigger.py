@@ -7,8 +7,9 @@ Create Date: 2026-11-21 23:30:00
 When `batches.status` becomes 'launched' (on INSERT, or on an UPDATE from any other status):
 
 - on Supabase, where the pg_net extension gives us `net.http_post`, the trigger POSTs
-  `{"batch_id": N, "idempotency_key": "batch-N-launch"}` to the `launch-batch` Edge Function with
-  `Authorization: Bearer <shared secret>`; the Edge Function creates the Prefect flow run;
+  `{"batch_id": N, "idempotency_key": "batch-N-launch-<launch time>"}` to the `launch-batch` Edge
+  Function with `Authorization: Bearer <shared secret>`; the Edge Function creates the Prefect
+  flow run;
 - everywhere else (local Postgres, the embedded server, tests) it sends
   `pg_notify('batch_launched', <same JSON>)`, which `outbound bridge` listens for.
 
@@ -18,6 +19,14 @@ exposes `public`) never serves the secret; when a key is missing there the trigg
 `app.edge_function_url` / `app.launch_shared_secret` (`ALTER DATABASE ... SET ...`), for hosts
 that allow custom settings. If pg_net is installed but either value is missing the trigger falls
 back to pg_notify with a WARNING rather than dropping the launch.
+
+The idempotency key names one launch event, not just the batch: `<launch time>` is
+`coalesce(launched_at, created_at)` in UTC as `YYYYMMDDHH24MISSUS` (microseconds), e.g.
+`batch-7-launch-20261122093015123456`. The same launch delivered again (pg_net retry, the bridge's
+sweep) carries the same key, so Prefect returns the run it already made; a batch launched again
+(after 'cancelled', with a new launched_at) or a batch id reused after a database reset gets a new
+key, so Prefect does not hand back a run from an earlier launch. `orchestrator.bridge.idempotency_key`
+builds the same string in Python.
 
 The trigger never raises: a launch that cannot be delivered must not roll back the user's UPDATE.
 pg_net itself only sends after COMMIT, and pg_notify is delivered on COMMIT, so a rolled-back
@@ -67,7 +76,8 @@ BEGIN
 
   payload := jsonb_build_object(
     'batch_id', NEW.id,
-    'idempotency_key', 'batch-' || NEW.id || '-launch'
+    'idempotency_key', 'batch-' || NEW.id || '-launch-'
+      || to_char(coalesce(NEW.launched_at, NEW.created_at) AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
   );
 
   IF EXISTS (

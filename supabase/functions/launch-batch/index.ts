@@ -1,11 +1,15 @@
 // launch-batch: the Supabase Edge Function that turns a launched batch into a Prefect flow run.
 //
 // Called by the Postgres trigger (migration 0002, via pg_net) with
-//   POST {"batch_id": 123, "idempotency_key": "batch-123-launch"}
+//   POST {"batch_id": 123, "idempotency_key": "batch-123-launch-20261122093015123456"}
 //   Authorization: Bearer <LAUNCH_SHARED_SECRET>
 // it calls POST ${PREFECT_API_URL}/deployments/${PREFECT_DEPLOYMENT_ID}/create_flow_run.
 // The idempotency key makes Prefect return the existing run when the same launch arrives twice
-// (pg_net retries, a manual re-send, the local bridge), so one launch is one flow run.
+// (pg_net retries, a manual re-send, the local bridge), so one launch is one flow run. The key is
+// `batch-<id>-launch-<launch time>` (coalesce(launched_at, created_at) in UTC, to the
+// microsecond), built by the trigger: only the database knows the launch time, so the body must
+// carry the key (400 without it). A key of the batch id alone would hand back an earlier launch's
+// run after a database reset or when a cancelled batch is launched again.
 //
 // Environment (Supabase: `supabase secrets set NAME=value`):
 //   LAUNCH_SHARED_SECRET   required; the trigger's bearer token
@@ -66,13 +70,13 @@ export function parseLaunch(body: unknown): LaunchRequest | string {
     return "batch_id must be a positive integer";
   }
   const key = record.idempotency_key;
-  if (key !== undefined && key !== null && (typeof key !== "string" || key.length === 0 || key.length > 255)) {
+  if (key === undefined || key === null) {
+    return "idempotency_key is required (batch-<id>-launch-<launch time>, as the trigger sends it)";
+  }
+  if (typeof key !== "string" || key.length === 0 || key.length > 255) {
     return "idempotency_key must be a non-empty string of at most 255 characters";
   }
-  return {
-    batch_id: batchId,
-    idempotency_key: typeof key === "string" ? key : `batch-${batchId}-launch`,
-  };
+  return { batch_id: batchId, idempotency_key: key };
 }
 
 /** Handle one request. `env` is injectable for tests; it defaults to the process environment. */

@@ -6,6 +6,8 @@ import { constantTimeEqual, handler, parseLaunch } from "./index.ts";
 
 const SECRET = "test-shared-secret";
 const DEPLOYMENT = "0c6f2a52-8d3e-4b7a-9a43-0e2f1f6d2b11";
+// The shape the trigger sends: batch-<id>-launch-<coalesce(launched_at, created_at), UTC, to the µs>.
+const KEY_42 = "batch-42-launch-20261122093015123456";
 
 function assert(condition: unknown, message = "assertion failed"): asserts condition {
   if (!condition) throw new Error(message);
@@ -81,13 +83,16 @@ function flowRun(status = 201): Response {
 
 Deno.test("creates a flow run with the batch id, idempotency key and tags", async () => {
   await withFakePrefect(() => flowRun(201), async (apiUrl, seen) => {
-    const res = await handler(launchRequest({ batch_id: 42 }), fullEnv(apiUrl, { PREFECT_API_KEY: "pnu_key" }));
+    const res = await handler(
+      launchRequest({ batch_id: 42, idempotency_key: KEY_42 }),
+      fullEnv(apiUrl, { PREFECT_API_KEY: "pnu_key" }),
+    );
     assertEquals(res.status, 201);
     assertEquals(await res.json(), {
       flow_run_id: "f1e2d3c4-0000-4000-8000-000000000001",
       state: "SCHEDULED",
       batch_id: 42,
-      idempotency_key: "batch-42-launch",
+      idempotency_key: KEY_42,
       created: true,
     });
     assertEquals(seen.length, 1);
@@ -96,7 +101,7 @@ Deno.test("creates a flow run with the batch id, idempotency key and tags", asyn
     assertEquals(seen[0].authorization, "Bearer pnu_key");
     assertEquals(seen[0].body, {
       parameters: { batch_id: 42 },
-      idempotency_key: "batch-42-launch",
+      idempotency_key: KEY_42,
       tags: ["trigger:edge-function", "batch:42"],
     });
   });
@@ -115,10 +120,36 @@ Deno.test("passes a caller's idempotency key through; no API key means no Author
   });
 });
 
+Deno.test("the same launch sent twice carries the same key; another launch of the batch another key", async () => {
+  const runs = new Map<string, string>();
+  const prefect = (seen: Seen) => {
+    const key = seen.body.idempotency_key as string;
+    const created = !runs.has(key);
+    if (created) runs.set(key, `f1e2d3c4-0000-4000-8000-00000000000${runs.size + 1}`);
+    return new Response(JSON.stringify({ id: runs.get(key), state: { type: "SCHEDULED" } }), {
+      status: created ? 201 : 200,
+      headers: { "Content-Type": "application/json" },
+    });
+  };
+  await withFakePrefect(prefect, async (apiUrl, seen) => {
+    const relaunch = "batch-42-launch-20261122101500000042";
+    const answers = [];
+    for (const key of [KEY_42, KEY_42, relaunch]) {
+      const res = await handler(launchRequest({ batch_id: 42, idempotency_key: key }), fullEnv(apiUrl));
+      answers.push([res.status, (await res.json()).flow_run_id]);
+    }
+    assertEquals(seen.map((s) => s.body.idempotency_key), [KEY_42, KEY_42, relaunch]);
+    assertEquals(answers[0][0], 201);
+    assertEquals(answers[1], [200, answers[0][1]]); // a retry: the run the first call made
+    assertEquals(answers[2][0], 201); // a new launch: a new run
+    assert(answers[2][1] !== answers[0][1], "a relaunch must not get the earlier run");
+  });
+});
+
 Deno.test("rejects a missing or wrong shared secret with 401 before calling Prefect", async () => {
   await withFakePrefect(() => flowRun(), async (apiUrl, seen) => {
     for (const token of [null, "wrong", SECRET + "x", ""]) {
-      const res = await handler(launchRequest({ batch_id: 1 }, token), fullEnv(apiUrl));
+      const res = await handler(launchRequest({ batch_id: 1, idempotency_key: "k" }, token), fullEnv(apiUrl));
       assertEquals(res.status, 401, `token ${token}`);
       await res.body?.cancel();
     }
@@ -136,8 +167,12 @@ Deno.test("validates the body and names the field", async () => {
       [{ batch_id: 0 }, "batch_id"],
       [{ batch_id: -3 }, "batch_id"],
       [{ batch_id: 1.5 }, "batch_id"],
+      // Only the database knows the launch time the key is made of: no default key.
+      [{ batch_id: 1 }, "idempotency_key"],
+      [{ batch_id: 1, idempotency_key: null }, "idempotency_key"],
       [{ batch_id: 1, idempotency_key: 5 }, "idempotency_key"],
       [{ batch_id: 1, idempotency_key: "" }, "idempotency_key"],
+      [{ batch_id: 1, idempotency_key: "k".repeat(256) }, "idempotency_key"],
     ];
     for (const [body, field] of cases) {
       const res = await handler(launchRequest(body), fullEnv(apiUrl));
@@ -164,7 +199,7 @@ Deno.test("a missing environment variable is a 500 that names it", async () => {
       PREFECT_DEPLOYMENT_ID: DEPLOYMENT,
     };
     values[name] = undefined;
-    const res = await handler(launchRequest({ batch_id: 1 }), envOf(values));
+    const res = await handler(launchRequest({ batch_id: 1, idempotency_key: "k" }), envOf(values));
     assertEquals(res.status, 500, name);
     const error = (await res.json()).error as string;
     assert(error.includes(name), error);
@@ -178,7 +213,7 @@ Deno.test("a Prefect error is passed on as 502 with its status and body", async 
       headers: { "Content-Type": "application/json" },
     });
   await withFakePrefect(refusal, async (apiUrl) => {
-    const res = await handler(launchRequest({ batch_id: 3 }), fullEnv(apiUrl));
+    const res = await handler(launchRequest({ batch_id: 3, idempotency_key: "k" }), fullEnv(apiUrl));
     assertEquals(res.status, 502);
     const body = await res.json();
     assertEquals(body.prefect_status, 404);
@@ -191,7 +226,10 @@ Deno.test("an unreachable Prefect API is a 502", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  const res = await handler(launchRequest({ batch_id: 3 }), fullEnv(`http://127.0.0.1:${port}/api`));
+  const res = await handler(
+    launchRequest({ batch_id: 3, idempotency_key: "k" }),
+    fullEnv(`http://127.0.0.1:${port}/api`),
+  );
   assertEquals(res.status, 502);
   assertEquals((await res.json()).error, "Prefect API unreachable");
 });
@@ -206,10 +244,10 @@ Deno.test("served over HTTP the same way (Deno.serve around the exported handler
       const res = await fetch(`http://127.0.0.1:${edge.addr.port}/launch-batch`, {
         method: "POST",
         headers: { "Authorization": `Bearer ${SECRET}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ batch_id: 9 }),
+        body: JSON.stringify({ batch_id: 9, idempotency_key: "batch-9-launch-20261122093015000001" }),
       });
       assertEquals(res.status, 201);
-      assertEquals((await res.json()).idempotency_key, "batch-9-launch");
+      assertEquals((await res.json()).idempotency_key, "batch-9-launch-20261122093015000001");
       assertEquals(seen[0].body.parameters, { batch_id: 9 });
     } finally {
       await edge.shutdown();
@@ -218,8 +256,12 @@ Deno.test("served over HTTP the same way (Deno.serve around the exported handler
 });
 
 Deno.test("parseLaunch and constantTimeEqual", () => {
-  assertEquals(parseLaunch({ batch_id: 5 }), { batch_id: 5, idempotency_key: "batch-5-launch" });
-  assertEquals(parseLaunch({ batch_id: 5, idempotency_key: null }), { batch_id: 5, idempotency_key: "batch-5-launch" });
+  const key = "batch-5-launch-20261122093015123456";
+  assertEquals(parseLaunch({ batch_id: 5, idempotency_key: key }), { batch_id: 5, idempotency_key: key });
+  for (const missing of [{ batch_id: 5 }, { batch_id: 5, idempotency_key: null }]) {
+    const error = parseLaunch(missing);
+    assert(typeof error === "string" && error.startsWith("idempotency_key is required"), String(error));
+  }
   assertEquals(parseLaunch({ batch_id: Number.MAX_SAFE_INTEGER + 1 }), "batch_id must be a positive integer");
   assert(constantTimeEqual("abc", "abc"));
   assert(!constantTimeEqual("abc", "abd"));
