@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     executor: Literal["local", "modal"] = "local"
     local_workers: int = Field(default=4, description="Chunks processed at once by the local executor.")
     lead_concurrency: int = Field(default=25, description="Leads of one chunk enriched at once.")
+    provider_concurrency: int = Field(
+        default=64,
+        description="Calls in flight to one provider from one process, across all chunks (rate-limit guard).",
+    )
     modal_app_name: str = "outbound-enrichment"
     modal_function_name: str = "enrich_chunk"
 

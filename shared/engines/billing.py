@@ -48,43 +48,67 @@ def add_credits(conn: Connection, client_id: int, amount: int, *, key: str, note
 
 def reserve(conn: Connection, *, client_id: int, item_id: int, attempt: int, provider: str,
             cost: int) -> Reservation:
-    """Take `cost` credits for one provider call of one attempt, atomically and at most once.
+    """Take `cost` credits for one provider call of one attempt, atomically and at most once."""
+    return reserve_many(conn, client_id=client_id, held=[(item_id, attempt)], provider=provider, cost=cost)[item_id]
 
-    Locks the work item (FOR SHARE) so recovery cannot abandon the attempt mid-reservation.
+
+_LIVE = text(
     """
-    held = conn.execute(
-        text("SELECT 1 FROM work_items WHERE id = :i AND status = 'IN_PROGRESS' AND attempts = :a FOR SHARE"),
-        {"i": item_id, "a": attempt},
-    ).first()
-    if held is None:
-        return Reservation.FENCED
-    savepoint = conn.begin_nested()
-    inserted = conn.execute(
-        text(
-            "INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, work_item_id, attempt, provider) "
-            "VALUES (:c, :d, 'reserve', :k, :i, :a, :p) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-        ),
-        {"c": client_id, "d": -cost, "k": reservation_key(item_id, attempt, provider), "i": item_id,
-         "a": attempt, "p": provider},
-    ).first()
-    if inserted is None:
-        savepoint.commit()
-        return Reservation.ALREADY_RESERVED
-    debited = conn.execute(
-        text(
-            "UPDATE clients SET credit_balance = credit_balance - :d "
-            "WHERE id = :c AND credit_balance >= :d AND subscription_status = ANY(:ok) "
-            "RETURNING subscription_status"
-        ),
-        {"d": cost, "c": client_id, "ok": list(ACTIVE_SUBSCRIPTIONS)},
-    ).first()
-    if debited is None:
-        savepoint.rollback()
-        status = conn.execute(text("SELECT subscription_status FROM clients WHERE id = :c"),
-                              {"c": client_id}).scalar()
-        return Reservation.NO_CREDITS if status in ACTIVE_SUBSCRIPTIONS else Reservation.INACTIVE
-    savepoint.commit()
-    return Reservation.RESERVED
+    SELECT w.id FROM work_items w
+    JOIN unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(id, attempt)
+      ON w.id = v.id AND w.attempts = v.attempt
+    WHERE w.status = 'IN_PROGRESS'
+    FOR SHARE OF w
+    """
+)
+
+_RESERVE = text(
+    """
+    INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, work_item_id, attempt, provider)
+    SELECT :c, :d, 'reserve', k, i, a, :p
+    FROM unnest(CAST(:keys AS text[]), CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(k, i, a)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING work_item_id
+    """
+)
+
+
+def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, int]], provider: str,
+                 cost: int) -> dict[int, Reservation]:
+    """One provider round for a chunk: reserve `cost` for each (item, attempt), in order, while credits last.
+
+    The items are locked FOR SHARE (recovery cannot abandon an attempt mid-reservation) and the
+    client row FOR UPDATE (concurrent chunks of one client take turns, so the balance check and
+    the debit are one step). A key already in the ledger is a retried call: reserved, not charged.
+    """
+    if cost <= 0:
+        raise ValueError(f"a reservation needs a positive cost, got {cost}")
+    ids = [i for i, _ in held]
+    live = set(conn.execute(_LIVE, {"ids": ids, "attempts": [a for _, a in held]}).scalars())
+    result = {i: Reservation.FENCED for i in ids if i not in live}
+    candidates = [(i, a) for i, a in held if i in live]
+    if not candidates:
+        return result
+    client = conn.execute(text("SELECT credit_balance, subscription_status FROM clients WHERE id = :c FOR UPDATE"),
+                          {"c": client_id}).one()
+    keys = {i: reservation_key(i, a, provider) for i, a in candidates}
+    existing = set(conn.execute(text("SELECT work_item_id FROM credit_ledger WHERE idempotency_key = ANY(:k)"),
+                                {"k": list(keys.values())}).scalars())
+    result |= {i: Reservation.ALREADY_RESERVED for i, _ in candidates if i in existing}
+    needed = [(i, a) for i, a in candidates if i not in existing]
+    if client.subscription_status not in ACTIVE_SUBSCRIPTIONS:
+        return result | {i: Reservation.INACTIVE for i, _ in needed}
+    granted = needed[: client.credit_balance // cost]
+    result |= {i: Reservation.NO_CREDITS for i, _ in needed[len(granted):]}
+    if granted:
+        inserted = set(conn.execute(_RESERVE, {
+            "c": client_id, "d": -cost, "p": provider, "keys": [keys[i] for i, _ in granted],
+            "ids": [i for i, _ in granted], "attempts": [a for _, a in granted],
+        }).scalars())
+        conn.execute(text("UPDATE clients SET credit_balance = credit_balance - :d WHERE id = :c"),
+                     {"d": cost * len(inserted), "c": client_id})
+        result |= {i: Reservation.RESERVED if i in inserted else Reservation.ALREADY_RESERVED for i, _ in granted}
+    return result
 
 
 _REFUND = text(

@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -141,9 +141,13 @@ def enrich_chunk(
     if not started:
         return report
 
-    with engine.connect() as conn:
-        contexts = load_contexts(conn, started)
-    results = _run_leads(contexts, engine, providers, settings)
+    try:
+        with engine.connect() as conn:
+            contexts = load_contexts(conn, started)
+        results = run_waterfall(contexts, engine=engine, providers=providers, settings=settings)
+    except Exception as exc:
+        _give_back(engine, started, exc)
+        raise
     with engine.begin() as conn:
         _finish_chunk(conn, results, report)
     report.provider_calls = sum(1 for r in results for a in r.attempts if a.outcome != "cache_hit")
@@ -151,14 +155,15 @@ def enrich_chunk(
     return report
 
 
-def _run_leads(contexts: list[Context], engine: Engine, providers: Sequence[Provider],
-               settings: Settings) -> list[LeadResult]:
-    work = lambda ctx: process_lead(ctx, engine=engine, providers=providers, settings=settings)  # noqa: E731
-    width = min(settings.lead_concurrency, len(contexts))
-    if width <= 1 or all(p.cost == 0 and not getattr(p, "remote", False) for p in providers):
-        return [work(ctx) for ctx in contexts]  # CPU-only providers gain nothing from threads
-    with ThreadPoolExecutor(width, thread_name_prefix="lead") as pool:
-        return list(pool.map(work, contexts))
+def _give_back(engine: Engine, started: Sequence[Started], exc: Exception) -> None:
+    """A bug or a lost database mid-chunk: hand the items back now rather than at lease expiry."""
+    held = [(s.id, s.attempt) for s in started]
+    try:
+        with engine.begin() as conn:
+            workitems.release(conn, held, error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+            billing.refund(conn, held, note="chunk failed")
+    except Exception:  # the database is gone too: recovery will find the expired leases
+        log.exception("could not hand back %d items after a chunk failure", len(held))
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -214,25 +219,205 @@ def jit_skip_reason(ctx: Context) -> SkipReason | None:
     return None
 
 
-def process_lead(ctx: Context, *, engine: Engine, providers: Sequence[Provider], settings: Settings) -> LeadResult:
-    item = ctx.item
-    llog = LeadLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id})
-    reason = jit_skip_reason(ctx)
-    if reason is not None:
-        llog.info("skipped: %s", reason)
-        return LeadResult(item, ItemStatus.SKIPPED, skip_reason=str(reason))
-    try:
-        result = _waterfall(ctx, engine, providers, settings, llog)
-    except Exception as exc:  # a bug or the database going away: give the item back, keep the chunk going
-        llog.exception("unexpected error, item released for retry")
-        return LeadResult(item, None, error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+@dataclass(slots=True)
+class _Lead:
+    """One lead on its way down the waterfall."""
+
+    ctx: Context
+    lead_in: LeadInput
+    log: LeadLog
+    result: LeadResult
+    best: tuple[float, str] | None = None
+    errors: list[str] = field(default_factory=list)
+    settled: bool = False  # a confident hit, or a final status: no more providers
+
+    def stop(self, status: ItemStatus | None, *, skip_reason: str | None = None, error: str | None = None) -> None:
+        self.result.status, self.result.skip_reason, self.result.error = status, skip_reason, error
+        self.settled = True
+
+
+def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Sequence[Provider],
+                  settings: Settings) -> list[LeadResult]:
+    """JIT checks, then the provider waterfall for the whole chunk, one provider at a time.
+
+    Each provider round costs the chunk one cache read, one reservation and one refund statement,
+    whatever its size; the calls themselves run per lead, concurrently up to `lead_concurrency`.
+    A lead stops at the first hit at or above the confidence threshold; later providers fill gaps.
+    """
+    leads: list[_Lead] = []
+    for ctx in contexts:
+        item = ctx.item
+        lead = _Lead(ctx, _lead_input(ctx.lead) if ctx.lead else LeadInput(item.lead_id, ""),
+                     LeadLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id}),
+                     LeadResult(item, ItemStatus.DONE))
+        reason = jit_skip_reason(ctx)
+        if reason is not None:
+            lead.stop(ItemStatus.SKIPPED, skip_reason=str(reason))
+            lead.log.info("skipped: %s", reason)
+        leads.append(lead)
+    for provider in providers:
+        _provider_round(provider, [lead for lead in leads if not lead.settled], engine, settings)
+    for lead in leads:
+        _conclude(lead, settings)
+    return [lead.result for lead in leads]
+
+
+def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, settings: Settings) -> None:
+    asking = [(lead, key) for lead in leads if (key := provider.lookup_key(lead.lead_in)) is not None]
+    if not asking:
+        return
+    if provider.cost:
+        asking = _use_cache(provider, asking, engine, settings)
+        asking = _reserve(provider, asking, engine)
+    answers = _call_all(provider, asking, settings)
+    unkept: list[tuple[int, int]] = []
+    for (lead, key), (answer, ms) in zip(asking, answers, strict=True):
+        if isinstance(answer, ProviderError):
+            lead.result.attempts.append(ProviderAttempt(provider.name, "error", 0, ms, error=str(answer)[:500]))
+            lead.errors.append(f"{provider.name}: {answer}")
+            lead.log.warning("%s: %s error, falling through: %s", provider.name,
+                             "transient" if answer.transient else "permanent", answer)
+            unkept.append((lead.ctx.item.id, lead.ctx.item.attempt))
+            continue
+        hit = answer.outcome == "hit"
+        lead.result.attempts.append(ProviderAttempt(provider.name, answer.outcome, provider.cost if hit else 0, ms,
+                                                    answer.confidence))
+        lead.log.debug("%s: %s confidence %.2f in %.0f ms", provider.name, answer.outcome, answer.confidence, ms)
+        if not hit:
+            unkept.append((lead.ctx.item.id, lead.ctx.item.attempt))
+        elif provider.cost:
+            lead.result.fresh_hits.append((provider.name, key, answer))
+        _apply(lead, provider, answer, settings)
+    if provider.cost and unkept:  # pay on hit: misses and errors get their credits back, in one statement
+        with engine.begin() as conn:
+            billing.refund(conn, unkept, note="miss or error", provider=provider.name)
+
+
+def _use_cache(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine,
+               settings: Settings) -> list[tuple[_Lead, str]]:
+    """Apply cached answers (no call, no charge); return the leads that still need a call."""
+    with engine.connect() as conn:
+        cached = {
+            r.lookup_key: ProviderResult("hit", r.confidence, r.result)
+            for r in conn.execute(
+                text("SELECT lookup_key, result, confidence FROM enrichment_cache WHERE provider = :p "
+                     "AND lookup_key = ANY(:k) AND fetched_at > now() - make_interval(secs => :ttl)"),
+                {"p": provider.name, "k": list({k for _, k in asking}), "ttl": settings.cache_ttl_seconds},
+            )
+        }
+    rest = []
+    for lead, key in asking:
+        if key in cached:
+            lead.result.attempts.append(ProviderAttempt(provider.name, "cache_hit", confidence=cached[key].confidence))
+            lead.log.debug("%s: cache hit", provider.name)
+            _apply(lead, provider, cached[key], settings)
+        else:
+            rest.append((lead, key))
+    return rest
+
+
+def _reserve(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine) -> list[tuple[_Lead, str]]:
+    """Reserve credits for the round; leads that cannot pay stop here. Returns the leads to call."""
+    if not asking:
+        return asking
+    by_client: dict[int, list[tuple[_Lead, str]]] = {}
+    for lead, key in asking:
+        by_client.setdefault(lead.ctx.client_id, []).append((lead, key))
+    granted = []
+    for client_id, group in by_client.items():
+        with engine.begin() as conn:
+            answers = billing.reserve_many(conn, client_id=client_id, provider=provider.name, cost=provider.cost,
+                                           held=[(lead.ctx.item.id, lead.ctx.item.attempt) for lead, _ in group])
+        for lead, key in group:
+            answer = answers[lead.ctx.item.id]
+            if answer in (Reservation.RESERVED, Reservation.ALREADY_RESERVED):
+                granted.append((lead, key))
+            elif answer is Reservation.NO_CREDITS:
+                # The paid enrichment did not happen: skip (not DONE on free data alone) so the lead
+                # is picked up again once the client tops up.
+                lead.result.attempts.append(ProviderAttempt(provider.name, "no_credits"))
+                lead.log.info("%s: no credits left", provider.name)
+                lead.stop(ItemStatus.SKIPPED, skip_reason=str(SkipReason.NO_CREDITS))
+            elif answer is Reservation.INACTIVE:
+                lead.stop(ItemStatus.SKIPPED, skip_reason=str(SkipReason.SUBSCRIPTION_INACTIVE))
+            else:
+                lead.log.warning("%s: attempt %d no longer holds the item; stopping", provider.name,
+                                 lead.ctx.item.attempt)
+                lead.stop(None, error="fenced: lease lost before a paid call")
+    return granted
+
+
+_gates: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(provider: Provider, settings: Settings) -> threading.BoundedSemaphore:
+    """One cap per provider per process on calls in flight, shared by every chunk.
+
+    Chunks spend part of their time in Postgres; with more chunks than the cap allows calls, the
+    cap stays full while others write, and the provider never sees more than it agreed to.
+    """
+    key = (provider.name, settings.provider_concurrency)
+    with _gates_lock:
+        if key not in _gates:
+            _gates[key] = threading.BoundedSemaphore(max(1, settings.provider_concurrency))
+        return _gates[key]
+
+
+def _call_all(provider: Provider, asking: list[tuple[_Lead, str]],
+              settings: Settings) -> list[tuple[ProviderResult | ProviderError, float]]:
+    gate = _gate(provider, settings)
+
+    def call(pair: tuple[_Lead, str]) -> tuple[ProviderResult | ProviderError, float]:
+        with gate:
+            t0 = time.perf_counter()
+            try:
+                answer: ProviderResult | ProviderError = provider.enrich(pair[0].lead_in)
+            except ProviderError as exc:
+                answer = exc
+            return answer, (time.perf_counter() - t0) * 1000
+
+    width = min(settings.lead_concurrency, len(asking))
+    if width <= 1 or not (provider.cost or getattr(provider, "remote", False)):
+        return [call(pair) for pair in asking]  # CPU-only providers gain nothing from threads
+    with ThreadPoolExecutor(width, thread_name_prefix=f"call-{provider.name}") as pool:
+        return list(pool.map(call, asking))
+
+
+def _apply(lead: _Lead, provider: Provider, answer: ProviderResult, settings: Settings) -> None:
+    if answer.outcome == "miss":
+        if answer.data.get("email_status") == "invalid":
+            lead.result.mark_lead_invalid = True
+            lead.stop(ItemStatus.SKIPPED, skip_reason=str(SkipReason.INVALID_LEAD))
+        return
+    _merge(lead.result.data, answer.data)
+    if lead.best is None or answer.confidence >= lead.best[0]:  # on a tie, the later (paid) provider wins
+        lead.best = (answer.confidence, provider.name)
+    if answer.confidence >= settings.confidence_threshold:
+        lead.settled = True
+
+
+def _conclude(lead: _Lead, settings: Settings) -> None:
+    """DONE with the best answer, SKIPPED when nobody knew the lead, or back for a retry."""
+    result = lead.result
     if result.status is ItemStatus.DONE:
-        result.score = score_lead(ctx.lead, result.data, _icp(ctx))
-        llog.info("enriched by %s (confidence %.2f), score %d tier %s", result.provider, result.confidence or 0,
-                  result.score.score, result.score.tier)
-    elif result.status is not None:
-        llog.info("finished %s: %s", result.status, result.skip_reason or result.error)
-    return result
+        if lead.best is None:
+            tried = [a for a in result.attempts if a.outcome in ("miss", "hit", "cache_hit")]
+            if lead.errors and not tried:
+                # Every provider failed (timeouts, 5xx…): nothing says the lead has no data; try again later.
+                result.status, result.error = None, "; ".join(lead.errors)[:500]
+            else:
+                result.status, result.skip_reason = ItemStatus.SKIPPED, str(SkipReason.NO_PROVIDER_HIT)
+        else:
+            result.confidence, result.provider = lead.best
+            result.score = score_lead(lead.ctx.lead or {}, result.data, _icp(lead.ctx))
+            lead.log.info("enriched by %s (confidence %.2f), score %d tier %s", result.provider, result.confidence,
+                          result.score.score, result.score.tier)
+            return
+    if result.status is None:
+        lead.log.warning("released for retry: %s", result.error)
+    else:
+        lead.log.info("finished %s: %s", result.status, result.skip_reason or result.error)
 
 
 _icp_cache: dict[str, IcpConfig] = {}
@@ -250,113 +435,11 @@ def _lead_input(lead: dict[str, Any]) -> LeadInput:
                      lead["company_name"], lead["company_domain"], lead["linkedin_url"])
 
 
-def _waterfall(ctx: Context, engine: Engine, providers: Sequence[Provider], settings: Settings,
-               llog: LeadLog) -> LeadResult:
-    """Ask providers in order; stop at the first hit confident enough; merge what earlier ones found."""
-    item = ctx.item
-    result = LeadResult(item, ItemStatus.DONE)
-    lead_in = _lead_input(ctx.lead)  # type: ignore[arg-type]
-    best: tuple[float, str] | None = None
-    errors: list[str] = []
-    for provider in providers:
-        key = provider.lookup_key(lead_in)
-        if key is None:
-            continue
-        answer = _cached(engine, provider, key, settings) if provider.cost else None
-        if answer is not None:
-            result.attempts.append(ProviderAttempt(provider.name, "cache_hit", confidence=answer.confidence))
-            llog.debug("%s: cache hit", provider.name)
-        else:
-            answer = _call(ctx, provider, lead_in, engine, result, errors, llog)
-            if isinstance(answer, LeadResult):
-                return answer  # out of credits, subscription gone, or fenced
-            if answer is None:
-                continue
-            if answer.outcome == "hit" and provider.cost:
-                result.fresh_hits.append((provider.name, key, answer))
-        if answer.outcome == "miss":
-            if answer.data.get("email_status") == "invalid":
-                return LeadResult(item, ItemStatus.SKIPPED, skip_reason=str(SkipReason.INVALID_LEAD),
-                                  attempts=result.attempts, mark_lead_invalid=True)
-            continue
-        _merge(result.data, answer.data)
-        if best is None or answer.confidence >= best[0]:  # on a tie, the later (paid) provider's word wins
-            best = (answer.confidence, provider.name)
-        if answer.confidence >= settings.confidence_threshold:
-            break
-    if best is None:
-        if errors and not any(a.outcome in ("miss", "hit", "cache_hit") for a in result.attempts):
-            # Every provider failed (timeouts, 5xx…): nothing says the lead has no data; try again later.
-            return LeadResult(item, None, error="; ".join(errors)[:500], attempts=result.attempts)
-        return LeadResult(item, ItemStatus.SKIPPED, skip_reason=str(SkipReason.NO_PROVIDER_HIT),
-                          attempts=result.attempts)
-    result.confidence, result.provider = best
-    return result
-
-
-def _call(ctx: Context, provider: Provider, lead_in: LeadInput, engine: Engine, result: LeadResult,
-          errors: list[str], llog: LeadLog) -> ProviderResult | LeadResult | None:
-    """One provider call, paid for first when it costs credits; refunded unless it hits."""
-    item = ctx.item
-    if provider.cost:
-        with engine.begin() as conn:
-            reservation = billing.reserve(conn, client_id=ctx.client_id, item_id=item.id, attempt=item.attempt,
-                                          provider=provider.name, cost=provider.cost)
-        if reservation is Reservation.NO_CREDITS:
-            result.attempts.append(ProviderAttempt(provider.name, "no_credits"))
-            # The paid enrichment did not happen: skip (not DONE on free data alone) so the lead is
-            # picked up again once the client tops up.
-            llog.info("%s: no credits left", provider.name)
-            return LeadResult(item, ItemStatus.SKIPPED, skip_reason=str(SkipReason.NO_CREDITS),
-                              attempts=result.attempts)
-        if reservation is Reservation.INACTIVE:
-            return LeadResult(item, ItemStatus.SKIPPED, skip_reason=str(SkipReason.SUBSCRIPTION_INACTIVE),
-                              attempts=result.attempts)
-        if reservation is Reservation.FENCED:
-            llog.warning("%s: attempt %d no longer holds the item; stopping", provider.name, item.attempt)
-            return LeadResult(item, None, error="fenced: lease lost before a paid call", attempts=result.attempts)
-    t0 = time.perf_counter()
-    try:
-        answer = provider.enrich(lead_in)
-    except ProviderError as exc:
-        ms = (time.perf_counter() - t0) * 1000
-        result.attempts.append(ProviderAttempt(provider.name, "error", 0, ms, error=str(exc)[:500]))
-        errors.append(f"{provider.name}: {exc}")
-        llog.warning("%s: error (%s), falling through: %s", provider.name,
-                     "transient" if exc.transient else "permanent", exc)
-        _refund(engine, ctx, provider, "provider error")
-        return None
-    ms = (time.perf_counter() - t0) * 1000
-    kept = answer.outcome == "hit"
-    result.attempts.append(ProviderAttempt(provider.name, answer.outcome, provider.cost if kept else 0, ms,
-                                           answer.confidence))
-    llog.debug("%s: %s confidence %.2f in %.0f ms", provider.name, answer.outcome, answer.confidence, ms)
-    if not kept:
-        _refund(engine, ctx, provider, "miss")
-    return answer
-
-
-def _refund(engine: Engine, ctx: Context, provider: Provider, note: str) -> None:
-    if provider.cost:
-        with engine.begin() as conn:
-            billing.refund(conn, [(ctx.item.id, ctx.item.attempt)], note=note, provider=provider.name)
-
-
 def _merge(into: dict[str, Any], data: dict[str, Any]) -> None:
     """Later providers fill gaps and override with better data; empty values never erase."""
     for k, v in data.items():
         if v not in (None, "", [], {}):
             into[k] = v
-
-
-def _cached(engine: Engine, provider: Provider, key: str, settings: Settings) -> ProviderResult | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT result, confidence FROM enrichment_cache WHERE provider = :p AND lookup_key = :k "
-                 "AND fetched_at > now() - make_interval(secs => :ttl)"),
-            {"p": provider.name, "k": key, "ttl": settings.cache_ttl_seconds},
-        ).first()
-    return ProviderResult("hit", row.confidence, row.result) if row else None
 
 
 # -- finishing -----------------------------------------------------------------------------------
@@ -482,16 +565,3 @@ def _write_cache(conn: Connection, results: list[LeadResult]) -> None:
             "c": [a.confidence for a in hits.values()],
         },
     )
-
-
-def summarize(reports: Sequence[ChunkReport]) -> dict[str, Any]:
-    """Add chunk reports up (used by executors and the flow's logs)."""
-    total: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    for r in reports:
-        for k in ("requested", "started", "not_startable", "done", "failed", "retried", "fenced", "provider_calls"):
-            total[k] += getattr(r, k)
-        skipped.update(r.skipped)
-    return dict(total) | {"skipped": dict(skipped)}
-
-
