@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "batch_launched"
 DEFAULT_DEPLOYMENT_NAME = "orchestrator_main/orchestrator-main"
 BRIDGE_TAGS = ("trigger:bridge",)
+RETRY_PAUSES = (0.5, 1.0, 2.0)  # seconds between tries of one create_flow_run
 
 
 def idempotency_key(batch_id: int, launched: datetime) -> str:
@@ -104,12 +105,23 @@ class Launcher:
             "idempotency_key": key,
             "tags": [*self.tags, f"batch:{batch_id}"],
         }
-        try:
-            response = self._client.post(url, json=body)
-        except httpx.HTTPError as exc:
-            raise LaunchError(f"Prefect API unreachable at {url}: {exc}") from exc
-        if response.status_code not in (200, 201):
-            raise LaunchError(f"Prefect answered {response.status_code}: {response.text[:500]}")
+        # The idempotency key makes a retry safe: a busy server (503, 429) or a dropped connection
+        # is tried again a few times before the launch is left to the next sweep.
+        for attempt, pause in enumerate((*RETRY_PAUSES, None)):
+            try:
+                response = self._client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                if pause is None:
+                    raise LaunchError(f"Prefect API unreachable at {url}: {exc}") from exc
+                log.warning("batch %s: Prefect unreachable (%s), retry %d in %.1fs", batch_id, exc, attempt + 1, pause)
+            else:
+                if response.status_code in (200, 201):
+                    break
+                if pause is None or not (response.status_code == 429 or response.status_code >= 500):
+                    raise LaunchError(f"Prefect answered {response.status_code}: {response.text[:500]}")
+                log.warning("batch %s: Prefect answered %s, retry %d in %.1fs", batch_id, response.status_code,
+                            attempt + 1, pause)
+            time.sleep(pause)
         run = response.json()
         state = (run.get("state") or {}).get("type")
         return FlowRunRef(id=str(run["id"]), state=state, created=response.status_code == 201)

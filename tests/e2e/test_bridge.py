@@ -90,8 +90,22 @@ def test_once_launches_what_is_launched_and_unclaimed(engine, database_url, http
     assert request.headers["Authorization"] == "Bearer pnu_test"
 
 
-def test_a_refused_launch_is_retried_by_the_next_sweep(engine, database_url, httpserver):
-    prefect = FakePrefect(httpserver, fail_first=1)
+def test_a_busy_prefect_is_retried_within_the_launch(engine, database_url, httpserver, monkeypatch):
+    monkeypatch.setattr("orchestrator.bridge.RETRY_PAUSES", (0.01, 0.01, 0.01))
+    prefect = FakePrefect(httpserver, fail_first=2)
+    with engine.begin() as conn:
+        batch_id = factories.batch(conn, factories.client(conn), [], status="launched")
+
+    bridge = _bridge(database_url, httpserver)
+    assert bridge.run(once=True) == 1
+    bridge.launcher.close()
+    assert _flow_run_id(engine, batch_id) is not None
+    assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 3
+
+
+def test_a_refused_launch_is_retried_by_the_next_sweep(engine, database_url, httpserver, monkeypatch):
+    monkeypatch.setattr("orchestrator.bridge.RETRY_PAUSES", (0.01, 0.01, 0.01))
+    prefect = FakePrefect(httpserver, fail_first=4)  # outlasts the in-call retries
     with engine.begin() as conn:
         batch_id = factories.batch(conn, factories.client(conn), [], status="launched")
 
@@ -102,7 +116,7 @@ def test_a_refused_launch_is_retried_by_the_next_sweep(engine, database_url, htt
     assert bridge.run(once=True) == 1
     bridge.launcher.close()
     assert _flow_run_id(engine, batch_id) is not None
-    assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 2
+    assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 5
 
 
 def test_listens_for_the_trigger_and_survives_junk(engine, database_url, httpserver):
