@@ -105,7 +105,7 @@ def deploy(
 def secret_push(
     block: str = typer.Option(None, "--block", help="Secret block name (default 'postgres-connection-string')."),
 ) -> None:
-    """Create or update the Secret block with DATABASE_URL from the environment (or .env); never printed."""
+    """Save DATABASE_URL (and MODAL_TOKEN_ID/MODAL_TOKEN_SECRET when set) as Secret blocks; never printed."""
     from orchestrator.secrets import SECRET_BLOCK_NAME, push_database_url
     from shared.db import redacted
     from shared.settings import get_settings, reset_settings
@@ -122,6 +122,12 @@ def secret_push(
     except Exception:  # an unparseable URL: still never echo it
         shown = "(hidden)"
     typer.echo(f"Secret block {name!r} saved ({shown})")
+    from orchestrator.secrets import MODAL_TOKEN_BLOCKS, push_secret
+
+    for env_name, block_name in MODAL_TOKEN_BLOCKS.items():
+        if os.environ.get(env_name):  # for managed runs with EXECUTOR=modal
+            push_secret(block_name, os.environ[env_name])
+            typer.echo(f"Secret block {block_name!r} saved (from {env_name})")
 
 
 @deploy_app.command("worker")

@@ -213,6 +213,11 @@ def _deployment_name(spec: DeploymentSpec, main_name: str | None) -> str:
 
 # -- the two targets -----------------------------------------------------------------------------
 
+# Managed runs dispatch per-lead work to the deployed Modal App; credentials come from Secret blocks
+# (orchestrator.secrets.ensure_runtime_secrets), never from job variables, which are stored in clear.
+MANAGED_ENV = {"EXECUTOR": "modal"}
+
+
 def deploy_managed(
     source: str,
     *,
@@ -236,7 +241,7 @@ def deploy_managed(
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,
-            job_variables={"pip_packages": packages},
+            job_variables={"pip_packages": packages, "env": dict(MANAGED_ENV)},
             tags=list(spec.tags),
             parameters=spec.parameters,
             **extra,

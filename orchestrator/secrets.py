@@ -15,6 +15,8 @@ from shared.settings import get_settings, reset_settings
 log = logging.getLogger(__name__)
 
 SECRET_BLOCK_NAME = "postgres-connection-string"
+# Modal's client reads its token from these variables; managed runs get them from Secret blocks.
+MODAL_TOKEN_BLOCKS = {"MODAL_TOKEN_ID": "modal-token-id", "MODAL_TOKEN_SECRET": "modal-token-secret"}
 
 
 def _under_prefect() -> bool:
@@ -61,6 +63,28 @@ def ensure_database_url(block_name: str = SECRET_BLOCK_NAME) -> bool:
     reset_settings()
     log.info("DATABASE_URL loaded from Prefect Secret block %r", block_name)
     return True
+
+
+def ensure_runtime_secrets() -> None:
+    """Everything a flow run needs from Secret blocks: the database URL, and Modal's token when the
+    executor is Modal and the environment does not already carry one."""
+    ensure_database_url()
+    if get_settings().executor != "modal" or not _under_prefect():
+        return
+    for env_name, block_name in MODAL_TOKEN_BLOCKS.items():
+        if not os.environ.get(env_name):
+            value = load_secret(block_name)
+            if value is None:
+                raise RuntimeError(f"EXECUTOR=modal needs {env_name}: set it, or push the Prefect Secret block "
+                                   f"{block_name!r} with `outbound secret push`")
+            os.environ[env_name] = value
+
+
+def push_secret(name: str, value: str) -> None:
+    """Create or overwrite a Secret block (the value is never logged)."""
+    from prefect.blocks.system import Secret
+
+    Secret(value=value).save(name, overwrite=True)
 
 
 def push_database_url(url: str, block_name: str = SECRET_BLOCK_NAME) -> None:

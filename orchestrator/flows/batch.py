@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from orchestrator.secrets import ensure_database_url
+from orchestrator.secrets import ensure_runtime_secrets
 from orchestrator.tasks import dispatch_chunks, finalize_batch, recover_stale_items, start_batch, wait_for_batch
 from shared.settings import get_settings
 from shared.status import TERMINAL, BatchStatus
@@ -18,7 +18,7 @@ RETRY_PAUSE_SECONDS = 5.0
 
 @flow(name="orchestrator_main", description="Recover, claim in chunks, dispatch, wait on Postgres, summarize.")
 def orchestrator_main(batch_id: int, batch_size: int = 50) -> dict[str, Any]:
-    ensure_database_url()
+    ensure_runtime_secrets()
     logger = get_run_logger()
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

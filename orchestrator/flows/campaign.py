@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
 from orchestrator.flows.batch import orchestrator_main
-from orchestrator.secrets import ensure_database_url
+from orchestrator.secrets import ensure_runtime_secrets
 from shared.db import transaction
 from shared.engines import batches
 from shared.engines.scoring import IcpConfig
@@ -44,7 +44,7 @@ def activate(campaign_id: int) -> dict[str, Any]:
 
 @flow(name="activate_campaign", description="Validate, activate, enqueue and enrich a campaign's leads.")
 def activate_campaign(campaign_id: int, batch_size: int = 50) -> dict[str, Any]:
-    ensure_database_url()
+    ensure_runtime_secrets()
     result = activate(campaign_id)
     if result["batch_id"] is None:
         get_run_logger().info("campaign %s activated; it has no new leads to enrich", campaign_id)

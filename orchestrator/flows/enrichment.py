@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from orchestrator.flows.batch import orchestrator_main
-from orchestrator.secrets import ensure_database_url
+from orchestrator.secrets import ensure_runtime_secrets
 from shared.db import transaction
 from shared.engines import batches
 
@@ -27,7 +27,7 @@ def batch_new_leads(client_id: int) -> int | None:
 
 @flow(name="enrichment_daily", description="Billing check per client, then one batch of its new leads each.")
 def enrichment_daily(batch_size: int = 50) -> dict[str, Any]:
-    ensure_database_url()
+    ensure_runtime_secrets()
     logger = get_run_logger()
     ran: dict[str, Any] = {}
     skipped: dict[str, str] = {}

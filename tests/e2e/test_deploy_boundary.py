@@ -141,14 +141,14 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
         "work_pool_name": "managed-production",
-        "job_variables": {"pip_packages": packages},
+        "job_variables": {"pip_packages": packages, "env": {"EXECUTOR": "modal"}},
         "tags": ["outbound", "orchestrator", "batch"],
         "parameters": {"batch_size": 50},
     }
     assert daily["name"] == "enrichment-daily"
     [schedule] = daily["schedules"]
     assert (schedule.cron, schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
-    assert daily["job_variables"] == {"pip_packages": packages}
+    assert daily["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
     assert campaign["name"] == "campaign-activation" and "schedules" not in campaign
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 

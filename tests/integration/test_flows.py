@@ -129,7 +129,7 @@ def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env
     fake = FakeModalFunction(enrich_chunk.local)
     looked_up = []
     monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: looked_up.append((app, name)) or fake)
-    env(EXECUTOR="modal")
+    env(EXECUTOR="modal", MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test")
     _, b = _batch(engine, 120)
     summary = orchestrator_main(batch_id=b, batch_size=25)
     assert summary["status"] == "completed" and summary["total"] == 120
@@ -210,3 +210,26 @@ def test_campaign_activation_validates_then_enriches(engine, prefect_harness, pr
     with engine.begin() as conn:
         assert conn.execute(text("SELECT status FROM campaigns WHERE id = :i"), {"i": camp}).scalar() == "active"
         assert conn.execute(text("SELECT status FROM campaigns WHERE id = :i"), {"i": bad}).scalar() == "draft"
+
+
+def test_runtime_secrets_come_from_prefect_secret_blocks(prefect_harness, env, monkeypatch):
+    """A managed run has no DATABASE_URL or Modal token in its environment: the blocks supply them."""
+    from prefect import flow
+
+    from orchestrator.secrets import ensure_runtime_secrets, push_secret
+
+    push_secret("postgres-connection-string", "postgresql://u:p@db.example:5432/prod")
+    push_secret("modal-token-id", "ak-123")
+    push_secret("modal-token-secret", "as-456")
+    env(EXECUTOR="modal")
+    for name in ("DATABASE_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.setenv(name, "")  # recorded, so the test's changes are undone afterwards
+        monkeypatch.delenv(name)
+    import os
+
+    @flow
+    def managed_run() -> tuple[str | None, ...]:
+        ensure_runtime_secrets()
+        return tuple(os.environ.get(k) for k in ("DATABASE_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"))
+
+    assert managed_run() == ("postgresql://u:p@db.example:5432/prod", "ak-123", "as-456")
