@@ -484,18 +484,23 @@ def _write_leads(conn: Connection, results: list[LeadResult]) -> None:
             text(
                 """
                 UPDATE leads l SET
-                    enrichment = CAST(v.data AS jsonb), enrichment_provider = v.provider,
+                    enrichment = v.data, enrichment_provider = v.provider,
                     enrichment_confidence = v.confidence, enriched_at = now(),
                     status = CASE WHEN l.status = 'new' THEN 'enriched' ELSE l.status END,
-                    title = coalesce(l.title, CAST(v.data AS jsonb) ->> 'title'),
-                    company_name = coalesce(l.company_name, CAST(v.data AS jsonb) ->> 'company_name'),
-                    company_domain = coalesce(l.company_domain, CAST(v.data AS jsonb) ->> 'company_domain'),
-                    score = v.score, score_tier = v.tier, score_breakdown = CAST(v.breakdown AS jsonb),
+                    title = coalesce(l.title, v.data ->> 'title'),
+                    company_name = coalesce(l.company_name, v.data ->> 'company_name'),
+                    company_domain = coalesce(l.company_domain, v.data ->> 'company_domain'),
+                    score = v.score, score_tier = v.tier, score_breakdown = v.breakdown,
                     scored_at = now(), updated_at = now()
-                FROM unnest(CAST(:ids AS bigint[]), CAST(:data AS text[]), CAST(:providers AS text[]),
-                            CAST(:confidences AS float8[]), CAST(:scores AS int[]), CAST(:tiers AS text[]),
-                            CAST(:breakdowns AS text[]))
-                    AS v(id, data, provider, confidence, score, tier, breakdown)
+                FROM (
+                    SELECT id, CAST(data AS jsonb) AS data, provider, confidence, score, tier,
+                           CAST(breakdown AS jsonb) AS breakdown
+                    FROM unnest(CAST(:ids AS bigint[]), CAST(:data AS text[]), CAST(:providers AS text[]),
+                                CAST(:confidences AS float8[]), CAST(:scores AS int[]), CAST(:tiers AS text[]),
+                                CAST(:breakdowns AS text[]))
+                        AS u(id, data, provider, confidence, score, tier, breakdown)
+                    OFFSET 0  -- a fence: parse each JSON once, not once per reference
+                ) v
                 WHERE l.id = v.id
                 """
             ),
