@@ -231,17 +231,24 @@ def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | N
 
 _EXTEND = text(
     """
-    UPDATE work_items SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
-    WHERE id = ANY(:ids) AND status = 'IN_PROGRESS' AND attempts = :attempt
-    RETURNING id
+    UPDATE work_items w SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(id, attempt)
+    WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
+    RETURNING w.id
     """
 )
 
 
-def extend_lease(conn: Connection, item_ids: Sequence[int], *, attempt: int, lease_seconds: float) -> list[int]:
-    """Keep a long-running attempt's lease alive; returns the items still held by that attempt."""
-    return [r.id for r in conn.execute(_EXTEND, {"ids": list(item_ids), "attempt": attempt,
-                                                  "lease_seconds": lease_seconds})]
+def extend_lease(conn: Connection, held: Sequence[tuple[int, int]], *, lease_seconds: float) -> Moved:
+    """Keep long-running attempts' leases alive; `lost` are items no longer held by that attempt."""
+    if not held:
+        return Moved()
+    got = {r.id for r in conn.execute(_EXTEND, {"ids": [i for i, _ in held], "attempts": [a for _, a in held],
+                                                 "lease_seconds": lease_seconds})}
+    result = Moved()
+    for item_id, _ in held:
+        (result.moved if item_id in got else result.lost).append(item_id)
+    return result
 
 
 def counts(conn: Connection, batch_id: int) -> dict[str, int]:

@@ -255,11 +255,27 @@ def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Seq
             lead.stop(ItemStatus.SKIPPED, skip_reason=str(reason))
             lead.log.info("skipped: %s", reason)
         leads.append(lead)
+    lease_renewed = time.monotonic()
     for provider in providers:
+        if time.monotonic() - lease_renewed > settings.lease_seconds / 2:
+            _renew_leases([lead for lead in leads if not lead.settled], engine, settings)
+            lease_renewed = time.monotonic()
         _provider_round(provider, [lead for lead in leads if not lead.settled], engine, settings)
     for lead in leads:
         _conclude(lead, settings)
     return [lead.result for lead in leads]
+
+
+def _renew_leases(leads: list[_Lead], engine: Engine, settings: Settings) -> None:
+    """A slow waterfall keeps its items: renew the lease; an item recovered meanwhile stops here."""
+    with engine.begin() as conn:
+        renewed = workitems.extend_lease(conn, [(lead.ctx.item.id, lead.ctx.item.attempt) for lead in leads],
+                                         lease_seconds=settings.lease_seconds)
+    lost = set(renewed.lost)
+    for lead in leads:
+        if lead.ctx.item.id in lost:
+            lead.log.warning("lease lost to recovery mid-waterfall; stopping")
+            lead.stop(None, error="fenced: lease lost mid-waterfall")
 
 
 def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, settings: Settings) -> None:

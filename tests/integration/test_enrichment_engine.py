@@ -249,3 +249,39 @@ def test_cached_result_is_reused_without_a_call_or_a_charge(engine, sandbox_url)
 def test_build_providers_names_the_missing_setting():
     with pytest.raises(ValueError, match="HUNTER_API_KEY"):
         build_providers(Settings(provider_order="hunter"))
+
+
+def test_a_slow_waterfall_renews_its_leases(engine):
+    """With a lease shorter than the waterfall, the worker keeps its items between provider rounds."""
+    s = _settings(provider_order="noop", lease_seconds=1)
+    client, b = _batch(engine, 3, credits=100)
+    ids = _claim(engine, b)
+    leased: list[bool] = []
+
+    class Slow:
+        name, cost = "slow", 0
+
+        def lookup_key(self, lead):
+            return lead.email
+
+        def enrich(self, lead):
+            time.sleep(0.4)  # three leads in a row: longer than the whole 1 s lease
+            return ProviderResult("hit", 0.1, {"note": "slow"})
+
+    class Probe:
+        """The next round looks at the item's lease in Postgres before it answers."""
+
+        name, cost = "probe", 0
+
+        def lookup_key(self, lead):
+            return lead.email
+
+        def enrich(self, lead):
+            with engine.connect() as conn:
+                leased.append(conn.execute(text("SELECT lease_until > now() FROM work_items WHERE lead_id = :l"),
+                                           {"l": lead.lead_id}).scalar())
+            return ProviderResult("hit", 0.9, {})
+
+    report = enrich_chunk(ids, settings=s, engine=engine, providers=[Slow(), Probe()])
+    assert report.done == 3
+    assert leased == [True, True, True]

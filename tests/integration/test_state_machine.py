@@ -184,3 +184,15 @@ def test_claim_uses_the_partial_pending_index(engine):
             text("EXPLAIN SELECT id FROM work_items WHERE batch_id = :b AND status = 'PENDING' ORDER BY id LIMIT 50"),
             {"b": b}).scalars())
     assert "ix_work_items_pending" in plan
+
+
+def test_extend_lease_only_for_the_attempt_that_holds_the_item(engine):
+    b = _setup(engine, 2)
+    with engine.begin() as conn:
+        ids = [c.id for c in workitems.claim(conn, b, 2)]
+        workitems.start(conn, ids, worker_id="w", lease_seconds=1)
+        renewed = workitems.extend_lease(conn, [(ids[0], 1), (ids[1], 2)], lease_seconds=600)
+        assert renewed.moved == [ids[0]] and renewed.lost == [ids[1]]
+        left = conn.execute(text("SELECT lease_until > now() + interval '5 minutes' FROM work_items WHERE id = :i"),
+                            {"i": ids[0]}).scalar()
+        assert left is True
