@@ -107,14 +107,19 @@ def fake_record(
     first_name: str | None = None,
     last_name: str | None = None,
     company_domain: str | None = None,
+    title: str | None = None,
 ) -> dict[str, Any]:
-    """A realistic person + company for `email`, the same for the same (seed, email)."""
+    """A realistic person + company for `email`, the same for the same (seed, email).
+
+    What the caller already knows (name, domain, title) is echoed back, as a real provider would
+    confirm it, so a demo lead's score matches the title shown next to it.
+    """
     d = _digest(seed, email)
     local_part, _, email_domain = email.rpartition("@")
     guessed_first, guessed_last = name_from_local_part(local_part)
     first = (first_name or "").strip() or guessed_first or _pick(_FIRST_NAMES, d, 4)
     last = (last_name or "").strip() or guessed_last or _pick(_LAST_NAMES, d, 6)
-    title = _pick(_TITLES, d, 8)
+    title = (title or "").strip() or _pick(_TITLES, d, 8)
     seniority, department = classify_title(title)
 
     domain = registered_domain(company_domain)
@@ -235,6 +240,7 @@ def _make_app(behaviour: _Behaviour) -> web.Application:
                 first_name=_str_or_none(body.get("first_name")),
                 last_name=_str_or_none(body.get("last_name")),
                 company_domain=_str_or_none(body.get("company_domain")),
+                title=_str_or_none(body.get("title")),
             )
         )
 
@@ -407,6 +413,7 @@ class SandboxProvider(HttpProviderBase):
             "first_name": lead.first_name,
             "last_name": lead.last_name,
             "company_domain": lead.company_domain,
+            "title": lead.title,
         }
         payload = self.http.post_json(ENRICH_PATH, body={k: v for k, v in body.items() if v})
         if payload is None:
