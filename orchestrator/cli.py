@@ -276,7 +276,7 @@ def _or_fail(fn):  # noqa: ANN001, ANN202 - tiny adapter from domain errors to e
 @app.command("demo")
 def demo(leads_csv: Optional[Path] = typer.Option(None, help="CSV to import (default: the bundled sample)."),
          latency_ms: int = typer.Option(40, help="Sandbox provider latency."),
-         credits: int = typer.Option(2500, help="Credits the demo client starts with.")) -> None:
+         credits: int = typer.Option(2000, help="Credits the demo client starts with (fewer than the leads need: the rest is SKIPPED no_credits, as in real life).")) -> None:
     """The main job end to end: embedded Postgres, client, import, batch, flow, summary."""
     from orchestrator.demo import run_demo
 

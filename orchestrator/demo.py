@@ -61,6 +61,8 @@ def _fresh_client(credits: int) -> tuple[int, int]:
 
     with db.transaction() as conn:
         conn.execute(text("DELETE FROM clients WHERE name = :n"), {"n": CLIENT})
+        # Cached sandbox answers from an earlier run would make every call a free cache hit.
+        conn.execute(text("DELETE FROM enrichment_cache WHERE provider = 'sandbox'"))
         client_id = conn.execute(text("INSERT INTO clients (name, subscription_status) VALUES (:n, 'active') "
                                       "RETURNING id"), {"n": CLIENT}).scalar_one()
         billing.add_credits(conn, client_id, credits, key=f"demo:{client_id}:initial", note="demo credits")
