@@ -49,6 +49,7 @@ class Moved:
 
     moved: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # release only: moved, but out of attempts
 
 
 @dataclass(slots=True)
@@ -171,7 +172,7 @@ _RELEASE = text(
         INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
         SELECT id, batch_id, 'IN_PROGRESS', status, attempts, :error FROM moved
     )
-    SELECT id FROM moved
+    SELECT id, status FROM moved
     """
 )
 
@@ -184,10 +185,12 @@ def release(conn: Connection, held: Sequence[tuple[int, int]], *, error: str) ->
     if not held:
         return Moved()
     rows = conn.execute(_RELEASE, {"ids": [i for i, _ in held], "attempts": [a for _, a in held], "error": error})
-    got = {r.id for r in rows}
+    got = {r.id: r.status for r in rows}
     result = Moved()
     for item_id, _ in held:
         (result.moved if item_id in got else result.lost).append(item_id)
+        if got.get(item_id) == ItemStatus.FAILED:
+            result.failed.append(item_id)
     return result
 
 

@@ -150,7 +150,7 @@ def enrich_chunk(
         raise
     with engine.begin() as conn:
         _finish_chunk(conn, results, report)
-    report.provider_calls = sum(1 for r in results for a in r.attempts if a.outcome != "cache_hit")
+    report.provider_calls = sum(1 for r in results for a in r.attempts if a.outcome in ("hit", "miss", "error"))
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -468,8 +468,13 @@ def _finish_chunk(conn: Connection, results: list[LeadResult], report: ChunkRepo
     outcomes = [Outcome(r.item.id, r.item.attempt, r.status, error=r.error, skip_reason=r.skip_reason)
                 for r in finals]
     moved = workitems.finish(conn, outcomes)
-    released = workitems.release(conn, [(r.item.id, r.item.attempt) for r in retries],
-                                 error="; ".join(sorted({r.error or "" for r in retries}))[:500])
+    released = workitems.Moved()
+    for error in sorted({r.error or "unknown error" for r in retries}):  # each item keeps its own error
+        part = workitems.release(conn, [(r.item.id, r.item.attempt) for r in retries
+                                        if (r.error or "unknown error") == error], error=error)
+        released.moved += part.moved
+        released.lost += part.lost
+        released.failed += part.failed
     ok = set(moved.moved)
     lost = set(moved.lost) | set(released.lost)
     # A fenced attempt keeps nothing it reserved; neither does one that did not finish DONE.
@@ -481,7 +486,8 @@ def _finish_chunk(conn: Connection, results: list[LeadResult], report: ChunkRepo
     _write_cache(conn, [r for r in finals if r.item.id in ok])
 
     report.fenced = len(lost)
-    report.retried = len(released.moved)
+    report.retried = len(released.moved) - len(released.failed)
+    report.failed += len(released.failed)
     for r in finals:
         if r.item.id not in ok:
             continue

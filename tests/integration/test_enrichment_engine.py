@@ -181,7 +181,7 @@ def test_every_provider_down_releases_for_retry_then_fails_at_max_attempts(engin
     with engine.begin() as conn:
         assert workitems.counts(conn, b) == {"PENDING": 4}
     second = enrich_chunk(_claim(engine, b), settings=s, engine=engine)
-    assert second.retried == 4
+    assert second.retried == 0 and second.failed == 4  # out of attempts
     with engine.begin() as conn:
         assert workitems.counts(conn, b) == {"FAILED": 4}
         assert "sandbox" in conn.execute(text("SELECT last_error FROM work_items LIMIT 1")).scalar()
