@@ -6,6 +6,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +41,33 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
     migrate.upgrade("head", url)
     console.print(f"Postgres: {db.redacted(url)} (migrated)")
 
-    with sandbox.serve(latency_ms=latency_ms, hit_rate=0.8, seed=7) as server:
-        os.environ["PROVIDER_ORDER"] = "heuristics,sandbox"
-        os.environ["SANDBOX_URL"] = server.url
-        reset_settings()
+    with sandbox.serve(latency_ms=latency_ms, hit_rate=0.8, seed=7) as server, \
+            _environment(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=server.url):
         console.print(f"Sandbox provider: {server.url} ({latency_ms} ms latency, 80% hit rate)")
         client_id, campaign_id = _fresh_client(credits)
         _import(leads_csv or SAMPLE)
         batch_id = _batch(client_id, campaign_id)
-        log_path = _lead_logs(batch_id)
-        summary = _run_with_progress(batch_id)
+        with _lead_logs(batch_id) as log_path:
+            summary = _run_with_progress(batch_id)
     _report(summary, batch_id, log_path)
     return summary
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """The demo's provider settings, for the demo only."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    reset_settings()
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        reset_settings()
 
 
 def _fresh_client(credits: int) -> tuple[int, int]:
@@ -102,17 +119,28 @@ def _batch(client_id: int, campaign_id: int) -> int:
     return batch_id
 
 
-def _lead_logs(batch_id: int) -> Path:
-    """Per-lead engine logs go to a file (the console keeps the progress bar)."""
+@contextmanager
+def _lead_logs(batch_id: int) -> Iterator[Path]:
+    """Per-lead engine logs go to a file while the batch runs (the console keeps the progress bar)."""
     path = get_settings().data_dir / "logs" / f"batch-{batch_id}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
+    path.write_text("")
+    # Append mode: Prefect's logging set-up closes every existing handler when the flow starts, and
+    # a closed handler in "w" mode silently drops records where one in "a" mode reopens its file.
+    handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
     engine_log = logging.getLogger("shared")
+    saved = engine_log.level, engine_log.propagate
     engine_log.addHandler(handler)
     engine_log.setLevel(logging.INFO)
     engine_log.propagate = False
-    return path
+    try:
+        yield path
+    finally:
+        engine_log.removeHandler(handler)
+        handler.close()
+        engine_log.setLevel(saved[0])
+        engine_log.propagate = saved[1]
 
 
 def _run_with_progress(batch_id: int) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""`make demo`'s job, end to end on the test database: import, batch, flow, summary, logs, export."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from orchestrator.demo import SAMPLE, run_demo
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
+    env(DATA_DIR=str(tmp_path))
+    rows = SAMPLE.read_text(encoding="utf-8").splitlines()
+    small = tmp_path / "leads.csv"
+    small.write_text("\n".join(rows[:301]) + "\n", encoding="utf-8")  # header + 300 rows, some bad
+
+    summary = run_demo(leads_csv=small, latency_ms=0, credits=100)
+
+    assert summary["status"] == "completed"
+    assert summary["credits_spent"] <= 100
+    assert summary["skip_reasons"].get("no_credits", 0) > 0  # credits ran out mid-batch
+    log = next((tmp_path / "logs").glob("batch-*.log")).read_text()
+    assert "lead_id=" in log and "item_id=" in log and "batch_id=" in log
+    exported = list(csv.DictReader(next(tmp_path.glob("batch-*.csv")).open()))
+    assert len(exported) == summary["total"]
+    assert (tmp_path / "leads.rejects.csv").exists()
+    # the demo's settings and log handler were for the demo only
+    import logging
+    import os
+
+    assert "SANDBOX_URL" not in os.environ and "PROVIDER_ORDER" not in os.environ
+    assert logging.getLogger("shared").handlers == []
