@@ -91,18 +91,14 @@ class ApolloProvider(HttpProviderBase):
         http: HttpClient | None = None,
     ) -> None:
         settings = settings or get_settings()
-        if settings.apollo_api_key is None or not settings.apollo_api_key.get_secret_value():
-            raise ValueError("provider 'apollo' needs APOLLO_API_KEY")
-        key = settings.apollo_api_key.get_secret_value()
+        key = self._api_key(settings.apollo_api_key, "APOLLO_API_KEY")
         self.cost = settings.apollo_cost
-        self.http = http or HttpClient(
-            provider=self.name,
+        self.http = http or self._http(
+            settings,
             base_url=settings.apollo_base_url,
-            timeout_seconds=settings.provider_timeout_seconds,
-            max_retries=settings.provider_max_retries,
+            backoff_base=backoff_base,
             headers={"X-Api-Key": key, "Content-Type": "application/json", "Cache-Control": "no-cache"},
             secrets=(key,),
-            backoff_base=backoff_base,
         )
 
     def lookup_key(self, lead: LeadInput) -> str | None:

@@ -31,8 +31,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from shared.integrations.providers.base import ProviderError
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -344,6 +346,16 @@ class HttpProviderBase:
     name: str
     cost: int
     http: HttpClient
+
+    def _api_key(self, secret: SecretStr | None, env_name: str) -> str:
+        if secret is None or not secret.get_secret_value():
+            raise ValueError(f"provider {self.name!r} needs {env_name}")
+        return secret.get_secret_value()
+
+    def _http(self, settings: Settings, *, base_url: str, backoff_base: float, **options: Any) -> HttpClient:
+        """The adapter's client, with the timeouts and retries every provider shares from settings."""
+        return HttpClient(provider=self.name, base_url=base_url, timeout_seconds=settings.provider_timeout_seconds,
+                          max_retries=settings.provider_max_retries, backoff_base=backoff_base, **options)
 
     def close(self) -> None:
         self.http.close()

@@ -50,18 +50,15 @@ class HunterProvider(HttpProviderBase):
         http: HttpClient | None = None,
     ) -> None:
         settings = settings or get_settings()
-        if settings.hunter_api_key is None or not settings.hunter_api_key.get_secret_value():
-            raise ValueError("provider 'hunter' needs HUNTER_API_KEY")
-        key = settings.hunter_api_key.get_secret_value()
+        key = self._api_key(settings.hunter_api_key, "HUNTER_API_KEY")
         self.cost = settings.hunter_cost
-        self.http = http or HttpClient(
-            provider=self.name,
+        self.http = http or self._http(
+            settings,
             base_url=settings.hunter_base_url,
-            timeout_seconds=settings.provider_timeout_seconds,
-            max_retries=settings.provider_max_retries,
+            backoff_base=backoff_base,
             headers={"X-API-KEY": key},
             secrets=(key,),
-            backoff_base=backoff_base,
+            # Hunter's docs: 403 means "rate limit reached"; 404/451 mean nobody found.
             miss_statuses=(404, 451),
             rate_limit_statuses=(429, 403),
         )

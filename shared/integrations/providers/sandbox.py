@@ -388,14 +388,12 @@ class SandboxProvider(HttpProviderBase):
         if not base_url:
             raise ValueError("provider 'sandbox' needs SANDBOX_URL")
         self.cost = settings.sandbox_cost
-        self.http = http or HttpClient(
-            provider=self.name,
+        self.http = http or self._http(
+            settings,
             base_url=base_url,
-            timeout_seconds=settings.provider_timeout_seconds,
-            max_retries=settings.provider_max_retries,
+            backoff_base=backoff_base,
             headers={"Authorization": f"Bearer {token}"},
             secrets=(token,) if token != DEFAULT_TOKEN else (),
-            backoff_base=backoff_base,
         )
 
     def lookup_key(self, lead: LeadInput) -> str | None:
