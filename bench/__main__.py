@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, pool, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
 from shared import db, embedded, migrate, workitems  # noqa: E402
-from shared.settings import get_settings, reset_settings  # noqa: E402
+from shared.settings import environment, get_settings, reset_settings  # noqa: E402
 
 BENCH_DATABASE = "outbound_bench"
 
@@ -107,18 +107,8 @@ def run_flow(batch_id: int, batch_size: int) -> tuple[float, dict[str, Any]]:
 
 
 def with_env(values: dict[str, str], fn: Callable[[], Any]) -> Any:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    reset_settings()
-    try:
+    with environment(**values):
         return fn()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        reset_settings()
 
 
 # -- the four measurements -------------------------------------------------------------------------

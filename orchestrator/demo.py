@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared import db, migrate, workitems
-from shared.settings import PROJECT_ROOT, get_settings, reset_settings
+from shared.settings import PROJECT_ROOT, environment, get_settings
 
 SAMPLE = PROJECT_ROOT / "shared" / "data" / "sample_leads.csv"
 CLIENT = "Demo Agency"
@@ -42,7 +42,7 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
     console.print(f"Postgres: {db.redacted(url)} (migrated)")
 
     with sandbox.serve(latency_ms=latency_ms, hit_rate=0.8, seed=7) as server, \
-            _environment(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=server.url):
+            environment(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=server.url):
         console.print(f"Sandbox provider: {server.url} ({latency_ms} ms latency, 80% hit rate)")
         client_id, campaign_id = _fresh_client(credits)
         _import(leads_csv or SAMPLE)
@@ -51,23 +51,6 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
             summary = _run_with_progress(batch_id)
     _report(summary, batch_id, log_path)
     return summary
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """The demo's provider settings, for the demo only."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    reset_settings()
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        reset_settings()
 
 
 def _fresh_client(credits: int) -> tuple[int, int]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -77,3 +80,20 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests and the CLI change the environment)."""
     get_settings.cache_clear()
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables (and so settings) for a block; restore them after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    reset_settings()
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        reset_settings()
