@@ -261,8 +261,9 @@ def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Seq
             _renew_leases([lead for lead in leads if not lead.settled], engine, settings)
             lease_renewed = time.monotonic()
         _provider_round(provider, [lead for lead in leads if not lead.settled], engine, settings)
+    icps = {ctx.campaign_id: IcpConfig.parse(ctx.icp) for ctx in contexts}  # once per campaign, not per lead
     for lead in leads:
-        _conclude(lead, settings)
+        _conclude(lead, icps[lead.ctx.campaign_id])
     return [lead.result for lead in leads]
 
 
@@ -413,7 +414,7 @@ def _apply(lead: _Lead, provider: Provider, answer: ProviderResult, settings: Se
         lead.settled = True
 
 
-def _conclude(lead: _Lead, settings: Settings) -> None:
+def _conclude(lead: _Lead, icp: IcpConfig) -> None:
     """DONE with the best answer, SKIPPED when nobody knew the lead, or back for a retry."""
     result = lead.result
     if result.status is ItemStatus.DONE:
@@ -426,7 +427,7 @@ def _conclude(lead: _Lead, settings: Settings) -> None:
                 result.status, result.skip_reason = ItemStatus.SKIPPED, str(SkipReason.NO_PROVIDER_HIT)
         else:
             result.confidence, result.provider = lead.best
-            result.score = score_lead(lead.ctx.lead or {}, result.data, _icp(lead.ctx))
+            result.score = score_lead(lead.ctx.lead or {}, result.data, icp)
             lead.log.info("enriched by %s (confidence %.2f), score %d tier %s", result.provider, result.confidence,
                           result.score.score, result.score.tier)
             return
@@ -434,16 +435,6 @@ def _conclude(lead: _Lead, settings: Settings) -> None:
         lead.log.warning("released for retry: %s", result.error)
     else:
         lead.log.info("finished %s: %s", result.status, result.skip_reason or result.error)
-
-
-_icp_cache: dict[str, IcpConfig] = {}
-
-
-def _icp(ctx: Context) -> IcpConfig:
-    key = json.dumps(ctx.icp, sort_keys=True)
-    if key not in _icp_cache:
-        _icp_cache[key] = IcpConfig.parse(ctx.icp)
-    return _icp_cache[key]
 
 
 def _lead_input(lead: dict[str, Any]) -> LeadInput:

@@ -44,8 +44,7 @@ def test_orchestrator_main_runs_a_batch_to_completion(engine, prefect_harness, p
     client, b = _batch(engine, 600)
     summary = orchestrator_main(batch_id=b, batch_size=50)
     assert summary["status"] == "completed"
-    assert summary["counts"] == {"DONE": summary["counts"]["DONE"], "SKIPPED": 600 - summary["counts"]["DONE"]} \
-        or summary["counts"] == {"DONE": 600}
+    assert set(summary["counts"]) <= {"DONE", "SKIPPED"} and sum(summary["counts"].values()) == 600
     assert set(summary["skip_reasons"]) <= {"no_provider_hit"}
     with engine.begin() as conn:
         row = conn.execute(text("SELECT status, flow_run_id, summary, finished_at FROM batches WHERE id = :b"),
