@@ -77,8 +77,8 @@ def make_batch(engine: Engine, n: int, *, status: str = "PENDING", credits: int 
             {"c": client, "n": n})
         batch = conn.execute(text("INSERT INTO batches (client_id) VALUES (:c) RETURNING id"),
                              {"c": client}).scalar_one()
-        conn.execute(text("INSERT INTO work_items (batch_id, lead_id, status, attempts, finished_at) "
-                          "SELECT :b, id, :s, CASE WHEN :s = 'DONE' THEN 1 ELSE 0 END, "
+        conn.execute(text("INSERT INTO work_items (batch_id, lead_id, client_id, status, attempts, finished_at) "
+                          "SELECT :b, id, client_id, :s, CASE WHEN :s = 'DONE' THEN 1 ELSE 0 END, "
                           "CASE WHEN :s = 'DONE' THEN now() END FROM leads WHERE client_id = :c"),
                      {"b": batch, "c": client, "s": status})
         conn.execute(text("ANALYZE work_items"))

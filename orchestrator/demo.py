@@ -60,9 +60,9 @@ def _fresh_client(credits: int) -> tuple[int, int]:
     from shared.engines import billing
 
     with db.transaction() as conn:
+        # The cache is per client: deleting the client drops its cached answers too, so every run
+        # pays for its lookups again instead of showing free cache hits.
         conn.execute(text("DELETE FROM clients WHERE name = :n"), {"n": CLIENT})
-        # Cached sandbox answers from an earlier run would make every call a free cache hit.
-        conn.execute(text("DELETE FROM enrichment_cache WHERE provider = 'sandbox'"))
         client_id = conn.execute(text("INSERT INTO clients (name, subscription_status) VALUES (:n, 'active') "
                                       "RETURNING id"), {"n": CLIENT}).scalar_one()
         billing.add_credits(conn, client_id, credits, key=f"demo:{client_id}:initial", note="demo credits")

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -75,6 +76,7 @@ class Campaign(Base):
     __tablename__ = "campaigns"
     __table_args__ = (
         UniqueConstraint("client_id", "name", name="uq_campaigns_client_name"),
+        UniqueConstraint("id", "client_id", name="uq_campaigns_id_client"),  # target of tenant-carrying FKs
         CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
     )
     id: Mapped[int] = _id()
@@ -89,6 +91,10 @@ class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
         UniqueConstraint("client_id", "email", name="uq_leads_client_email"),
+        UniqueConstraint("id", "client_id", name="uq_leads_id_client"),
+        # A lead's campaign belongs to the lead's own client; deleting it only clears campaign_id.
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_leads_campaign_client", ondelete="SET NULL (campaign_id)"),
         CheckConstraint(_in("status", LEAD_STATUSES), name="status"),
         CheckConstraint("email = lower(email)", name="email_normalized"),
         CheckConstraint("score IS NULL OR score BETWEEN 0 AND 100", name="score_range"),
@@ -96,7 +102,7 @@ class Lead(Base):
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
     email: Mapped[str] = mapped_column(Text)
     first_name: Mapped[str | None] = mapped_column(Text)
     last_name: Mapped[str | None] = mapped_column(Text)
@@ -121,12 +127,20 @@ class Lead(Base):
 
 class Batch(Base):
     __tablename__ = "batches"
-    __table_args__ = (CheckConstraint(_in("status", BATCH_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", BATCH_STATUSES), name="status"),
+        UniqueConstraint("id", "client_id", name="uq_batches_id_client"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_batches_campaign_client", ondelete="SET NULL (campaign_id)"),
+    )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(Text, server_default="draft")
     flow_run_id: Mapped[str | None] = mapped_column(Text)
+    # Which orchestrator runs the batch, and when it last said so: a stale heartbeat means it died.
+    runner_id: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(TS)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     launched_at: Mapped[datetime | None] = mapped_column(TS)
@@ -140,6 +154,12 @@ class WorkItem(Base):
     __tablename__ = "work_items"
     __table_args__ = (
         UniqueConstraint("batch_id", "lead_id", name="uq_work_items_batch_lead"),
+        UniqueConstraint("id", "client_id", name="uq_work_items_id_client"),
+        # The batch and the lead belong to the item's client: no item joins two tenants.
+        ForeignKeyConstraint(["batch_id", "client_id"], ["batches.id", "batches.client_id"],
+                             name="fk_work_items_batch_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
+                             name="fk_work_items_lead_client", ondelete="CASCADE"),
         CheckConstraint(_in("status", ITEM_STATUSES), name="status"),
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_bounded"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
@@ -154,8 +174,9 @@ class WorkItem(Base):
         Index("ix_work_items_lead_id", "lead_id"),
     )
     id: Mapped[int] = _id()
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    lead_id: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(Text, server_default="PENDING")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
@@ -174,8 +195,12 @@ class StatusHistory(Base):
     """Append-only: a database trigger refuses UPDATE and DELETE."""
 
     __tablename__ = "status_history"
-    __table_args__ = (Index("ix_status_history_work_item_id", "work_item_id"),)
+    __table_args__ = (
+        Index("ix_status_history_work_item_id", "work_item_id"),
+        Index("ix_status_history_client_id", "client_id"),
+    )
     id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
     work_item_id: Mapped[int] = mapped_column(BigInteger)
     batch_id: Mapped[int] = mapped_column(BigInteger)
     from_status: Mapped[str | None] = mapped_column(Text)
@@ -197,12 +222,16 @@ class CreditLedger(Base):
         ),
         Index("ix_credit_ledger_client_id", "client_id"),
         Index("ix_credit_ledger_work_item_id", "work_item_id"),
+        # Idempotency keys are the client's own (a payment id): unique per client, never global.
+        UniqueConstraint("client_id", "idempotency_key", name="uq_credit_ledger_client_key"),
+        ForeignKeyConstraint(["work_item_id", "client_id"], ["work_items.id", "work_items.client_id"],
+                             name="fk_credit_ledger_item_client", ondelete="SET NULL (work_item_id)"),
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     delta: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
-    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    idempotency_key: Mapped[str] = mapped_column(Text)
     work_item_id: Mapped[int | None] = mapped_column(BigInteger)
     attempt: Mapped[int | None] = mapped_column(Integer)
     provider: Mapped[str | None] = mapped_column(Text)
@@ -217,8 +246,11 @@ class EnrichmentAttempt(Base):
     __table_args__ = (
         CheckConstraint(_in("outcome", ("hit", "miss", "error", "cache_hit", "no_credits")), name="outcome"),
         Index("ix_enrichment_attempts_work_item_id", "work_item_id"),
+        ForeignKeyConstraint(["work_item_id", "client_id"], ["work_items.id", "work_items.client_id"],
+                             name="fk_enrichment_attempts_item_client", ondelete="CASCADE"),
     )
     id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
     work_item_id: Mapped[int] = mapped_column(BigInteger)
     lead_id: Mapped[int] = mapped_column(BigInteger)
     attempt: Mapped[int] = mapped_column(Integer)
@@ -232,7 +264,10 @@ class EnrichmentAttempt(Base):
 
 
 class EnrichmentCache(Base):
+    """Per client: one client's input and paid results never answer another client's lookup."""
+
     __tablename__ = "enrichment_cache"
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
     provider: Mapped[str] = mapped_column(Text, primary_key=True)
     lookup_key: Mapped[str] = mapped_column(Text, primary_key=True)
     result: Mapped[dict[str, Any]] = mapped_column(JSONB)

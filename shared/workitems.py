@@ -27,6 +27,7 @@ class Started:
     lead_id: int
     batch_id: int
     attempt: int
+    client_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +73,10 @@ _CLAIM = text(
         UPDATE work_items w
         SET status = 'QUEUED', queued_at = now(), updated_at = now()
         FROM picked WHERE w.id = picked.id AND w.status = 'PENDING'
-        RETURNING w.id, w.lead_id, w.batch_id, w.attempts
+        RETURNING w.id, w.lead_id, w.batch_id, w.attempts, w.client_id
     ), logged AS (
-        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt)
-        SELECT id, batch_id, 'PENDING', 'QUEUED', attempts FROM moved
+        INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt)
+        SELECT id, batch_id, client_id, 'PENDING', 'QUEUED', attempts FROM moved
     )
     SELECT id, lead_id FROM moved ORDER BY id
     """
@@ -95,12 +96,12 @@ _START = text(
         SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now(),
             lease_until = now() + make_interval(secs => :lease_seconds), worker_id = :worker_id
         WHERE id = ANY(:ids) AND status = 'QUEUED' AND attempts < max_attempts
-        RETURNING id, lead_id, batch_id, attempts
+        RETURNING id, lead_id, batch_id, attempts, client_id
     ), logged AS (
-        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
-        SELECT id, batch_id, 'QUEUED', 'IN_PROGRESS', attempts, :worker_id FROM moved
+        INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, client_id, 'QUEUED', 'IN_PROGRESS', attempts, :worker_id FROM moved
     )
-    SELECT id, lead_id, batch_id, attempts FROM moved ORDER BY id
+    SELECT id, lead_id, batch_id, attempts, client_id FROM moved ORDER BY id
     """
 )
 
@@ -112,7 +113,7 @@ def start(
     rows = conn.execute(
         _START, {"ids": list(item_ids), "worker_id": worker_id, "lease_seconds": lease_seconds}
     ).all()
-    started = [Started(r.id, r.lead_id, r.batch_id, r.attempts) for r in rows]
+    started = [Started(r.id, r.lead_id, r.batch_id, r.attempts, r.client_id) for r in rows]
     got = {s.id for s in started}
     return started, [i for i in item_ids if i not in got]
 
@@ -129,10 +130,10 @@ _FINISH = text(
             finished_at = now(), updated_at = now(), lease_until = NULL
         FROM v
         WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
-        RETURNING w.id, w.batch_id, w.attempts, v.status, coalesce(v.reason, v.error) AS detail
+        RETURNING w.id, w.batch_id, w.client_id, w.attempts, v.status, coalesce(v.reason, v.error) AS detail
     ), logged AS (
-        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
-        SELECT id, batch_id, 'IN_PROGRESS', status, attempts, detail FROM moved
+        INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, client_id, 'IN_PROGRESS', status, attempts, detail FROM moved
     )
     SELECT id FROM moved
     """
@@ -167,10 +168,10 @@ _RELEASE = text(
             last_error = :error, lease_until = NULL, worker_id = NULL, updated_at = now(),
             finished_at = CASE WHEN w.attempts >= w.max_attempts THEN now() END
         FROM v WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
-        RETURNING w.id, w.batch_id, w.attempts, w.status
+        RETURNING w.id, w.batch_id, w.client_id, w.attempts, w.status
     ), logged AS (
-        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
-        SELECT id, batch_id, 'IN_PROGRESS', status, attempts, :error FROM moved
+        INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, client_id, 'IN_PROGRESS', status, attempts, :error FROM moved
     )
     SELECT id, status FROM moved
     """
@@ -211,10 +212,10 @@ _RECOVER = text(
             lease_until = NULL, worker_id = NULL, updated_at = now(),
             finished_at = CASE WHEN w.attempts >= w.max_attempts THEN now() END
         FROM stale WHERE w.id = stale.id
-        RETURNING w.id, w.batch_id, w.attempts, w.status, stale.old_status, w.last_error
+        RETURNING w.id, w.batch_id, w.client_id, w.attempts, w.status, stale.old_status, w.last_error
     ), logged AS (
-        INSERT INTO status_history (work_item_id, batch_id, from_status, to_status, attempt, detail)
-        SELECT id, batch_id, old_status, status, attempts, last_error FROM moved
+        INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt, detail)
+        SELECT id, batch_id, client_id, old_status, status, attempts, last_error FROM moved
     )
     SELECT id, status, attempts, old_status FROM moved ORDER BY id
     """

@@ -44,10 +44,10 @@ def batch(conn: Connection, client_id: int, lead_ids: Sequence[int], *, campaign
     ).scalar_one()
     conn.execute(
         text(
-            "INSERT INTO work_items (batch_id, lead_id, max_attempts) "
-            "SELECT :b, unnest(CAST(:ids AS bigint[])), :m"
+            "INSERT INTO work_items (batch_id, lead_id, client_id, max_attempts) "
+            "SELECT :b, unnest(CAST(:ids AS bigint[])), :c, :m"
         ),
-        {"b": batch_id, "ids": list(lead_ids), "m": max_attempts},
+        {"b": batch_id, "ids": list(lead_ids), "m": max_attempts, "c": client_id},
     )
     return batch_id
 

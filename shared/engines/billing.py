@@ -36,7 +36,7 @@ def add_credits(conn: Connection, client_id: int, amount: int, *, key: str, note
     inserted = conn.execute(
         text(
             "INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, note) "
-            "VALUES (:c, :a, 'topup', :k, :n) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+            "VALUES (:c, :a, 'topup', :k, :n) ON CONFLICT (client_id, idempotency_key) DO NOTHING RETURNING id"
         ),
         {"c": client_id, "a": amount, "k": key, "n": note},
     ).first()
@@ -67,7 +67,7 @@ _RESERVE = text(
     INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, work_item_id, attempt, provider)
     SELECT :c, :d, 'reserve', k, i, a, :p
     FROM unnest(CAST(:keys AS text[]), CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(k, i, a)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING work_item_id
     """
 )
@@ -92,8 +92,9 @@ def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, 
     client = conn.execute(text("SELECT credit_balance, subscription_status FROM clients WHERE id = :c FOR UPDATE"),
                           {"c": client_id}).one()
     keys = {i: reservation_key(i, a, provider) for i, a in candidates}
-    existing = set(conn.execute(text("SELECT work_item_id FROM credit_ledger WHERE idempotency_key = ANY(:k)"),
-                                {"k": list(keys.values())}).scalars())
+    existing = set(conn.execute(text("SELECT work_item_id FROM credit_ledger WHERE client_id = :c "
+                                     "AND idempotency_key = ANY(:k)"),
+                                {"c": client_id, "k": list(keys.values())}).scalars())
     result |= {i: Reservation.ALREADY_RESERVED for i, _ in candidates if i in existing}
     needed = [(i, a) for i, a in candidates if i not in existing]
     if client.subscription_status not in ACTIVE_SUBSCRIPTIONS:
@@ -120,12 +121,13 @@ _REFUND = text(
           ON l.work_item_id = v.id AND l.attempt = v.attempt
         WHERE l.kind = 'reserve'
           AND (CAST(:provider AS text) IS NULL OR l.provider = :provider)
-          AND NOT EXISTS (SELECT 1 FROM credit_ledger r WHERE r.idempotency_key = 'refund:' || l.idempotency_key)
+          AND NOT EXISTS (SELECT 1 FROM credit_ledger r
+                          WHERE r.client_id = l.client_id AND r.idempotency_key = 'refund:' || l.idempotency_key)
     ), refunded AS (
         INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, work_item_id, attempt, provider, note)
         SELECT client_id, -delta, 'refund', 'refund:' || idempotency_key, work_item_id, attempt, provider, :note
         FROM open
-        ON CONFLICT (idempotency_key) DO NOTHING
+        ON CONFLICT (client_id, idempotency_key) DO NOTHING
         RETURNING client_id, delta
     ), credited AS (
         UPDATE clients c SET credit_balance = c.credit_balance + s.total

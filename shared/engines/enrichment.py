@@ -312,22 +312,29 @@ def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, sett
 
 def _use_cache(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine,
                settings: Settings) -> list[tuple[_Lead, str]]:
-    """Apply cached answers (no call, no charge); return the leads that still need a call."""
+    """Apply cached answers (no call, no charge); return the leads that still need a call.
+
+    The cache is the client's own: another client's answer to the same lookup is never used.
+    """
     with engine.connect() as conn:
         cached = {
-            r.lookup_key: ProviderResult("hit", r.confidence, r.result)
+            (r.client_id, r.lookup_key): ProviderResult("hit", r.confidence, r.result)
             for r in conn.execute(
-                text("SELECT lookup_key, result, confidence FROM enrichment_cache WHERE provider = :p "
-                     "AND lookup_key = ANY(:k) AND fetched_at > now() - make_interval(secs => :ttl)"),
-                {"p": provider.name, "k": list({k for _, k in asking}), "ttl": settings.cache_ttl_seconds},
+                text("SELECT c.client_id, c.lookup_key, c.result, c.confidence FROM enrichment_cache c "
+                     "JOIN unnest(CAST(:clients AS bigint[]), CAST(:keys AS text[])) AS v(client_id, lookup_key) "
+                     "  ON c.client_id = v.client_id AND c.lookup_key = v.lookup_key "
+                     "WHERE c.provider = :p AND c.fetched_at > now() - make_interval(secs => :ttl)"),
+                {"p": provider.name, "clients": [lead.ctx.client_id for lead, _ in asking],
+                 "keys": [k for _, k in asking], "ttl": settings.cache_ttl_seconds},
             )
         }
     rest = []
     for lead, key in asking:
-        if key in cached:
-            lead.result.attempts.append(ProviderAttempt(provider.name, "cache_hit", confidence=cached[key].confidence))
+        hit = cached.get((lead.ctx.client_id, key))
+        if hit is not None:
+            lead.result.attempts.append(ProviderAttempt(provider.name, "cache_hit", confidence=hit.confidence))
             lead.log.debug("%s: cache hit", provider.name)
-            _apply(lead, provider, cached[key], settings)
+            _apply(lead, provider, hit, settings)
         else:
             rest.append((lead, key))
     return rest
@@ -537,18 +544,21 @@ def _write_attempts(conn: Connection, results: list[LeadResult]) -> None:
     rows = [(r.item.id, r.item.lead_id, r.item.attempt, a) for r in results for a in r.attempts]
     if not rows:
         return
+    clients = {r.item.id: r.item.client_id for r in results}
     conn.execute(
         text(
             """
-            INSERT INTO enrichment_attempts (work_item_id, lead_id, attempt, provider, outcome, cost, latency_ms,
-                                             confidence, error)
-            SELECT * FROM unnest(CAST(:items AS bigint[]), CAST(:leads AS bigint[]), CAST(:attempts AS int[]),
+            INSERT INTO enrichment_attempts (client_id, work_item_id, lead_id, attempt, provider, outcome, cost,
+                                             latency_ms, confidence, error)
+            SELECT * FROM unnest(CAST(:clients AS bigint[]),
+                                 CAST(:items AS bigint[]), CAST(:leads AS bigint[]), CAST(:attempts AS int[]),
                                  CAST(:providers AS text[]), CAST(:outcomes AS text[]), CAST(:costs AS int[]),
                                  CAST(:latencies AS float8[]), CAST(:confidences AS float8[]),
                                  CAST(:errors AS text[]))
             """
         ),
         {
+            "clients": [clients[i] for i, _, _, _ in rows],
             "items": [i for i, _, _, _ in rows],
             "leads": [lead for _, lead, _, _ in rows],
             "attempts": [n for _, _, n, _ in rows],
@@ -563,23 +573,26 @@ def _write_attempts(conn: Connection, results: list[LeadResult]) -> None:
 
 
 def _write_cache(conn: Connection, results: list[LeadResult]) -> None:
-    hits = {(p, k): a for r in results for p, k, a in r.fresh_hits}
+    """Remember paid answers for the same client only (keyed client, provider, lookup key)."""
+    hits = {(r.item.client_id, p, k): a for r in results for p, k, a in r.fresh_hits}
     if not hits:
         return
     conn.execute(
         text(
             """
-            INSERT INTO enrichment_cache (provider, lookup_key, result, confidence, fetched_at)
-            SELECT p, k, CAST(r AS jsonb), c, now()
-            FROM unnest(CAST(:p AS text[]), CAST(:k AS text[]), CAST(:r AS text[]), CAST(:c AS float8[])) AS v(p, k, r, c)
-            ON CONFLICT (provider, lookup_key) DO UPDATE
+            INSERT INTO enrichment_cache (client_id, provider, lookup_key, result, confidence, fetched_at)
+            SELECT c, p, k, CAST(r AS jsonb), conf, now()
+            FROM unnest(CAST(:c AS bigint[]), CAST(:p AS text[]), CAST(:k AS text[]), CAST(:r AS text[]),
+                        CAST(:conf AS float8[])) AS v(c, p, k, r, conf)
+            ON CONFLICT (client_id, provider, lookup_key) DO UPDATE
                 SET result = EXCLUDED.result, confidence = EXCLUDED.confidence, fetched_at = EXCLUDED.fetched_at
             """
         ),
         {
-            "p": [p for p, _ in hits],
-            "k": [k for _, k in hits],
+            "c": [c for c, _, _ in hits],
+            "p": [p for _, p, _ in hits],
+            "k": [k for _, _, k in hits],
             "r": [json.dumps(a.data, default=str) for a in hits.values()],
-            "c": [a.confidence for a in hits.values()],
+            "conf": [a.confidence for a in hits.values()],
         },
     )
