@@ -105,12 +105,12 @@ DEPLOY_COMMANDS = {"deploy", "secret", "worker", "bridge"}
 def outbound_argv() -> list[str]:
     """The `outbound` CLI, as `python -m orchestrator.cli`.
 
-    Until orchestrator/cli.py registers the deploy commands (test_deploy_boundary checks that it
+    Until orchestrator/cli/__init__.py registers the deploy commands (test_deploy_boundary checks that it
     does), the same app with `deploy_app` added stands in.
     """
     if DEPLOY_COMMANDS <= outbound_commands():
         return [sys.executable, "-m", "orchestrator.cli"]
-    return [sys.executable, "-c", "from orchestrator.cli import app; from orchestrator.cli_deploy import deploy_app; "
+    return [sys.executable, "-c", "from orchestrator.cli import app; from orchestrator.cli.deploy import deploy_app; "
                                   "app.add_typer(deploy_app); app(prog_name='outbound')"]
 
 

@@ -17,7 +17,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from orchestrator import cli_deploy, deploy, worker
+from orchestrator import deploy, worker
+from orchestrator.cli import deploy as cli_deploy
 from orchestrator.deploy import DeployError
 
 GIT = "https://github.com/acme/outbound.git"
@@ -236,7 +237,7 @@ def _cli() -> typer.Typer:
     app = typer.Typer()
 
     @app.callback()
-    def main() -> None:  # a group, as in orchestrator/cli.py
+    def main() -> None:  # a group, as in orchestrator/cli/__init__.py
         pass
 
     app.add_typer(cli_deploy.deploy_app)
@@ -297,7 +298,7 @@ def test_ensure_database_url_outside_prefect_does_nothing(monkeypatch):
 
 
 def test_outbound_cli_registers_the_deploy_commands():
-    """orchestrator/cli.py must do `app.add_typer(deploy_app)`: `outbound deploy|secret|worker|bridge`."""
+    """orchestrator/cli/__init__.py must do `app.add_typer(deploy_app)`: `outbound deploy|secret|worker|bridge`."""
     from tests.e2e.conftest import DEPLOY_COMMANDS, outbound_commands
 
     assert DEPLOY_COMMANDS <= outbound_commands()

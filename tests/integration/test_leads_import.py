@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from orchestrator.cli_leads import leads_app
+from orchestrator.cli.leads import leads_app
 from shared.engines.leads_import import (
     ClientNotFound,
     ImportReport,
@@ -305,7 +305,7 @@ def test_a_hundred_thousand_rows(engine, tmp_path):
 
 
 def _outbound() -> typer.Typer:
-    """The sub-app mounted the way orchestrator/cli.py mounts it: `outbound leads import ...`."""
+    """The sub-app mounted the way orchestrator/cli/__init__.py mounts it: `outbound leads import ...`."""
     app = typer.Typer()
     app.add_typer(leads_app, name="leads")
     return app

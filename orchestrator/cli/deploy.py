@@ -1,6 +1,6 @@
 """CLI commands for running on Prefect: `outbound deploy`, `secret push`, `worker` and `bridge`.
 
-`deploy_app` holds all four; orchestrator/cli.py merges them into `outbound` with
+`deploy_app` holds all four; orchestrator/cli/__init__.py merges them into `outbound` with
 `app.add_typer(deploy_app)` (no name: the commands join the top level).
 """
 
