@@ -83,7 +83,7 @@ def configure_logging() -> None:
     """Engine INFO lines to stderr, which Modal shows in the dashboard; everything else at WARNING.
 
     Only the `shared` loggers go to INFO: httpx logs each request URL at INFO, and Hunter's URL
-    carries the API key and the lead's name in its query string.
+    carries the lead's first and last name in its query string (personal data stays out of logs).
     """
     root = logging.getLogger()
     if not any(getattr(h, "_outbound", False) for h in root.handlers):

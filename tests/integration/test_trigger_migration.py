@@ -257,3 +257,41 @@ def test_downgrade_to_0003_restores_0002s_call_without_a_timeout(fake_pg_net, da
     finally:
         engine.dispose()
         migrate.upgrade("head", database_url)
+
+
+def _relaunch_statement() -> str:
+    """The statement docs/deploy.md schedules with pg_cron (the part between the $cron$ quotes)."""
+    doc = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    block = doc.split("<!-- relaunch-sql:", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    return block.split("$cron$", 2)[1]
+
+
+def test_the_documented_pg_cron_relaunch_resends_only_lost_launches_with_their_own_keys(fake_pg_net):
+    engine = fake_pg_net
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbound_private.app_config (key, value) VALUES "
+            "('edge_function_url', 'https://proj.supabase.co/functions/v1/launch-batch'), "
+            "('launch_shared_secret', 's3cret')"
+        ))
+    client_id = _client(engine)
+    with engine.begin() as conn:
+        lost = factories.batch(conn, client_id, [], status="launched")
+        recent = factories.batch(conn, client_id, [], status="launched")
+        started = factories.batch(conn, client_id, [], status="launched")
+        draft = factories.batch(conn, client_id, [])
+        conn.execute(text("UPDATE batches SET launched_at = now() - interval '10 minutes' WHERE id IN (:a, :b, :d)"),
+                     {"a": lost, "b": started, "d": draft})
+        conn.execute(text("UPDATE batches SET flow_run_id = 'f1e2d3c4' WHERE id = :b"), {"b": started})
+        conn.execute(text("DELETE FROM net.calls"))
+    with engine.begin() as conn:
+        conn.execute(text(_relaunch_statement()))
+    with engine.connect() as conn:
+        calls = conn.execute(text("SELECT url, body, headers, timeout_milliseconds FROM net.calls")).all()
+    assert [tuple(c) for c in calls] == [(
+        "https://proj.supabase.co/functions/v1/launch-batch",
+        _launch(engine, lost),  # the same key as the original launch: Prefect dedupes one that got through
+        {"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+        15_000,
+    )]
+    assert recent and draft  # launched too recently / never launched: left alone
