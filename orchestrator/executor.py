@@ -146,8 +146,8 @@ class ModalExecutor:
         """Run the App's `check_config` in the workers' own image and Secrets.
 
         Raises what the containers would (ProviderConfigError naming the missing setting, e.g. a
-        Modal Secret without HUNTER_API_KEY's value), or ExecutorUnavailable when the App is not
-        deployed, before the flow claims a single item.
+        PROVIDER_ORDER in the Secret that names apollo while APOLLO_API_KEY is empty), or
+        ExecutorUnavailable when the App is not deployed, before the flow claims a single item.
         """
         import modal
         from modal.exception import NotFoundError
