@@ -76,7 +76,8 @@ def dispatch_chunks(batch_id: int, batch_size: int, runner_id: str | None = None
         handed_back = retrying(lambda: _recover(batch_id, claimed_since=round_started),
                                what=f"batch_id={batch_id} hand back")
         if any(handed_back.values()):
-            logger.warning("batch_id=%s handed back items its chunks left unfinished: %s", batch_id, handed_back)
+            logger.warning("batch_id=%s after the round, handed back items left unfinished or past their lease: %s",
+                           batch_id, handed_back)
     logger.info("batch_id=%s dispatched %d chunks via %s executor: %s", batch_id, totals["chunks"],
                 executor.name, totals)
     return totals
@@ -110,13 +111,14 @@ GATHER_SECONDS = 15.0
 
 @task(**DB_RETRIES)
 def wait_for_batch(batch_id: int, *, poll_seconds: float = 2.0, timeout_seconds: float = 6 * 3600,
-                   gather_seconds: float = GATHER_SECONDS) -> dict[str, int]:
+                   gather_seconds: float | None = None) -> dict[str, int]:
     """Watch Postgres until every item is terminal, or until PENDING items are worth a dispatch round.
 
     PENDING items are returned for dispatch once nothing else is in flight, or once they have waited
     `gather_seconds`: items whose leases expire at staggered times gather into one round instead of
     one round each. Each poll recovers stale items and survives a dropped connection.
     """
+    gather_seconds = GATHER_SECONDS if gather_seconds is None else gather_seconds
     deadline = time.monotonic() + timeout_seconds
     pending_since: float | None = None
     while True:
