@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from shared.integrations.providers import sandbox
 
+    import logging
+
+    # A killed orchestrator drops its in-flight provider requests: the sandbox logging each is noise.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     url, pg_data = scratch_database()
     started = datetime.now(timezone.utc)
     before = machine()
