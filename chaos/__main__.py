@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="the small sizes `make test` uses")
     parser.add_argument("--only", action="append", help="run only this scenario (function name); repeatable")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOC.relative_to(REPO_ROOT)}")
+    parser.add_argument("--logs", type=Path, help="keep every orchestrator's output in this folder")
     args = parser.parse_args(argv)
     scale = scenarios.FAST if args.fast else scenarios.FULL
     chosen = [s for s in scenarios.ALL if not args.only or s.__name__ in args.only]
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     outcomes: list[Outcome] = []
     with prefect_test_harness(server_startup_timeout=120), sandbox.serve(latency_ms=20, hit_rate=0.7, seed=1) as sb, \
-            tempfile.TemporaryDirectory(prefix="chaos-") as logs:
-        stage = Stage(url, PREFECT_API_URL.value(), sb.url, Path(logs), pg_data, fast_settings())
+            tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
+        stage = Stage(url, PREFECT_API_URL.value(), sb.url, args.logs or Path(scratch), pg_data, fast_settings())
         for scenario in chosen:
             print(f"-- {scenario.__name__} ...", file=sys.stderr, flush=True)
             outcome = scenario(stage, scale, f"{int(time.time())}")

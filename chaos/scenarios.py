@@ -191,4 +191,34 @@ def misbehaving_provider(stage: Stage, scale: Scale, tag: str) -> Outcome:
                    f"exit {code}, batch {status}, {counts}", checks)
 
 
-ALL = (repeated_kills, two_orchestrators, postgres_restarts, exact_credits, misbehaving_provider)
+@_timed
+def killed_then_swept(stage: Stage, scale: Scale, tag: str) -> Outcome:
+    """kill -9 of the only orchestrator, nobody types anything: the scheduled sweep finds the stale
+    heartbeat and finishes the batch (run here as `batch_sweep(in_process=True)` in its own process)."""
+    import subprocess
+    import sys
+
+    from chaos.harness import REPO_ROOT
+
+    engine = stage.engine()
+    client = new_client(engine, f"swept-{tag}", 100_000)
+    batch_id = new_batch(engine, client, scale.two_items, tag=f"swept-{tag}")
+    run = Orchestrator(stage, batch_id, scale.batch_size, f"swept-{tag}").start()
+    wait_until(lambda: terminal(engine, batch_id) >= scale.two_items // 4 or not run.alive(), RUN_TIMEOUT,
+               "the run to make progress")
+    run.kill()
+    left = batch_row(engine, batch_id).status
+    wait_stale(engine, batch_id, scale.stale_seconds)
+    sweep = subprocess.run([sys.executable, "-c", "from orchestrator.flows.sweep import batch_sweep; "
+                            "print(batch_sweep(in_process=True)['stalled'])"],
+                           env=stage.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    status = batch_row(engine, batch_id).status
+    checks = invariants(engine, [batch_id])
+    checks.append(Check("the sweep found and finished it", sweep.returncode == 0 and f"{batch_id}" in sweep.stdout
+                        and status.startswith("completed"), f"sweep exit {sweep.returncode}, batch {status}"))
+    return Outcome("killed, then swept", f"{scale.two_items} items; kill -9 of the only `batch run` mid-batch "
+                   f"(batch left {left}), then the sweep", f"sweep exit {sweep.returncode}, batch {status}, "
+                   f"{progress(engine, batch_id)}", checks)
+
+
+ALL = (repeated_kills, two_orchestrators, postgres_restarts, exact_credits, misbehaving_provider, killed_then_swept)

@@ -85,8 +85,9 @@ def is_transient(exc: BaseException | None) -> bool:
         if isinstance(exc, psycopg2.Error):
             code = exc.pgcode
             if code is None:
-                # No SQLSTATE: libpq itself failed (refused, reset, server closed the connection).
-                return isinstance(exc, psycopg2.OperationalError)
+                # No SQLSTATE: libpq itself failed (refused, reset, server closed the connection),
+                # which psycopg2 reports as OperationalError or, mid-query, as a bare DatabaseError.
+                return isinstance(exc, psycopg2.OperationalError) or type(exc) is psycopg2.DatabaseError
             return code in _TRANSIENT_SQLSTATES or code.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
         exc = exc.orig if isinstance(exc, sa_exc.DBAPIError) else (exc.__cause__ or exc.__context__)
     return False
