@@ -194,26 +194,36 @@ def misbehaving_provider(stage: Stage, scale: Scale, tag: str) -> Outcome:
 @_timed
 def killed_then_swept(stage: Stage, scale: Scale, tag: str) -> Outcome:
     """kill -9 of the only orchestrator, nobody types anything: the scheduled sweep finds the stale
-    heartbeat and finishes the batch (run here as `batch_sweep(in_process=True)` in its own process)."""
+    heartbeat and finishes the batch (run here as `batch_sweep(in_process=True)` in its own process).
+
+    A slow provider (100 ms a call, 2 leads at a time per chunk) makes sure the kill lands mid-batch.
+    """
     import subprocess
     import sys
+    from dataclasses import replace
 
     from chaos.harness import REPO_ROOT
+    from shared.integrations.providers import sandbox
 
     engine = stage.engine()
     client = new_client(engine, f"swept-{tag}", 100_000)
     batch_id = new_batch(engine, client, scale.two_items, tag=f"swept-{tag}")
-    run = Orchestrator(stage, batch_id, scale.batch_size, f"swept-{tag}").start()
-    wait_until(lambda: terminal(engine, batch_id) >= scale.two_items // 4 or not run.alive(), RUN_TIMEOUT,
-               "the run to make progress")
-    run.kill()
-    left = batch_row(engine, batch_id).status
-    wait_stale(engine, batch_id, scale.stale_seconds)
-    sweep = subprocess.run([sys.executable, "-c", "from orchestrator.flows.sweep import batch_sweep; "
-                            "print(batch_sweep(in_process=True)['stalled'])"],
-                           env=stage.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    with sandbox.serve(latency_ms=100, hit_rate=0.7, seed=3) as slow:
+        slow_stage = replace(stage, provider_url=slow.url,
+                             settings={**stage.settings, "LEAD_CONCURRENCY": "2", "LOCAL_WORKERS": "2"})
+        run = Orchestrator(slow_stage, batch_id, scale.batch_size, f"swept-{tag}").start()
+        wait_until(lambda: terminal(engine, batch_id) >= scale.two_items // 10 or not run.alive(), RUN_TIMEOUT,
+                   "the run to make progress")
+        run.kill()
+        left = batch_row(engine, batch_id).status
+        wait_stale(engine, batch_id, scale.stale_seconds)
+        sweep = subprocess.run([sys.executable, "-c", "from orchestrator.flows.sweep import batch_sweep; "
+                                "print(batch_sweep(in_process=True)['stalled'])"],
+                               env=slow_stage.env(), cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT)
     status = batch_row(engine, batch_id).status
     checks = invariants(engine, [batch_id])
+    checks.append(Check("killed mid-batch", left == "running", f"batch was {left} when killed"))
     checks.append(Check("the sweep found and finished it", sweep.returncode == 0 and f"{batch_id}" in sweep.stdout
                         and status.startswith("completed"), f"sweep exit {sweep.returncode}, batch {status}"))
     return Outcome("killed, then swept", f"{scale.two_items} items; kill -9 of the only `batch run` mid-batch "
