@@ -133,7 +133,7 @@ def _run_with_progress(batch_id: int) -> dict[str, Any]:
 
     def flow() -> None:
         try:
-            outcome["summary"] = orchestrator_main(batch_id=batch_id, batch_size=50)
+            outcome["summary"] = orchestrator_main(batch_id=batch_id, batch_size=50, allow_draft=True)
         except BaseException as exc:  # surfaced below, after the progress bar closes
             outcome["error"] = exc
 

@@ -45,7 +45,7 @@ def batch_run(batch_id: int, batch_size: int = typer.Option(50, help="Items per 
     """Run orchestrator_main for a batch in this process (local executor unless EXECUTOR=modal)."""
     from orchestrator.flows.batch import orchestrator_main
 
-    summary = orchestrator_main(batch_id=batch_id, batch_size=batch_size)
+    summary = orchestrator_main(batch_id=batch_id, batch_size=batch_size, allow_draft=True)
     print_summary(summary)
 
 
