@@ -96,7 +96,9 @@ exec(compile(sys.argv[2], "<container>", "exec"))
 def run_in_container(code: str, env: dict[str, str], cwd: Path, worker_distributions: tuple[str, ...],
                      timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`code` in a fresh interpreter with exactly `env` (plus MODAL_CONTAINER_ENV) and the image's packages."""
-    full_env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", **MODAL_CONTAINER_ENV, **env}
+    # PYTHONPATH: our packages from this checkout, as Modal puts `shared` on the container's path.
+    full_env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", "PYTHONPATH": str(REPO),
+                **MODAL_CONTAINER_ENV, **env}
     denied = modules_not_in_image(worker_distributions)
     return subprocess.run([PYTHON, "-c", BOOTSTRAP, json.dumps(denied), code], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
