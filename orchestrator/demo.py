@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared import db, migrate, workitems
+from shared import db, migrate
 from shared.settings import PROJECT_ROOT, environment, get_settings
 
 SAMPLE = PROJECT_ROOT / "shared" / "data" / "sample_leads.csv"
@@ -127,35 +125,9 @@ def _lead_logs(batch_id: int) -> Iterator[Path]:
 
 
 def _run_with_progress(batch_id: int) -> dict[str, Any]:
-    from orchestrator.flows.batch import orchestrator_main
+    from orchestrator.cli.common import run_with_progress
 
-    outcome: dict[str, Any] = {}
-
-    def flow() -> None:
-        try:
-            outcome["summary"] = orchestrator_main(batch_id=batch_id, batch_size=50)
-        except BaseException as exc:  # surfaced below, after the progress bar closes
-            outcome["error"] = exc
-
-    with db.transaction() as conn:
-        total = sum(workitems.counts(conn, batch_id).values())
-    thread = threading.Thread(target=flow, name="orchestrator_main", daemon=True)
-    t0 = time.perf_counter()
-    thread.start()
-    with Progress(TextColumn("batch {task.fields[batch]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("enrich", total=total, batch=batch_id, detail="starting Prefect…")
-        while thread.is_alive():
-            thread.join(0.25)
-            with db.transaction() as conn:
-                counts = workitems.counts(conn, batch_id)
-            finished = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
-            detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
-            progress.update(task, completed=finished, detail=detail)
-    if "error" in outcome:
-        raise outcome["error"]
-    outcome["summary"]["seconds"] = time.perf_counter() - t0
-    return outcome["summary"]
+    return run_with_progress(batch_id, 50, console)
 
 
 def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
@@ -166,7 +138,7 @@ def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
     with db.transaction() as conn:
         top = batches.top_leads(conn, batch_id, 10)
         export_path = get_settings().data_dir / f"batch-{batch_id}.csv"
-        batches.export(conn, batch_id, export_path)
+        batches.export(conn, batch_id, export_path, overwrite=True)  # the demo owns this file
     table = Table("score", "tier", "name", "title", "company", "email", title="Top scored leads")
     for lead in top:
         table.add_row(str(lead["score"]), lead["score_tier"], f"{lead['first_name'] or ''} {lead['last_name'] or ''}",

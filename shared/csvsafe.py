@@ -15,17 +15,29 @@ The rule (one rule, applied on import and again on export):
 * One exception: a phone number (`+` then at least 7 digits and only phone punctuation
   `( ) . - /` and spaces, optionally `x123`/`ext 123`) is kept. It has no letters, so it
   cannot call a function, name a cell or start DDE, and the `+` carries meaning (E.164).
+
+A cell's *start* is not the only place a formula can begin: a spreadsheet in a locale whose list
+separator is `;` (most of continental Europe) splits `x;=cmd|' /C calc'!A0;y` into three cells,
+the middle one a formula, unless the field is quoted. So every exported text field is quoted
+(`writer`: csv.QUOTE_NONNUMERIC), whatever separator the reader's locale uses (`,` `;` tab `|`):
+a quoted field is one cell in every locale, and its inside is never split. Numbers stay bare.
+Every CSV the project writes (exports, rejects files) is written through `writer`.
 """
 
 from __future__ import annotations
 
+import csv
 import re
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import IO, Any, TypeVar
 
 _Cell = TypeVar("_Cell")
 
 FORMULA_CHARS = frozenset("=+-@")
 """A value whose first non-blank character is one of these is read as a formula."""
+
+SEPARATORS = frozenset(",;\t|")
+"""List separators of common locales: a field holding one is quoted on export (every text field is)."""
 
 LEADING_CONTROL = frozenset("\t\r\n")
 """Some spreadsheets trim these and then evaluate what follows."""
@@ -64,3 +76,27 @@ def safe_cell(value: _Cell) -> _Cell:
     if is_phone_number(head):
         return head
     return _DANGEROUS_PREFIX.sub("", value)
+
+
+class SafeWriter:
+    """A csv writer whose every text cell is spreadsheet-safe and quoted (see the module docstring)."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        # QUOTE_NONNUMERIC: every str (and None, written as "") is quoted; ints and floats are not.
+        self._writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([_exportable(v) for v in row])
+
+
+def writer(handle: IO[str]) -> SafeWriter:
+    """The one way the project writes a CSV for people to open."""
+    return SafeWriter(handle)
+
+
+def _exportable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return safe_cell("" if value is None else str(value))
+    if isinstance(value, (int, float)):
+        return value
+    return safe_cell(str(value))  # Decimal, dates, ...: as text, quoted
