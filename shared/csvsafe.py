@@ -16,12 +16,19 @@ The rule (one rule, applied on import and again on export):
   `( ) . - /` and spaces, optionally `x123`/`ext 123`) is kept. It has no letters, so it
   cannot call a function, name a cell or start DDE, and the `+` carries meaning (E.164).
 
-A cell's *start* is not the only place a formula can begin: a spreadsheet in a locale whose list
-separator is `;` (most of continental Europe) splits `x;=cmd|' /C calc'!A0;y` into three cells,
-the middle one a formula, unless the field is quoted. So every exported text field is quoted
-(`writer`: csv.QUOTE_NONNUMERIC), whatever separator the reader's locale uses (`,` `;` tab `|`):
-a quoted field is one cell in every locale, and its inside is never split. Numbers stay bare.
-Every CSV the project writes (exports, rejects files) is written through `writer`.
+A cell's *start* is not the only place a formula can begin. A spreadsheet in a locale whose list
+separator is `;` (most of continental Europe) may split `x;=cmd|' /C calc'!A0;y` into three
+cells, the middle one a formula; a reader that loses track of our quotes, or splits on tabs or
+at line breaks, does the same. So on export (`writer`), two more rules:
+
+* Every text field is quoted (csv.QUOTE_NONNUMERIC): one cell for any reader that honours quotes.
+* Inside a value, a formula character that follows a separator of any common locale (`;` tab `|`)
+  or a line break (after optional blanks and quotes) gets the OWASP `'` prefix:
+  `x;=cmd|' /C calc'!A0;y` -> `x;'=cmd|' /C calc'!A0;y`. Even a reader that splits the value
+  there gets a cell starting with `'`, which is text. The comma is not among them: the file is
+  comma-delimited, so a reader splitting on commas is the one that honours our quotes. A phone
+  number after a separator (`+1 555 0100; +44 20 7946 0958`) is kept, as at the start.
+Every CSV the project writes for people (exports, rejects files) goes through `writer`.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ LEADING_CONTROL = frozenset("\t\r\n")
 # `+`, then at least 7 digits among phone punctuation, then an optional extension.
 _PHONE = re.compile(r"\+(?:[ ().\-/]*[0-9]){7,}[ ().\-/]*(?:\s*(?:x|ext\.?)\s*[0-9]{1,6})?", re.IGNORECASE)
 _DANGEROUS_PREFIX = re.compile(r"^[\s=+\-@]+")
+_INNER_SEPARATORS = ";\t|\r\n"
+_INNER_FORMULA = re.compile(rf'([{_INNER_SEPARATORS}][ "]*)([=+\-@][^{_INNER_SEPARATORS}]*)')
 
 
 def is_phone_number(value: str) -> bool:
@@ -94,9 +103,22 @@ def writer(handle: IO[str]) -> SafeWriter:
     return SafeWriter(handle)
 
 
+def safe_export_cell(value: str) -> str:
+    """`safe_cell`, and a `'` before any formula that a separator inside the value could expose."""
+    value = safe_cell(value)
+    if not any(ch in value for ch in _INNER_SEPARATORS):
+        return value
+    return _INNER_FORMULA.sub(_prefix_inner_formula, value)
+
+
+def _prefix_inner_formula(match: re.Match[str]) -> str:
+    before, formula = match.group(1), match.group(2)
+    return match.group(0) if is_phone_number(formula.strip()) else f"{before}'{formula}"
+
+
 def _exportable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
-        return safe_cell("" if value is None else str(value))
+        return safe_export_cell("" if value is None else str(value))
     if isinstance(value, (int, float)):
         return value
-    return safe_cell(str(value))  # Decimal, dates, ...: as text, quoted
+    return safe_export_cell(str(value))  # Decimal, dates, ...: as text, quoted

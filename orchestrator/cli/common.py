@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
-import click
 import typer
+from typer._click import exceptions as click_exceptions  # typer >= 0.20 vendors click: its exceptions live here
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -62,9 +62,9 @@ def console() -> Console:
 
 
 def error_line(message: str) -> None:
-    """One line on stderr; click.echo never wraps (rich would, at the terminal's width)."""
+    """One line on stderr; typer.echo never wraps (rich would, at the terminal's width)."""
     one_line = " ".join(shown(message).split()) or "failed"
-    click.echo(click.style("error:", fg="red") + " " + one_line, err=True)
+    typer.echo(typer.style("error:", fg="red") + " " + one_line, err=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -115,14 +115,14 @@ class OneLineErrors(TyperGroup):
         try:
             result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                   standalone_mode=False, **extra)
-        except click.exceptions.UsageError as exc:
+        except click_exceptions.UsageError as exc:
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             error_line(exc.format_message() + hint)
             sys.exit(exc.exit_code)
-        except click.ClickException as exc:
+        except (click_exceptions.ClickException, typer.TyperException) as exc:
             error_line(exc.format_message())
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except typer.Abort:
             error_line("aborted")
             sys.exit(1)
         except _known_errors() as exc:
@@ -160,7 +160,7 @@ def database_ready() -> None:
             raise SchemaNotReady(f"the database at {db.redacted(url)} is at revision {current or '(empty)'}, "
                                  f"this version needs {head}: run: outbound db upgrade")
         migrate.upgrade("head", url)
-        click.echo(f"migrated the embedded database to revision {head}", err=True)
+        typer.echo(f"migrated the embedded database to revision {head}", err=True)
     _ready.add(url)
 
 

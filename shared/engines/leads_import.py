@@ -753,27 +753,25 @@ def _load(engine: Engine, client_id: int, campaign_name: str | None, rows: Itera
     try:
         with raw.cursor() as cur:
             campaign_id, created = _campaign_id(cur, client_id, campaign_name) if campaign_name else (None, False)
-            cur.execute(f"CREATE TEMP TABLE {_TEMP_TABLE} (line integer PRIMARY KEY, kind text, reason text, "
+            cur.execute(f"CREATE TEMP TABLE {_TEMP_TABLE} (line integer, kind text, reason text, "
                         "first_line integer, " + ", ".join(f"{c} text" for c in LEAD_COLUMNS)
                         + ", raw text) ON COMMIT PRESERVE ROWS")
             cur.copy_expert(f"COPY {_TEMP_TABLE} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
                             _CopySource(rows), size=1 << 20)
-            cur.execute(f"ANALYZE {_TEMP_TABLE}")
             for statement in _CLASSIFY:
                 cur.execute(statement)
+            # Only the rows that already existed are rewritten (kind stays NULL for the imported ones).
             cur.execute(
                 f"WITH inserted AS ("
                 f" INSERT INTO leads (client_id, campaign_id, {columns})"
                 f" SELECT %s, %s, {columns} FROM {_TEMP_TABLE} WHERE kind IS NULL ORDER BY line"
                 f" ON CONFLICT (client_id, email) DO NOTHING RETURNING email)"
-                f" UPDATE {_TEMP_TABLE} t SET kind = 'imported' FROM inserted i"
-                f" WHERE t.email = i.email AND t.kind IS NULL",
+                f" UPDATE {_TEMP_TABLE} t SET kind = 'existing', reason = 'already exists for this client'"
+                f" WHERE t.kind IS NULL AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.email = t.email)",
                 (client_id, campaign_id),
             )
-            cur.execute(f"UPDATE {_TEMP_TABLE} SET kind = 'existing', reason = 'already exists for this client' "
-                        "WHERE kind IS NULL")
             cur.execute(f"SELECT kind, count(*) FROM {_TEMP_TABLE} GROUP BY kind")
-            counts = {kind: int(n) for kind, n in cur.fetchall()}
+            counts = {kind or "imported": int(n) for kind, n in cur.fetchall()}
             cur.execute(f"SELECT line, reason FROM {_TEMP_TABLE} WHERE kind = 'rejected' ORDER BY line LIMIT %s",
                         (REPORTED_ROWS,))
             rejected = [(int(line), reason) for line, reason in cur.fetchall()]
@@ -826,7 +824,7 @@ def _write_rejects_to(raw_conn: Any, target: Path, header: Sequence[str]) -> Non
     with atomic_write(target, overwrite=True, encoding="utf-8-sig") as handle, \
             raw_conn.cursor(name="import_rejects") as cur:
         cur.itersize = 5_000
-        cur.execute(f"SELECT line, reason, raw FROM {_TEMP_TABLE} WHERE kind <> 'imported' ORDER BY line")
+        cur.execute(f"SELECT line, reason, raw FROM {_TEMP_TABLE} WHERE kind IS NOT NULL ORDER BY line")
         writer = csvsafe.writer(handle)
         writer.writerow(["line", "reason", *header])
         for line, reason, raw in cur:
