@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.cli.common import literal, shown
 from shared import db, migrate
 from shared.settings import PROJECT_ROOT, environment, get_settings
 
@@ -77,17 +79,17 @@ def _import(path: Path) -> None:
 
     with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(path.name, total=None)
+        task = progress.add_task(escape(shown(path.name)), total=None)
         report = import_csv(path, client_name=CLIENT, campaign_name=CAMPAIGN,
                             rejects_path=get_settings().data_dir / f"{path.stem}.rejects.csv",
                             on_progress=lambda n: progress.update(task, completed=n))
     console.print(
         f"Imported [bold]{report.imported}[/bold] of {report.total_rows} rows "
-        f"({report.duplicates_in_file} duplicates in the file, {len(report.rejected)} rejected; "
-        f"rejects in {report.rejects_path})"
+        f"({report.duplicates_in_file} duplicates in the file, {report.rejected_count} rejected; "
+        f"rejects in {escape(shown(report.rejects_path))})"
     )
     for line, reason in report.rejected[:5]:
-        console.print(f"  line {line}: {reason}", style="dim")
+        console.print(literal(f"  line {line}: {reason}", style="dim"))
 
 
 def _batch(client_id: int, campaign_id: int) -> int:
@@ -141,8 +143,10 @@ def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
         batches.export(conn, batch_id, export_path, overwrite=True)  # the demo owns this file
     table = Table("score", "tier", "name", "title", "company", "email", title="Top scored leads")
     for lead in top:
-        table.add_row(str(lead["score"]), lead["score_tier"], f"{lead['first_name'] or ''} {lead['last_name'] or ''}",
-                      lead["title"] or "", lead["company_name"] or "", lead["email"])
+        # Lead data came from a CSV: shown literally, never as markup (orchestrator.cli.common.literal).
+        table.add_row(str(lead["score"]), literal(lead["score_tier"]),
+                      literal(f"{lead['first_name'] or ''} {lead['last_name'] or ''}"),
+                      literal(lead["title"] or ""), literal(lead["company_name"] or ""), literal(lead["email"]))
     console.print(table)
     console.print(f"Ran in {summary['seconds']:.1f} s. Export: {export_path}  Per-lead logs: {log_path}")
     console.print(f"Inspect again: outbound batch status {batch_id}   outbound batch export {batch_id} out.csv")
