@@ -57,13 +57,12 @@ def batch_run(batch_id: int, batch_size: int = typer.Option(50, min=1, help="Ite
         print_summary(current.as_dict())
         return
     summary = run_with_progress(batch_id, batch_size)
-    if summary.get("status") not in (*FINISHED, BatchStatus.RUNNING) or "counts" not in summary:
-        # The flow declined to run it (e.g. another run holds it): show what the database says.
+    if "note" in summary:  # the flow did not run it (another orchestrator holds it): it says why
+        typer.echo(shown(summary.get("message") or f"batch {batch_id} was not run ({summary['note']})"))
+    elif "counts" not in summary:  # an orchestrator_main that returns only the status it found
         with transaction() as conn:
-            now = batches.summary(conn, batch_id)
-        typer.echo(f"batch {batch_id} was not run: it is {now.status}")
-        print_summary(now.as_dict())
-        return
+            summary = batches.summary(conn, batch_id).as_dict()
+        typer.echo(f"batch {batch_id} was not run: it is {summary['status']}")
     print_summary(summary)
 
 

@@ -61,6 +61,7 @@ def test_client_campaign_batch_status_and_export(engine, tmp_path):
 
 @pytest.mark.integration
 def test_batch_run_shows_progress_and_the_real_summary(engine, prefect_harness, env):
+    """A draft batch run by id is run (the operator asked); run again, it only shows its summary."""
     env(PROVIDER_ORDER="heuristics")
     with engine.begin() as conn:
         client = factories.client(conn, credits=100)
