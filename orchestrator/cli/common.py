@@ -48,8 +48,12 @@ class SchemaNotReady(CliError):
 
 
 def shown(value: object) -> str:
-    """`value` as text safe to print: control and format characters become visible escapes."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    """`value` as text safe to print: control and format characters become visible escapes.
+
+    A backslash is doubled, so a name holding the two characters `\\n` never looks like one
+    holding a line break (`\\\\n` and `\\n`)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                       str(value).replace("\\", "\\\\"))
 
 
 def literal(value: object, style: str = "") -> Text:
@@ -116,6 +120,10 @@ class OneLineErrors(TyperGroup):
         try:
             result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                                   standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:  # a bare group (`outbound clients`): its help
+            if exc.format_message():  # typer's rich mode has printed the help already and leaves this empty
+                typer.echo(exc.format_message())
+            sys.exit(exc.exit_code)
         except click_exceptions.UsageError as exc:
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             error_line(exc.format_message() + hint)

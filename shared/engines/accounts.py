@@ -17,7 +17,6 @@ from sqlalchemy import Connection, text
 
 from shared.engines import billing
 from shared.engines.batches import NotFound
-from shared.engines.scoring import IcpConfig
 
 
 class Subscription(StrEnum):
@@ -97,9 +96,10 @@ def top_up(conn: Connection, client_id: int, amount: int, *, key: str) -> TopUp:
 
 
 def create_campaign(conn: Connection, client_id: int, name: str, *,
-                    status: CampaignStatus = CampaignStatus.ACTIVE, icp: IcpConfig | None = None,
-                    icp_json: dict[str, Any] | None = None) -> int:
-    """A new campaign of the client (AlreadyExists when the client has one by that name)."""
+                    status: CampaignStatus = CampaignStatus.ACTIVE, icp_json: dict[str, Any] | None = None) -> int:
+    """A new campaign of the client (AlreadyExists when the client has one by that name).
+
+    `icp_json` must already be validated (IcpConfig.parse); it is stored as given."""
     campaign = conn.execute(
         text("INSERT INTO campaigns (client_id, name, status, icp) VALUES (:c, :n, :s, CAST(:i AS jsonb)) "
              "ON CONFLICT (client_id, name) DO NOTHING RETURNING id"),

@@ -166,6 +166,7 @@ HOSTILE_NAMES = {
     "\x1b[31mred\x1b[0m\x1b]8;;https://evil.example\x07x": "\\x1b[31mred\\x1b[0m\\x1b]8;;https://evil.example\\x07x",
     "two\nlines\r\nthree": "two\\nlines\\r\\nthree",
     "\u202eevil.exe": "\\u202eevil.exe",
+    "fake\\nbreak": "fake\\\\nbreak",  # a typed backslash-n is not shown as if it were a line break
 }
 
 
