@@ -92,7 +92,7 @@ def atomic_write(path: Path, *, overwrite: bool = False, encoding: str = "utf-8"
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(temp, 0o644 & ~_umask())
+            os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp made it 0600: give it a new file's usual mode
             if overwrite:
                 os.replace(temp, path)
             else:
@@ -116,7 +116,11 @@ def _link_exclusive(temp: Path, path: Path) -> None:
         temp.unlink()
 
 
-def _umask() -> int:
-    current = os.umask(0)
+def _read_umask() -> int:
+    # os.umask can only be read by setting it: done once, at import, not while threads write files.
+    current = os.umask(0o022)
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()

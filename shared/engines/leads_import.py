@@ -76,8 +76,8 @@ MEMORY_CEILING_BYTES = 200 * 1024 * 1024
 """Peak RSS an import of any size stays under, interpreter and libraries included. Memory does not
 grow with the file: rows stream through COPY, Postgres finds duplicates, the report keeps
 REPORTED_ROWS entries, the lru caches are capped (65,536 entries each) and a line is at most
-MAX_LINE_BYTES. tests/integration/test_import_limits.py imports a million rows under it
-(measured: 109-118 MiB and ~72 s for 1M rows; 100k rows: 6-7 s and 112 MiB, against 5.4 s and
+MAX_LINE_BYTES. tests/integration/test_import_limits.py imports a million rows under it (VmHWM)
+(measured: 99-118 MiB and 68-78 s for 1M rows; 100k rows: 6-7 s and 112 MiB, against 5.4 s and
 287 MiB when the file was read whole, which took 1.96 GB for 1M rows)."""
 
 PROGRESS_EVERY = 1_000
