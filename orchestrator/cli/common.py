@@ -223,8 +223,18 @@ def run_with_progress(batch_id: int, batch_size: int, out: Console | None = None
         except BaseException as exc:  # surfaced below, after the progress bar closes
             outcome["error"] = exc
 
-    with db.transaction() as conn:
-        total = sum(workitems.counts(conn, batch_id).values())
+    def counts() -> dict[str, int] | None:
+        # The bar is only a view: a poll that meets a restarting database skips a tick, as the flow
+        # itself rides out the restart; anything else is a real error.
+        try:
+            with db.transaction() as conn:
+                return workitems.counts(conn, batch_id)
+        except Exception as exc:
+            if not db.is_transient(exc):
+                raise
+            return None
+
+    total = sum((counts() or {}).values()) or None
     thread = threading.Thread(target=flow, name="orchestrator_main", daemon=True)
     started = time.perf_counter()
     thread.start()
@@ -233,10 +243,12 @@ def run_with_progress(batch_id: int, batch_size: int, out: Console | None = None
         task = progress.add_task("enrich", total=total, batch=batch_id, detail="starting Prefect…")
         while thread.is_alive():
             thread.join(0.25)
-            with db.transaction() as conn:
-                counts = workitems.counts(conn, batch_id)
-            finished = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
-            detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
+            now = counts()
+            if now is None:
+                progress.update(task, detail="database unreachable, the run is retrying…")
+                continue
+            finished = sum(now.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
+            detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(now.items()))
             progress.update(task, completed=finished, detail=detail)
     if "error" in outcome:
         raise outcome["error"]
