@@ -65,7 +65,7 @@ class WebhookError(Exception):
     status: ClassVar[int] = 400
 
     def __init__(self, reason: str | None = None) -> None:
-        message = (self.__doc__ or "").strip()
+        message = (self.__doc__ or "").strip().rstrip(".")
         super().__init__(f"{message}: {reason}" if reason else message)
 
 
