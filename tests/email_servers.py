@@ -93,6 +93,7 @@ class ImapServer:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+        self._log.unlink(missing_ok=True)
 
     def restart(self) -> None:
         """Stop and start on the same port: all mail is gone and UIDVALIDITY is new."""
