@@ -112,9 +112,17 @@ def _login(settings: ImapSettings) -> BaseMailBox:
 
 
 def _open(box: BaseMailBox, settings: ImapSettings, folder: str) -> int:
-    """EXAMINE the folder (read-only) and return its UIDVALIDITY."""
+    """EXAMINE the folder (read-only) and return its UIDVALIDITY.
+
+    Read from the EXAMINE response itself (imaplib flushes untagged responses at SELECT), so it
+    belongs to the same selection the UIDs come from; STATUS is the fallback for a server that
+    leaves it out.
+    """
     try:
         box.folder.set(folder, readonly=True)
+        announced = box.client.untagged_responses.get("UIDVALIDITY")
+        if announced and announced[-1]:
+            return int(announced[-1])
         return int(box.folder.status(folder, ["UIDVALIDITY"])["UIDVALIDITY"])
     except Exception as exc:
         raise ImapError(settings, f"cannot open folder {folder!r} ({type(exc).__name__}: {exc})") from None

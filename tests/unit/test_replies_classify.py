@@ -209,3 +209,47 @@ def test_classify_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 def test_classify_never_raises_on_broken_reports(ctype: str, body: str, sender: str) -> None:
     raw = f"From: {sender}\r\nContent-Type: {ctype}\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n{body}\r\n--B--\r\n"
     assert classify(parse_bytes(raw.encode("utf-8", "surrogateescape"))).kind in KINDS
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Gmail's Spanish and Dutch attributions, which mail-parser-reply 1.36 does not cut.
+        "Claro, hablemos el jueves.\n\nEl lun, 23 nov 2026 a las 10:00, Alice Rep (<alice@agency.example>) escribió:\n\n"
+        "Para darme de baja: https://agency.example/u/TOKEN\n",
+        "Prima, donderdag?\n\nOp ma 23 nov. 2026 om 10:00 schreef Alice Rep <alice@agency.example>:\n\n"
+        "Afmelden: https://agency.example/u/TOKEN\n",
+        # An attribution wrapped over two lines.
+        "Sure.\n\nOn Mon, Nov 23, 2026 at 10:01 AM Alice Rep <\nalice@agency.example> wrote:\n\nunsubscribe: https://x\n",
+        # Outlook headers and separators, localized.
+        "Gerne.\n\nVon: Alice Rep <alice@agency.example>\nGesendet: Montag, 23. November 2026 10:00\nAn: Greta\n"
+        "Betreff: Frage\n\nAbmelden: https://agency.example/u/TOKEN\n",
+        "Oui.\n\nDe : Alice Rep <alice@agency.example>\nEnvoyé : lundi 23 novembre 2026 10:00\nÀ : Paul\nObjet : Question\n\n"
+        "Se désabonner : https://agency.example/u/TOKEN\n",
+        "Gerne.\n\n-----Ursprüngliche Nachricht-----\nVon: Alice\nAbmelden: https://x\n",
+    ],
+)
+def test_quoted_footer_in_localized_clients_is_ignored(body) -> None:
+    verdict = classify(reply(body))
+    assert verdict.kind == "human_reply", reply_text(reply(body))
+
+
+def test_opt_out_above_a_localized_quote_still_counts() -> None:
+    body = "Por favor, denme de baja.\n\nEl lun, 23 nov 2026 a las 10:00, Alice Rep (<alice@agency.example>) escribió:\n\nhola\n"
+    assert classify(reply(body)).evidence == "phrase 'denme de baja' (es)"
+
+
+def test_html_thread_with_nested_quotes_hides_every_level() -> None:
+    raw = (
+        b"From: lead@customer.example\r\nTo: alice@agency.example\r\nSubject: Re: hi\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p>Yes, call me.</p><blockquote>Step 2 text<blockquote>Step 1, unsubscribe here</blockquote>"
+        b"Step 2 footer: unsubscribe here</blockquote><p>Thanks</p>"
+    )
+    assert classify(parse_bytes(raw)).kind == "human_reply"
+    outlook = (
+        b"From: lead@customer.example\r\nTo: alice@agency.example\r\nSubject: RE: hi\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<div>Send me times.</div><div id=\"divRplyFwdMsg\"><b>From:</b> Alice</div><div>Unsubscribe</div>"
+    )
+    assert classify(parse_bytes(outlook)).kind == "human_reply"

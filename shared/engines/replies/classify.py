@@ -175,6 +175,15 @@ _OPT_OUT = [
     for phrase in phrases
 ]
 _QUOTED_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+# Where quoted history starts, for the forms mail-parser-reply 1.36 misses: Gmail's Spanish
+# "El lun, ... escribió:" (its pattern wants two spaces before the verb), Dutch and German with the
+# name after the verb ("Op ... schreef Alice <a@b>:"), an attribution wrapped over two lines, and
+# the localized "Original Message" separators. Everything from the match on is history.
+_ATTRIBUTION = re.compile(
+    r"^[ \t]*(?:On|Am|Le|El|Op)\s[^\n]{0,200}(?:\n[^\n]{0,200})?\b(?:wrote|schrieb|a\s+écrit|escribió|schreef)\b[^\n]{0,200}:[ \t]*$"
+    r"|^[ \t]*-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|Mensaje original|Oorspronkelijk bericht)\s*-{2,}",
+    re.IGNORECASE | re.MULTILINE,
+)
 _WS = re.compile(r"\s+")
 _SMTP_FAILURE = re.compile(r"\b([45])\d\d[ -]")
 
@@ -197,7 +206,11 @@ def reply_text(msg: Message) -> str:
     except Exception:  # the parser is regex-heavy third-party code; unstripped is better than nothing
         log.warning("reply parser failed; matching on the unstripped body")
         latest = text
-    return _QUOTED_LINE.sub("", latest or "").strip()
+    latest = latest or ""
+    history = _ATTRIBUTION.search(latest)
+    if history:
+        latest = latest[: history.start()]
+    return _QUOTED_LINE.sub("", latest).strip()
 
 
 def _normalize(text: str) -> str:

@@ -18,10 +18,17 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from collections.abc import Iterator
 
+MAX_QUOTE_DEPTH = 50  # nested quote levels peeled from an HTML body; deeper threads keep the rest
 _WS = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
-_DROP_HTML = re.compile(
-    r"<(script|style|head|blockquote)\b.*?</\1\s*>|<div[^>]*class=\"?gmail_quote[^>]*>.*\Z",
+_DROP_HTML = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+# Innermost blockquote first (no blockquote inside), repeated until none is left: a thread quotes
+# quotes, and a non-greedy match from the outer opening tag would leave the outer tail visible.
+_INNER_BLOCKQUOTE = re.compile(r"<blockquote\b[^>]*>(?:(?!<blockquote\b).)*?</blockquote\s*>", re.IGNORECASE | re.DOTALL)
+# Where clients start the quoted history: Gmail's quote div, Outlook's reply header, Apple Mail's
+# and Thunderbird's cite prefix. Everything from there on is history.
+_QUOTE_START = re.compile(
+    r"<div[^>]*(?:class=\"?gmail_quote|id=\"?(?:divRplyFwdMsg|appendonsend)|class=\"?moz-cite-prefix)[^>]*>.*\Z",
     re.IGNORECASE | re.DOTALL,
 )
 _BR = re.compile(r"<\s*(br|/p|/div|/li|/tr)\b[^>]*>", re.IGNORECASE)
@@ -109,6 +116,11 @@ def _part_text(part: Message) -> str:
 def html_to_text(markup: str) -> str:
     """Visible text of an HTML body, with quoted blocks (blockquote, Gmail's quote div) dropped."""
     markup = _DROP_HTML.sub("", markup)
+    for _ in range(MAX_QUOTE_DEPTH):
+        markup, found = _INNER_BLOCKQUOTE.subn("", markup)
+        if not found:
+            break
+    markup = _QUOTE_START.sub("", markup)
     markup = _BR.sub("\n", markup)
     return html.unescape(_TAG.sub("", markup))
 
