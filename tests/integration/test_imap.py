@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import base64
+import json
+from datetime import datetime, timezone
 
-from shared.engines.replies import parse_bytes
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from shared.engines.replies import classify, dedupe_key, is_inbound, match_keys, parse_bytes
+from shared.engines.replies.webhooks import verify_standard
+from shared.mailids import message_id
 from shared.integrations.imap import Cursor, ImapError, fetch_new, find_message_ids, sent_folder
 from tests.email_servers import ImapServer, imap_server  # noqa: F401  (pytest fixture)
+from tests.unit.replies_samples import MAIL_DIR, OUR_DOMAIN, STEP1_ID, STEP2_ID, VERP_SECRET
 
 
 def _mail(n: int, message_id: str | None = None, sender: str = "lead@customer.example") -> bytes:
@@ -120,3 +128,46 @@ def test_bad_password_is_an_error_without_the_password(imap_server: ImapServer) 
 def test_missing_folder_names_it(imap_server: ImapServer) -> None:
     with pytest.raises(ImapError, match="'Archive'"):
         fetch_new(imap_server.settings(), "Archive", None)
+
+
+def test_recovery_pipeline_on_a_real_inbox(imap_server: ImapServer) -> None:
+    """What reply recovery will do per message: fetch, drop our own mail, classify, match; same keys as the webhook."""
+    ours = {"alice@agency.example"}
+    follow_up = (
+        f"From: Alice Rep <alice@agency.example>\r\nTo: henry@customer.example\r\nSubject: Re: Quick question\r\n"
+        f"Message-ID: {STEP2_ID}\r\nIn-Reply-To: {STEP1_ID}\r\nReferences: {STEP1_ID}\r\n\r\nJust following up.\r\n"
+    ).encode()
+    assert STEP2_ID == message_id(7, 1001, 2, OUR_DOMAIN)
+    imap_server.append("Sent", follow_up, flags=["\\Seen"])
+    samples = ["human_reply_quoting_footer.eml", "exchange_oof.eml", "postfix_bounce.eml", "unsubscribe_request.eml"]
+    for name in samples:
+        imap_server.append("INBOX", (MAIL_DIR / name).read_bytes())
+    imap_server.append("INBOX", follow_up)  # our follow-up copied back (a BCC-to-self, a sync)
+
+    settings = imap_server.settings()
+    verdicts = []
+    for fetched in fetch_new(settings, "INBOX", None).messages:
+        msg = parse_bytes(fetched.raw)
+        if not is_inbound(msg, ours, {OUR_DOMAIN}):
+            continue
+        verdict = classify(msg)
+        verdicts.append((verdict.kind, match_keys(msg, VERP_SECRET, classification=verdict)[0]))
+    assert [(kind, key.kind, key.message_id) for kind, key in verdicts] == [
+        ("human_reply", "message_id", STEP2_ID),
+        ("auto_reply", "message_id", "<852b26b4-276d-58ac-917f-3eeb6d75d36a@mail.agency.example>"),
+        ("hard_bounce", "message_id", "<7a89849b-f28b-5b9c-a5e0-788664ba6140@mail.agency.example>"),
+        ("unsubscribe_request", "message_id", STEP1_ID),
+    ]
+    sent = fetch_new(settings, "Sent", None).messages
+    assert [is_inbound(parse_bytes(m.raw), ours, {OUR_DOMAIN}) for m in sent] == [False]
+
+    # The webhook and IMAP agree on identity, so a recovery run sees what the webhook stored.
+    raw = (MAIL_DIR / "human_reply_quoting_footer.eml").read_bytes()
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    body = json.dumps({"raw_base64": base64.b64encode(raw).decode()}).encode()
+    now = datetime.now(tz=timezone.utc)
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(secret).sign("msg_1", now, body.decode())}
+    via_webhook = verify_standard(body, headers, secret)
+    via_imap = next(m for m in fetch_new(settings, "INBOX", None).messages if b"Henry" in m.raw)
+    assert via_webhook.dedupe_key == dedupe_key(parse_bytes(via_imap.raw), via_imap.raw) == "<CAKx1=abc123@mail.gmail.com>"
