@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import email
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.engines.replies import KINDS, classify, parse_bytes
 from shared.engines.replies.classify import reply_text
-from tests.unit.replies_samples import reply, rfc3464_dsn, rfc5965_arf, sample
+from tests.unit.replies_samples import MAIL_DIR, reply, rfc3464_dsn, rfc5965_arf, sample
 
 
 @pytest.mark.parametrize(
@@ -253,3 +255,10 @@ def test_html_thread_with_nested_quotes_hides_every_level() -> None:
         b"<div>Send me times.</div><div id=\"divRplyFwdMsg\"><b>From:</b> Alice</div><div>Unsubscribe</div>"
     )
     assert classify(parse_bytes(outlook)).kind == "human_reply"
+
+
+def test_compat32_messages_classify_the_same() -> None:
+    """imap-tools and older code hand over `email.message_from_bytes` (compat32) messages."""
+    for path in sorted(MAIL_DIR.glob("*.eml")):
+        raw = path.read_bytes()
+        assert classify(email.message_from_bytes(raw)) == classify(parse_bytes(raw)), path.name

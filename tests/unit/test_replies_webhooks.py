@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from shared.engines.replies import classify
@@ -186,3 +188,21 @@ def test_mailgun_keeps_8bit_bytes_exact() -> None:
     body = (urlencode(fields) + "&body-mime=" + "".join(f"%{b:02X}" for b in raw)).encode()
     inbound = verify_mailgun(body, "application/x-www-form-urlencoded", MAILGUN_KEY)
     assert inbound.raw == raw
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=500), st.binary(max_size=500).map(lambda b: base64.b64encode(b).decode())))
+def test_signed_garbage_is_422_or_a_message_never_a_crash(value: str) -> None:
+    for body in (json.dumps({"raw": value}).encode(), json.dumps({"raw_base64": value}).encode()):
+        try:
+            inbound = verify_standard(body, _signed(body), SECRET)
+        except MalformedMessage as exc:
+            assert exc.status == 422
+        else:
+            assert inbound.dedupe_key
+
+
+def test_lone_surrogate_in_raw_is_422() -> None:
+    body = b'{"raw": "From: a@b.example\\r\\n\\r\\n\\ud800"}'
+    with pytest.raises(MalformedMessage, match="raw is not valid Unicode"):
+        verify_standard(body, _signed(body), SECRET)

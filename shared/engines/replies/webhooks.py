@@ -190,7 +190,10 @@ def _raw_from_payload(payload: dict[str, object]) -> bytes:
     value = payload["raw"]
     if not isinstance(value, str):
         raise MalformedMessage("raw must be a string")
-    return value.encode("utf-8")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can carry lone surrogates ("\\ud800")
+        raise MalformedMessage("raw is not valid Unicode") from None
 
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, bytes]:
