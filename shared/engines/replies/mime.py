@@ -13,10 +13,10 @@ import email.header
 import email.utils
 import html
 import re
+from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from collections.abc import Iterator
 
 MAX_QUOTE_DEPTH = 50  # nested quote levels peeled from an HTML body; deeper threads keep the rest
 _WS = re.compile(r"\s+")
@@ -105,10 +105,8 @@ def _part_text(part: Message) -> str:
     if payload is None:
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
-    charset = "utf-8"
     try:
-        charset = part.get_content_charset() or "utf-8"
-        return payload.decode(charset, "replace")
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
     except (LookupError, UnicodeError, TypeError):
         return payload.decode("utf-8", "replace")
 

@@ -43,9 +43,9 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email import policy
 from typing import ClassVar, Literal
 from urllib.parse import parse_qs
 
