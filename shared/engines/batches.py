@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import db, workitems
-from shared.csvsafe import safe_cell
+from shared import csvsafe, db, workitems
 from shared.engines import billing
+from shared.files import atomic_write
 from shared.settings import get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, BatchStatus, batch_outcome
 
@@ -301,8 +300,13 @@ EXPORT_COLUMNS = ("item_id", "item_status", "attempts", "skip_reason", "last_err
                   "company_size", "score", "score_tier")
 
 
-def export(conn: Connection, batch_id: int, path: Path) -> int:
-    """Write the batch's items and their leads to CSV (cells made spreadsheet-safe); returns rows written."""
+def export(conn: Connection, batch_id: int, path: Path, *, overwrite: bool = False) -> int:
+    """Write the batch's items and their leads to CSV; returns rows written.
+
+    Cells are spreadsheet-safe and quoted (`shared.csvsafe.writer`); the file is created new
+    (an existing one is refused unless `overwrite`) and appears whole or not at all
+    (`shared.files.atomic_write`, which raises OutputFileError naming the path and the cause).
+    """
     summary(conn, batch_id)  # raises NotFound
     rows = conn.execution_options(stream_results=True, max_row_buffer=5000).execute(
         text(
@@ -317,11 +321,11 @@ def export(conn: Connection, batch_id: int, path: Path) -> int:
         {"b": batch_id},
     )
     n = 0
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with atomic_write(Path(path), overwrite=overwrite) as fh:
+        writer = csvsafe.writer(fh)
         writer.writerow(EXPORT_COLUMNS)
         for r in rows:
-            writer.writerow([safe_cell(r._mapping[c]) for c in EXPORT_COLUMNS])
+            writer.writerow([r._mapping[c] for c in EXPORT_COLUMNS])
             n += 1
     return n
 
