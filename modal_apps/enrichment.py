@@ -25,9 +25,10 @@ app = modal.App(APP_NAME)
 
 RUNTIME_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
 LOCK_IN_IMAGE = "/opt/outbound/requirements.lock"
-# What the worker imports (the engine, its providers, settings). Names only: every version, and
-# every transitive dependency's, comes from the runtime lock installed as pip constraints, so the
-# image cannot drift from what the tests ran (tests/unit/test_modal_app.py checks the list).
+# What `shared` imports (the image ships the whole package: the engine, its providers, settings, and
+# the email modules beside them). Names only: every version, and every transitive dependency's,
+# comes from the runtime lock installed as pip constraints, so the image cannot drift from what the
+# tests ran (tests/unit/test_modal_app.py checks the list against shared/'s imports).
 WORKER_DISTRIBUTIONS = (
     "sqlalchemy",
     "psycopg2-binary",
@@ -41,6 +42,10 @@ WORKER_DISTRIBUTIONS = (
     "disposable-email-domains",
     "nameparser",
     "tldextract",
+    "imap-tools",
+    "flufl.bounce",
+    "mail-parser-reply",
+    "standardwebhooks",
 )
 
 image = (
