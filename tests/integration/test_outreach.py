@@ -1,0 +1,318 @@
+"""Outreach against real parts: Postgres, an aiosmtpd SMTP server, the unsubscribe app on a real socket."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from orchestrator.flows.outreach import outreach_pass
+from shared import workitems
+from shared.engines.outreach import sending, store, suppression
+from shared.engines.outreach.scheduler import Send
+from tests import factories
+from tests.email_sink import smtp_sink
+
+pytestmark = pytest.mark.integration
+
+SECRET = "test-outreach-secret"
+MONDAY_10_UTC = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, inside 9-17 UTC
+
+
+@pytest.fixture
+def sink():
+    with smtp_sink() as (s, port):
+        yield s, port
+
+
+@pytest.fixture
+def outreach(engine, env, sink):
+    """A client with two mailboxes on the sink, a three-step campaign and five enrolled leads."""
+    env(OUTREACH_SECRET=SECRET, PUBLIC_BASE_URL="https://unsub.example.test", LOCAL_WORKERS="2")
+    _, port = sink
+    with engine.begin() as conn:
+        client = factories.client(conn, "acme")
+        campaign = factories.campaign(conn, client, "seq", status="draft")
+        leads = factories.leads(conn, client, 5, campaign_id=campaign)
+        boxes = [store.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", from_name=f"Rep {i}",
+                                   smtp_host="127.0.0.1", smtp_port=port, tls_mode="none", daily_cap=50,
+                                   min_gap_seconds=0, jitter_seconds=0,
+                                   ramp_started_at=MONDAY_10_UTC - timedelta(days=30)) for i in (1, 2)]
+        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
+                           fallback_timezone="UTC")
+        store.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}",
+                       body="Hi {{ first_name }}, {{ company_name }} looks great.")
+        store.set_step(conn, client, campaign, step=2, subject="ignored", body="Following up, {{ first_name }}.",
+                       delay_amount=2, delay_unit="business_days")
+        store.set_step(conn, client, campaign, step=3, subject="ignored", body="Last note.", delay_amount=1,
+                       delay_unit="days")
+        store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
+        assert store.activate(conn, client, campaign) == []
+    return {"client": client, "campaign": campaign, "leads": leads, "boxes": boxes}
+
+
+def _sent(engine):
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT lead_id, step, status, mailbox_id FROM messages ORDER BY lead_id, step")).all()
+
+
+def test_missing_variable_blocks_activation_and_names_lead_and_variable(engine, env):
+    with engine.begin() as conn:
+        client = factories.client(conn, "acme")
+        campaign = factories.campaign(conn, client, "seq", status="draft")
+        lead = factories.leads(conn, client, 1, campaign_id=campaign)[0]
+        conn.execute(text("UPDATE leads SET company_name = NULL WHERE id = :l"), {"l": lead})
+        store.add_mailbox(conn, client, from_address="a@acme.test", smtp_host="h", smtp_port=25)
+        store.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}", body="x")
+        store.set_step(conn, client, campaign, step=2, subject="s", body="About {{ company_name }}", delay_amount=1)
+        store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
+        problems = store.activate(conn, client, campaign)
+        status = conn.execute(text("SELECT status FROM campaigns WHERE id = :c"), {"c": campaign}).scalar()
+    assert problems == [f"lead {lead} person1@example.com: step 2 needs {{{{ company_name }}}}"]
+    assert status == "draft"
+    assert _sent(engine) == []
+
+
+def test_a_sequence_runs_threaded_with_headers_and_follow_ups_from_the_first_mailbox(engine, sink, outreach):
+    s, _ = sink
+    t = MONDAY_10_UTC
+    for day in range(6):  # Mon … Sat at 10:00 UTC
+        outreach_pass.fn(t + timedelta(days=day), True)
+    rows = _sent(engine)
+    assert Counter(r.step for r in rows if r.status == "sent") == {1: 5, 2: 5, 3: 5}
+    by_lead = {}
+    for r in rows:
+        by_lead.setdefault(r.lead_id, set()).add(r.mailbox_id)
+    assert all(len(boxes) == 1 for boxes in by_lead.values())  # follow-ups from step 1's mailbox
+    assert len({next(iter(b)) for b in by_lead.values()}) == 2  # rotation used both mailboxes
+    assert len(s.messages) == 15
+    first = {m["Message-ID"]: m for _, _, m in s.messages}
+    follow = [m for _, _, m in s.messages if m["In-Reply-To"]]
+    assert len(follow) == 10
+    for m in follow:
+        assert m["Subject"].startswith("Re: Hello ")
+        parent = first[m["In-Reply-To"]]
+        assert m["References"].split()[-1] == parent["Message-ID"]
+    m = s.messages[0][2]
+    assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert m["List-Unsubscribe"].startswith("<https://unsub.example.test/u/")
+    assert s.messages[0][0].startswith("bounces+")  # VERP envelope sender
+    # Step 2 waited two business days: Monday → Wednesday.
+    with engine.connect() as conn:
+        days = conn.execute(text("SELECT step, min(sent_at) AS first_at FROM messages GROUP BY step ORDER BY step")).all()
+    assert [d.first_at.date().isoformat() for d in days] == ["2026-11-23", "2026-11-25", "2026-11-26"]
+
+
+def test_three_runs_at_the_same_moment_deliver_each_lead_step_once(engine, sink, outreach):
+    s, _ = sink
+    barrier = threading.Barrier(3)
+    errors = []
+
+    def run():
+        try:
+            barrier.wait()
+            outreach_pass.fn(MONDAY_10_UTC, True)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    delivered = Counter((rcpt[0], m["Message-ID"]) for _, rcpt, m in s.messages)
+    assert len(delivered) == 5 and set(delivered.values()) == {1}
+    assert Counter(r.status for r in _sent(engine)) == {"sent": 5}
+
+
+def test_caps_and_gaps_hold_under_concurrent_runs(engine, sink, outreach):
+    s, _ = sink
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE mailboxes SET daily_cap = 2, min_gap_seconds = 0"))
+    barrier = threading.Barrier(3)
+
+    def run():
+        barrier.wait()
+        outreach_pass.fn(MONDAY_10_UTC, True)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    per_box = Counter(r.mailbox_id for r in _sent(engine) if r.status == "sent")
+    assert per_box and all(n <= 2 for n in per_box.values())
+    assert len(s.messages) == sum(per_box.values()) == 4
+
+
+def test_gaps_hold_under_concurrent_runs(engine, sink, outreach):
+    s, _ = sink
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE mailboxes SET min_gap_seconds = 1800, jitter_seconds = 60"))
+    barrier = threading.Barrier(3)
+
+    def run(at):
+        barrier.wait()
+        outreach_pass.fn(at, True)
+
+    threads = [threading.Thread(target=run, args=(MONDAY_10_UTC,)) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(s.messages) == 2  # one per mailbox: the second send of each must wait its gap
+    outreach_pass.fn(MONDAY_10_UTC + timedelta(minutes=29), True)
+    assert len(s.messages) == 2
+    outreach_pass.fn(MONDAY_10_UTC + timedelta(minutes=32), True)  # past 30 min + up to 60 s jitter
+    assert len(s.messages) == 4
+    with engine.connect() as conn:
+        times = conn.execute(text("SELECT mailbox_id, reserved_at FROM messages ORDER BY mailbox_id, reserved_at")).all()
+    for a, b in zip(times, times[1:]):
+        if a.mailbox_id == b.mailbox_id:
+            assert (b.reserved_at - a.reserved_at).total_seconds() >= 1800
+
+
+def _queue_all(engine, outreach):
+    """Plan and enqueue at Monday 10:00, claim the items (QUEUED): what a run does before sending."""
+    from shared.engines.outreach import scheduler
+
+    with engine.begin() as conn:
+        inputs = store.planning_inputs(conn, MONDAY_10_UTC)
+        plan = scheduler.due_sends(MONDAY_10_UTC, inputs.candidates, inputs.windows, inputs.mailboxes)
+        (batch,) = store.enqueue_sends(conn, plan.sends)
+        claimed = workitems.claim(conn, batch, 100)
+    return batch, {c.lead_id: c.id for c in claimed}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("unsubscribe", "unsubscribed"), ("pause", "mailbox_paused"), ("cancel", "subscription_inactive"),
+    ("suppress_domain", "suppressed"), ("campaign_pause", "campaign_paused")])
+def test_a_change_committed_between_queued_and_send_stops_it(engine, sink, outreach, change, reason):
+    s, _ = sink
+    _, items = _queue_all(engine, outreach)
+    lead = outreach["leads"][0]
+    with engine.begin() as conn:
+        if change == "unsubscribe":
+            conn.execute(text("UPDATE leads SET status = 'unsubscribed' WHERE id = :l"), {"l": lead})
+        elif change == "pause":
+            conn.execute(text("UPDATE mailboxes SET status = 'paused', status_reason = 'bounces' "))
+        elif change == "cancel":
+            conn.execute(text("UPDATE clients SET subscription_status = 'cancelled'"))
+        elif change == "suppress_domain":
+            suppression.suppress(conn, outreach["client"], "@example.com", reason="customer", source="test")
+        else:
+            conn.execute(text("UPDATE campaigns SET status = 'paused'"))
+    report = sending.send_chunk([items[lead]], now=MONDAY_10_UTC)
+    assert report.skipped == {reason: 1} and report.sent == 0
+    assert s.messages == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status, skip_reason FROM work_items WHERE id = :i"),
+                            {"i": items[lead]}).one() == ("SKIPPED", reason)
+
+
+def test_failure_after_data_is_in_doubt_and_never_resent(engine, outreach, sink):
+    """A server that drops the connection after DATA: the message is in doubt, the lead is held."""
+    from aiosmtpd.controller import Controller
+
+    from tests.email_sink import free_port
+
+    class Dropper:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            server.transport.close()  # accepted or not? the client cannot know (RFC 1047)
+            return "250 ok"
+
+    port = free_port()
+    controller = Controller(Dropper(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE mailboxes SET smtp_port = :p"), {"p": port})
+        outreach_pass.fn(MONDAY_10_UTC, True)
+        outreach_pass.fn(MONDAY_10_UTC + timedelta(hours=1), True)
+    finally:
+        controller.stop()
+    rows = _sent(engine)
+    assert len(rows) == 5 and {r.status for r in rows} == {"in_doubt"}
+    with engine.connect() as conn:
+        assert set(conn.execute(text("SELECT status FROM enrollments")).scalars()) == {"held"}
+
+
+def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
+    from aiosmtpd.controller import Controller
+
+    from tests.email_sink import Sink, free_port
+
+    class Refuser(Sink):
+        refuse = True
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+            if Refuser.refuse:
+                return "451 4.3.0 try later"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    handler = Refuser()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE mailboxes SET smtp_port = :p"), {"p": port})
+        outreach_pass.fn(MONDAY_10_UTC, True)
+        assert {r.status for r in _sent(engine)} == {"failed"} and handler.messages == []
+        Refuser.refuse = False
+        outreach_pass.fn(MONDAY_10_UTC + timedelta(hours=1), True)
+    finally:
+        controller.stop()
+    assert {r.status for r in _sent(engine) if r.step == 1} == {"sent"}
+    assert len(handler.messages) == 5
+
+
+def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
+    import httpx
+    import uvicorn
+
+    from tests.email_sink import free_port
+    from web.app import create_app
+
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    with engine.connect() as conn:
+        pk, lead = conn.execute(text("SELECT id, lead_id FROM messages ORDER BY id LIMIT 1")).one()
+    token = suppression.make_token(pk, SECRET)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, SECRET), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        import time
+
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        body = {"content": b"List-Unsubscribe=One-Click",
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+        forged = httpx.post(f"{base}/u/{pk}.AAAAAAAAAAAAAAAAAAAAAA", **body)
+        tampered = httpx.post(f"{base}/u/{pk + 1}.{token.split('.')[1]}", **body)
+        assert forged.status_code == tampered.status_code == 403
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0
+        page = httpx.get(f"{base}/u/{token}")
+        assert page.status_code == 200 and "<form" in page.text
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0  # GET changes nothing
+        ok = httpx.post(f"{base}/u/{token}", follow_redirects=False, **body)
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM leads WHERE id = :l"), {"l": lead}).scalar() == "unsubscribed"
+        assert conn.execute(text("SELECT count(*) FROM suppressions WHERE kind = 'email'")).scalar() == 1
+        assert conn.execute(text("SELECT status, stop_reason FROM enrollments WHERE lead_id = :l"),
+                            {"l": lead}).one() == ("stopped", "unsubscribed")
