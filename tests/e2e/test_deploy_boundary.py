@@ -199,13 +199,19 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
 
 # -- prefect.yaml ----------------------------------------------------------------------------------
 
-def test_prefect_yaml_is_valid_for_prefect_and_has_the_three_deployments():
+def specs_hourly(raw: dict) -> tuple[str, str]:
+    (entry,) = [d for d in raw["deployments"] if d["name"] == "outreach-hourly"]
+    return entry["schedules"][0]["cron"], entry["schedules"][0]["timezone"]
+
+
+def test_prefect_yaml_is_valid_for_prefect_and_has_the_four_deployments():
     from prefect.cli.deploy._models import PrefectYamlModel
 
     raw = yaml.safe_load(deploy.PREFECT_YAML.read_text())
     model = PrefectYamlModel.model_validate(raw)  # Prefect's own schema for `prefect deploy`
     by_name = {d.name: d for d in model.deployments}
-    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation"}
+    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "outreach-hourly"}
+    assert specs_hourly(raw) == ("0 * * * *", "UTC")
     assert by_name["orchestrator-main"].parameters == {"batch_size": 50}
     assert all(d.work_pool.name == "managed-production" for d in model.deployments)
     assert raw["definitions"]["work_pools"]["local_process"]["name"] == "local-process"
@@ -221,7 +227,7 @@ def test_specs_from_prefect_yaml():
     assert specs["enrichment-daily"].crons == (("0 2 * * *", "UTC"),)
     assert specs["orchestrator-main"].entrypoint == "orchestrator/flows/batch.py:orchestrator_main"
     with pytest.raises(DeployError, match="unknown deployment"):
-        deploy.load_specs(only=["outreach-hourly"])
+        deploy.load_specs(only=["reply-recovery"])
 
 
 def test_a_schedule_without_timezone_is_refused(tmp_path):

@@ -105,11 +105,9 @@ def _local_instant(day: date, hour: int, zone: ZoneInfo) -> datetime:
     """`hour`:00 local on `day` as UTC. An hour that does not exist (DST gap) is the gap's end."""
     if hour >= 24:
         day, hour = day + timedelta(days=1), 0
-    naive = datetime.combine(day, time(hour))
-    aware = naive.replace(tzinfo=zone)
-    back = aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if back != naive:  # in a gap: fold=1 gives the instant after the jump
-        aware = naive.replace(tzinfo=zone, fold=1)
+    # In a DST gap, fold=0 reads the wall time with the offset before the jump (PEP 495), which
+    # lands on the first real instant after the gap: 02:00 on spring-forward day is 03:00 new time.
+    aware = datetime.combine(day, time(hour)).replace(tzinfo=zone)
     return aware.astimezone(UTC)
 
 
