@@ -211,3 +211,43 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     from web.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port)
+
+
+# `outbound campaigns forecast` lives here with the rest of outreach; it joins the campaigns group.
+from orchestrator.cli.campaigns import campaigns_app  # noqa: E402
+
+
+@campaigns_app.command("forecast")
+def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client name."),
+                       as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Before launch: sends per day per mailbox, the date of the last step, enrichment credits needed."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from shared.engines.outreach import forecast, store
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    per_lead = sum(int(getattr(settings, f"{p}_cost", 0) or 0) for p in settings.providers())
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, name)
+        try:
+            result = forecast.forecast(conn, client_id, campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead)
+        except store.OutreachError as exc:
+            fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    boxes = sorted(result.caps)
+    table = Table("day (UTC)", *[f"{b} (cap {result.caps[b]})" for b in boxes], "total",
+                  title=f"Forecast for {name}: {result.leads} leads × {result.steps} steps")
+    for day, counts in sorted(result.per_day.items()):
+        table.add_row(day, *[str(counts.get(b, 0)) for b in boxes], str(sum(counts.values())))
+    console.print(table)
+    last = result.last_send_at.strftime("%Y-%m-%d %H:%M UTC") if result.last_send_at else "never"
+    console.print(f"last step goes out: [bold]{last}[/bold]"
+                  + (f"; {result.unfinished} leads never finish (no usable mailbox?)" if result.unfinished else ""))
+    console.print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
+                  f"{result.enrichment_credits_max} credits ({per_lead} per lead through the paid providers); "
+                  f"balance {result.credit_balance}")

@@ -316,3 +316,48 @@ def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
         assert conn.execute(text("SELECT count(*) FROM suppressions WHERE kind = 'email'")).scalar() == 1
         assert conn.execute(text("SELECT status, stop_reason FROM enrollments WHERE lead_id = :l"),
                             {"l": lead}).one() == ("stopped", "unsubscribed")
+
+
+def _run_to_the_end(start, campaign_id=None, max_passes=2000):
+    """The flow's loop, pass by pass, on a simulated clock: jump to each wake-up the scheduler names."""
+    clock = start
+    for _ in range(max_passes):
+        result = outreach_pass.fn(clock, True, campaign_id)
+        if result["next_wake"] is None:
+            return clock
+        clock = datetime.fromisoformat(result["next_wake"])
+    raise AssertionError("the campaign did not finish")
+
+
+def test_forecast_matches_what_actually_went_out(engine, sink, outreach):
+    from shared.engines.outreach.forecast import forecast
+
+    s, _ = sink
+    with engine.begin() as conn:
+        # Tight limits so the forecast has something to predict: 2 a day per mailbox, 45 min apart,
+        # a ramp on the second mailbox, a late Friday start so weekends count.
+        conn.execute(text("UPDATE mailboxes SET daily_cap = 2, min_gap_seconds = 2700, jitter_seconds = 0"))
+        conn.execute(text("UPDATE mailboxes SET ramp_start = 1, ramp_step = 1, ramp_started_at = :t WHERE id = :m"),
+                     {"t": MONDAY_10_UTC, "m": outreach["boxes"][1]})
+        more = factories.leads(conn, outreach["client"], 6, campaign_id=outreach["campaign"], domain="other.test")
+        conn.execute(text("UPDATE leads SET country = 'DE' WHERE id = ANY(:ids)"), {"ids": more})
+        store.enroll(conn, outreach["client"], outreach["campaign"], now=MONDAY_10_UTC)
+        predicted = forecast(conn, outreach["client"], outreach["campaign"], now=MONDAY_10_UTC)
+    _run_to_the_end(MONDAY_10_UTC)
+    with engine.connect() as conn:
+        actual = store.sends_per_day(conn, outreach["campaign"])
+        last = conn.execute(text("SELECT max(sent_at) FROM messages")).scalar()
+    flat = {(day, box): n for day, boxes in predicted.per_day.items() for box, n in boxes.items()}
+    assert flat == actual
+    assert predicted.last_send_at == last and predicted.unfinished == 0
+    assert sum(flat.values()) == 11 * 3 == len(s.messages)
+    assert max(flat.values()) <= 2
+
+
+def test_the_hourly_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
+    from orchestrator.flows.outreach import outreach_hourly
+
+    s, _ = sink
+    summary = outreach_hourly(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
+    assert summary["sent"] == 15 and len(s.messages) == 15
+    assert summary["passes"] >= 3
