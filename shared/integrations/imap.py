@@ -1,0 +1,210 @@
+"""IMAP access for reply recovery and the Sent-folder reconciler: new messages by UID, Message-ID lookups.
+
+Built on imap-tools. Three rules the callers rely on:
+- Only UIDs above the cursor's `last_uid` are returned. imap-tools' `UID N:*` search answers
+  with the last message even when N is past it (RFC 3501: `*` is the highest UID), so the result
+  is filtered here.
+- A changed UIDVALIDITY invalidates every stored UID: the folder is rescanned from the start and
+  `rescanned` is set; the caller deduplicates on Message-ID.
+- Nothing is changed on the server: the folder is opened read-only (EXAMINE) and bodies are
+  fetched with BODY.PEEK (`mark_seen=False`), so a message the user has not read stays unread.
+
+The password comes from the caller (an env var, Prefect Secret block or Modal Secret resolved by
+name); it is excluded from the settings' repr and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
+
+from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
+from imap_tools.mailbox import BaseMailBox
+
+log = logging.getLogger(__name__)
+
+FETCH_BULK = 50  # messages per FETCH command: bounded memory, few round trips
+DEFAULT_LIMIT = 500  # messages per call; the caller loops with the returned cursor
+TIMEOUT_S = 30.0
+
+
+class TlsMode(str, Enum):
+    """How the connection is secured: implicit TLS (993), STARTTLS (143), or none (local test server only)."""
+
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """Where and how to log in; `password` is resolved by the caller and never shown."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    tls: TlsMode = TlsMode.TLS
+    timeout_s: float = TIMEOUT_S
+
+
+class Cursor(NamedTuple):
+    """Where the last fetch of one folder stopped."""
+
+    uidvalidity: int
+    last_uid: int
+
+
+class FetchedMessage(NamedTuple):
+    """One message as the server stores it."""
+
+    uid: int
+    raw: bytes
+    flags: tuple[str, ...]
+
+
+class FetchResult(NamedTuple):
+    """`fetch_new`'s answer; `cursor` is what to store once the messages are safely recorded."""
+
+    messages: list[FetchedMessage]
+    cursor: Cursor
+    rescanned: bool  # UIDVALIDITY changed (or no cursor yet): everything was read from the start
+    more: bool  # the limit was reached; call again with `cursor`
+
+
+class ImapError(Exception):
+    """The IMAP server refused or failed a request."""
+
+    def __init__(self, settings: ImapSettings, what: str) -> None:
+        super().__init__(f"IMAP {settings.username}@{settings.host}:{settings.port}: {what}")
+
+
+class _RawMessage(MailMessage):
+    """imap-tools' message, keeping the exact bytes the server sent (parsing and re-serializing is not lossless)."""
+
+    def __init__(self, fetch_data: list) -> None:
+        super().__init__(fetch_data)
+        self.raw: bytes = self._get_message_data_parts(fetch_data)[0]
+
+
+def _mailbox(settings: ImapSettings) -> BaseMailBox:
+    if settings.tls is TlsMode.TLS:
+        box: BaseMailBox = MailBox(settings.host, settings.port, timeout=settings.timeout_s, ssl_context=ssl.create_default_context())
+    elif settings.tls is TlsMode.STARTTLS:
+        box = MailBoxStartTls(settings.host, settings.port, timeout=settings.timeout_s, ssl_context=ssl.create_default_context())
+    else:
+        box = MailBoxUnencrypted(settings.host, settings.port, timeout=settings.timeout_s)
+    box.email_message_class = _RawMessage
+    return box
+
+
+def _login(settings: ImapSettings) -> BaseMailBox:
+    try:
+        box = _mailbox(settings)
+        box.login(settings.username, settings.password, initial_folder=None)
+    except Exception as exc:  # the server's answer only: imap-tools errors do not carry the password
+        raise ImapError(settings, f"login failed ({type(exc).__name__}: {exc})") from None
+    return box
+
+
+def _open(box: BaseMailBox, settings: ImapSettings, folder: str) -> int:
+    """EXAMINE the folder (read-only) and return its UIDVALIDITY."""
+    try:
+        box.folder.set(folder, readonly=True)
+        return int(box.folder.status(folder, ["UIDVALIDITY"])["UIDVALIDITY"])
+    except Exception as exc:
+        raise ImapError(settings, f"cannot open folder {folder!r} ({type(exc).__name__}: {exc})") from None
+
+
+def fetch_new(settings: ImapSettings, folder: str, cursor: Cursor | None, *, limit: int = DEFAULT_LIMIT) -> FetchResult:
+    """Messages in `folder` with UIDs above the cursor, oldest first, at most `limit`, never marked seen."""
+    box = _login(settings)
+    try:
+        uidvalidity = _open(box, settings, folder)
+        rescanned = cursor is None or cursor.uidvalidity != uidvalidity
+        last_uid = 0 if rescanned else cursor.last_uid  # type: ignore[union-attr]
+        if cursor is not None and rescanned:
+            log.warning("IMAP %s folder %s: UIDVALIDITY %s -> %s, rescanning", settings.username, folder, cursor.uidvalidity, uidvalidity)
+        found = box.uids(AND(uid=f"{last_uid + 1}:*"), charset=None)
+        uids = sorted(u for u in (int(x) for x in found) if u > last_uid)
+        chosen, more = uids[:limit], len(uids) > limit
+        messages: list[FetchedMessage] = []
+        if chosen:
+            for item in box.fetch(uid_list=[str(u) for u in chosen], mark_seen=False, bulk=FETCH_BULK):
+                assert isinstance(item, _RawMessage)
+                messages.append(FetchedMessage(int(item.uid or 0), item.raw, tuple(item.flags)))
+        messages.sort(key=lambda m: m.uid)
+        new_last = messages[-1].uid if messages else last_uid
+        return FetchResult(messages, Cursor(uidvalidity, new_last), rescanned, more)
+    except ImapError:
+        raise
+    except Exception as exc:
+        raise ImapError(settings, f"fetch from {folder!r} failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        _logout(box)
+
+
+def _logout(box: BaseMailBox) -> None:
+    try:
+        box.logout()
+    except Exception:  # the connection is closing anyway; the result is already in hand
+        pass
+
+
+def _normalize_id(value: str) -> str:
+    value = value.strip()
+    return value if value.startswith("<") else f"<{value}>"
+
+
+def find_message_ids(settings: ImapSettings, folder: str, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` (`<uuid@domain>`) are present in `folder` (the Sent-folder reconciler's question).
+
+    IMAP's HEADER search is a substring match, so each hit's Message-ID header is fetched and
+    compared exactly before it counts.
+    """
+    wanted = {_normalize_id(i).lower(): _normalize_id(i) for i in ids if i and i.strip()}
+    if not wanted:
+        return set()
+    box = _login(settings)
+    try:
+        _open(box, settings, folder)
+        present: set[str] = set()
+        for key, original in wanted.items():
+            uids = box.uids(AND(header=H("Message-ID", original)), charset=None)
+            if not uids:
+                continue
+            for item in box.fetch(uid_list=uids, mark_seen=False, headers_only=True, bulk=FETCH_BULK):
+                values = item.headers.get("message-id", ())
+                if any(_normalize_id(v).lower() == key for v in values):
+                    present.add(original)
+                    break
+        return present
+    except ImapError:
+        raise
+    except Exception as exc:
+        raise ImapError(settings, f"search in {folder!r} failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        _logout(box)
+
+
+def sent_folder(settings: ImapSettings) -> str:
+    """The Sent folder's name: the one flagged `\\Sent` (RFC 6154), else a common name, else "Sent"."""
+    box = _login(settings)
+    try:
+        folders = box.folder.list()
+    except Exception as exc:
+        raise ImapError(settings, f"cannot list folders ({type(exc).__name__}: {exc})") from None
+    finally:
+        _logout(box)
+    for info in folders:
+        if "\\Sent" in info.flags:
+            return info.name
+    names = {info.name.lower(): info.name for info in folders}
+    for common in ("sent", "sent items", "sent messages", "[gmail]/sent mail", "inbox.sent", "gesendet", "gesendete elemente"):
+        if common in names:
+            return names[common]
+    return "Sent"
