@@ -313,6 +313,7 @@ class Mailbox(Base):
         UniqueConstraint("client_id", "from_address", name="uq_mailboxes_client_address"),
         UniqueConstraint("id", "client_id", name="uq_mailboxes_id_client"),
         CheckConstraint(_in("tls_mode", TLS_MODES), name="tls_mode"),
+        CheckConstraint(_in("imap_tls_mode", TLS_MODES), name="imap_tls_mode"),
         CheckConstraint(_in("status", MAILBOX_STATUSES), name="status"),
         CheckConstraint("(status = 'paused') = (status_reason IS NOT NULL)", name="paused_has_reason"),
         CheckConstraint("smtp_port BETWEEN 1 AND 65535", name="port_range"),
@@ -330,6 +331,11 @@ class Mailbox(Base):
     tls_mode: Mapped[str] = mapped_column(Text, server_default="starttls")
     username: Mapped[str | None] = mapped_column(Text)
     secret_name: Mapped[str | None] = mapped_column(Text)
+    # IMAP for the Sent-folder reconciler (same login and secret); NULL host: not checked.
+    imap_host: Mapped[str | None] = mapped_column(Text)
+    imap_port: Mapped[int | None] = mapped_column(Integer)
+    imap_tls_mode: Mapped[str] = mapped_column(Text, server_default="tls")
+    sent_folder: Mapped[str | None] = mapped_column(Text)  # NULL: the folder flagged \\Sent
     daily_cap: Mapped[int] = mapped_column(Integer, server_default="50")
     ramp_start: Mapped[int | None] = mapped_column(Integer)  # NULL: no ramp, the cap applies from day one
     ramp_step: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -47,6 +47,10 @@ def mailboxes_add(
     ramp_ceiling: Optional[int] = typer.Option(None, help="Ramp-up: never above this."),
     gap: int = typer.Option(600, help="Minimum seconds between two sends."),
     jitter: int = typer.Option(120, help="Up to this many random seconds added to each gap."),
+    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler (same login)."),
+    imap_port: int = typer.Option(993, help="IMAP port."),
+    imap_tls: str = typer.Option("tls", help="tls, starttls or none."),
+    sent_folder: Optional[str] = typer.Option(None, help="Sent folder name (default: the one flagged \\Sent)."),
 ) -> None:
     """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
     from shared.engines.outreach.store import OutreachError, add_mailbox
@@ -56,7 +60,9 @@ def mailboxes_add(
             box = add_mailbox(conn, _client(conn, client), from_address=address, from_name=from_name, smtp_host=host,
                               smtp_port=port, tls_mode=tls, username=username, secret_name=secret_name,
                               daily_cap=daily_cap, ramp_start=ramp_start, ramp_step=ramp_step,
-                              ramp_ceiling=ramp_ceiling, min_gap_seconds=gap, jitter_seconds=jitter)
+                              ramp_ceiling=ramp_ceiling, min_gap_seconds=gap, jitter_seconds=jitter,
+                              imap_host=imap_host, imap_port=imap_port if imap_host else None, imap_tls_mode=imap_tls,
+                              sent_folder=sent_folder)
         except OutreachError as exc:
             _usage(str(exc))
     typer.echo(f"mailbox {address} (id {box}) is active")
@@ -251,3 +257,25 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
     console.print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
                   f"{result.enrichment_credits_max} credits ({per_lead} per lead through the paid providers); "
                   f"balance {result.credit_balance}")
+
+
+@mailboxes_app.command("in-doubt")
+def mailboxes_in_doubt(client: str, reconcile: bool = typer.Option(
+        False, "--reconcile", help="First look each one up in its mailbox's Sent folder over IMAP.")) -> None:
+    """Sends whose fate is unknown (the connection dropped after DATA): never resent automatically."""
+    from rich.table import Table
+
+    from shared.engines.outreach import reconcile as rec
+
+    with db.transaction() as conn:
+        client_id = _client(conn, client)
+    if reconcile:
+        result = rec.reconcile(db.get_engine(), client_id=client_id)
+        typer.echo(f"found in Sent: {len(result.sent)}, not found: {len(result.unknown)}, "
+                   f"not checked: {len(result.unchecked)}")
+    rows = rec.in_doubt(db.get_engine(), client_id)
+    table = Table("message", "status", "step", "lead", "mailbox", "reserved at", "error", title="Sends in doubt")
+    for r in rows:
+        table.add_row(str(r["id"]), r["status"], str(r["step"]), r["email"], r["from_address"],
+                      r["reserved_at"].isoformat(), r["error"] or "")
+    console.print(table)

@@ -46,6 +46,7 @@ def outreach_pass(now: datetime, simulated: bool, campaign_id: int | None = None
         inputs = store.planning_inputs(conn, now, campaign_id=campaign_id)
         plan = scheduler.due_sends(now, inputs.candidates, inputs.windows, inputs.mailboxes)
         batch_ids = store.enqueue_sends(conn, plan.sends)
+        batch_ids += [b for b in store.open_send_batches(conn, campaign_id) if b not in batch_ids]
     fn: Callable[[list[int]], dict[str, Any]] = functools.partial(_send_report, now=now if simulated else None)
     executor = get_executor(settings, local_fn=fn, modal_function=(settings.modal_outreach_app_name,
                                                                    settings.modal_outreach_function_name))
@@ -73,6 +74,18 @@ def outreach_pass(now: datetime, simulated: bool, campaign_id: int | None = None
     return totals
 
 
+@task(cache_policy=NO_CACHE)
+def reconcile_in_doubt() -> dict[str, int]:
+    """Settle sends that are in doubt from their mailboxes' Sent folders (never by resending)."""
+    from shared.engines.outreach.reconcile import reconcile
+
+    result = reconcile(get_engine(), stale_after_seconds=STALE_SENDING_SECONDS)
+    counts = {"sent": len(result.sent), "unknown": len(result.unknown), "unchecked": len(result.unchecked)}
+    if any(counts.values()):
+        get_run_logger().warning("in-doubt sends reconciled: %s", counts)
+    return counts
+
+
 @flow(name="outreach_hourly", description="Plan due sequence steps inside windows and caps, send them, at most once.")
 def outreach_hourly(now: datetime | None = None, until: datetime | None = None, campaign_id: int | None = None,
                     chunk_size: int | None = None) -> dict[str, Any]:
@@ -86,6 +99,7 @@ def outreach_hourly(now: datetime | None = None, until: datetime | None = None, 
     clock = now or datetime.now(UTC)
     end = until or clock + timedelta(hours=1)
     summary: dict[str, Any] = {"passes": 0, "sent": 0, "failed": 0, "in_doubt": 0, "skipped": {}}
+    summary["reconciled"] = reconcile_in_doubt()
     for _ in range(PASS_LIMIT):
         result = outreach_pass(clock, simulated, campaign_id, chunk_size)
         summary["passes"] += 1

@@ -14,6 +14,7 @@ from shared import workitems
 from shared.engines.outreach import sending, store, suppression
 from shared.engines.outreach.scheduler import Send
 from tests import factories
+from tests.email_servers import imap_server  # noqa: F401  (pytest fixture)
 from tests.email_sink import smtp_sink
 
 pytestmark = pytest.mark.integration
@@ -190,7 +191,7 @@ def _queue_all(engine, outreach):
 
 @pytest.mark.parametrize("change, reason", [
     ("unsubscribe", "unsubscribed"), ("pause", "mailbox_paused"), ("cancel", "subscription_inactive"),
-    ("suppress_domain", "suppressed"), ("campaign_pause", "campaign_paused")])
+    ("suppress_domain", "suppressed"), ("campaign_pause", "campaign_paused"), ("late", "outside_window")])
 def test_a_change_committed_between_queued_and_send_stops_it(engine, sink, outreach, change, reason):
     s, _ = sink
     _, items = _queue_all(engine, outreach)
@@ -204,9 +205,11 @@ def test_a_change_committed_between_queued_and_send_stops_it(engine, sink, outre
             conn.execute(text("UPDATE clients SET subscription_status = 'cancelled'"))
         elif change == "suppress_domain":
             suppression.suppress(conn, outreach["client"], "@example.com", reason="customer", source="test")
-        else:
+        elif change == "campaign_pause":
             conn.execute(text("UPDATE campaigns SET status = 'paused'"))
-    report = sending.send_chunk([items[lead]], now=MONDAY_10_UTC)
+    # "late": the worker only gets to it after the window closed (17:00 UTC for these leads).
+    at = MONDAY_10_UTC + timedelta(hours=7, minutes=5) if change == "late" else MONDAY_10_UTC
+    report = sending.send_chunk([items[lead]], now=at)
     assert report.skipped == {reason: 1} and report.sent == 0
     assert s.messages == []
     with engine.connect() as conn:
@@ -361,3 +364,91 @@ def test_the_hourly_flow_runs_a_simulated_week_under_prefect(engine, sink, outre
     summary = outreach_hourly(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
     assert summary["sent"] == 15 and len(s.messages) == 15
     assert summary["passes"] >= 3
+
+
+KILL_AFTER_250 = """
+import os, signal, sys
+from datetime import datetime
+from shared.engines.outreach.sending import send_chunk
+send_chunk([int(sys.argv[2])], now=datetime.fromisoformat(sys.argv[1]),
+           after_reply=lambda pk: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_worker_killed_after_250_is_in_doubt_and_the_reconciler_finds_it_in_sent(engine, env, outreach, imap_server):
+    """SIGKILL between the server's 250 and the commit: no resend; the Sent folder settles it."""
+    import subprocess
+    import sys
+
+    from aiosmtpd.controller import Controller
+
+    from shared.engines.outreach.reconcile import reconcile
+    from tests.email_sink import Sink, free_port
+
+    class GmailLike(Sink):
+        """Files every accepted message in the account's Sent folder, as Gmail does for submitted mail."""
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            reply = await super().handle_DATA(server, session, envelope)
+            imap_server.append("Sent", envelope.original_content or envelope.content)
+            return reply
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        ok = auth_data.login == b"demouser" and auth_data.password == b"demopass"
+        return AuthResult(success=ok)
+
+    env(TEST_MAILBOX_PASSWORD="demopass")
+    handler, port = GmailLike(), free_port()
+    # SMTP AUTH with the password read from the env var the mailbox names (no TLS on a local socket).
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False, auth_required=True)
+    controller.start()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE mailboxes SET smtp_port = :p, imap_host = '127.0.0.1', imap_port = :i, "
+                              "imap_tls_mode = 'none', username = 'demouser', secret_name = 'TEST_MAILBOX_PASSWORD'"),
+                         {"p": port, "i": imap_server.port})
+        _, items = _queue_all(engine, outreach)
+        lead = outreach["leads"][0]
+        proc = subprocess.run([sys.executable, "-c", KILL_AFTER_250, MONDAY_10_UTC.isoformat(), str(items[lead])],
+                              capture_output=True, timeout=120)
+        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+        assert len(handler.messages) == 1
+        with engine.connect() as conn:
+            pk, status = conn.execute(text("SELECT id, status FROM messages WHERE lead_id = :l"), {"l": lead}).one()
+        assert status == "sending"  # the 250 came, the commit never did
+        with engine.begin() as conn:
+            factories.expire(conn, list(items.values()))
+        result = reconcile(engine, stale_after_seconds=0)
+        assert result.sent == [pk] and result.unknown == []
+        with engine.connect() as conn:
+            msg = conn.execute(text("SELECT status, smtp_reply FROM messages WHERE id = :m"), {"m": pk}).one()
+            assert msg.status == "sent" and "Sent folder" in msg.smtp_reply
+            assert conn.execute(text("SELECT next_step, status FROM enrollments WHERE lead_id = :l"),
+                                {"l": lead}).one() == (2, "active")
+        _run_to_the_end(MONDAY_10_UTC + timedelta(minutes=1))
+    finally:
+        controller.stop()
+    per_lead_step = Counter((rcpt[0], m["In-Reply-To"] is None, m["Message-ID"]) for _, rcpt, m in handler.messages)
+    assert set(per_lead_step.values()) == {1}  # nothing went out twice, the killed send included
+    assert len(handler.messages) == 15
+
+
+def test_in_doubt_not_in_sent_becomes_unknown_for_the_operator(engine, env, outreach, imap_server):
+    from shared.engines.outreach.reconcile import in_doubt, reconcile
+
+    env(TEST_MAILBOX_PASSWORD="demopass")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE mailboxes SET imap_host = '127.0.0.1', imap_port = :i, imap_tls_mode = 'none', "
+                          "username = 'demouser', secret_name = 'TEST_MAILBOX_PASSWORD'"), {"i": imap_server.port})
+        conn.execute(text("INSERT INTO messages (client_id, campaign_id, lead_id, step, mailbox_id, message_id, subject, "
+                          "status, error, reserved_at) VALUES (:c, :camp, :l, 1, :m, '<lost@acme.test>', 's', 'in_doubt', "
+                          "'connection dropped after DATA', :t)"),
+                     {"c": outreach["client"], "camp": outreach["campaign"], "l": outreach["leads"][0],
+                      "m": outreach["boxes"][0], "t": MONDAY_10_UTC})
+    result = reconcile(engine)
+    assert len(result.unknown) == 1 and result.sent == []
+    (row,) = in_doubt(engine, outreach["client"])
+    assert row["status"] == "unknown" and row["email"] == "person1@example.com"

@@ -87,7 +87,8 @@ _CONTEXT = text(
            m.from_address, m.from_name, m.smtp_host, m.smtp_port, m.tls_mode, m.username, m.secret_name,
            m.status AS mailbox_status, m.status_reason AS mailbox_reason,
            st.subject_template, st.body_template,
-           nx.delay_amount AS next_delay, nx.delay_unit AS next_unit
+           nx.delay_amount AS next_delay, nx.delay_unit AS next_unit,
+           sq.weekdays, sq.start_hour, sq.end_hour
     FROM work_items w
     JOIN batches b ON b.id = w.batch_id AND b.client_id = w.client_id
     JOIN clients c ON c.id = w.client_id
@@ -95,6 +96,7 @@ _CONTEXT = text(
     JOIN leads l ON l.id = w.lead_id AND l.client_id = w.client_id
     JOIN enrollments e ON e.campaign_id = b.campaign_id AND e.lead_id = w.lead_id AND e.client_id = w.client_id
     JOIN mailboxes m ON m.id = w.mailbox_id AND m.client_id = w.client_id
+    JOIN sequences sq ON sq.campaign_id = b.campaign_id AND sq.client_id = w.client_id
     LEFT JOIN sequence_steps st ON st.campaign_id = b.campaign_id AND st.step = w.step
     LEFT JOIN sequence_steps nx ON nx.campaign_id = b.campaign_id AND nx.step = w.step + 1
     WHERE w.id = :item AND w.client_id = :client
@@ -103,7 +105,7 @@ _CONTEXT = text(
 )
 
 
-def jit_skip_reason(ctx: Any, conn: Connection) -> str | None:
+def jit_skip_reason(ctx: Any, conn: Connection, now: datetime) -> str | None:
     """The checks right before a send, on rows read in the sending transaction; None means go."""
     if ctx.lead_status in STOP_LEAD_STATUSES:
         return STOP_LEAD_STATUSES[ctx.lead_status]
@@ -123,6 +125,9 @@ def jit_skip_reason(ctx: Any, conn: Connection) -> str | None:
         return "mailbox_paused"
     if ctx.sticky_mailbox is not None and ctx.sticky_mailbox != ctx.mailbox_id:
         return "wrong_mailbox"
+    # An item queued near the window's end, or recovered later, must not go out at night.
+    if not timezones.is_open(now, ctx.timezone, timezones.Window(frozenset(ctx.weekdays), ctx.start_hour, ctx.end_hour)):
+        return "outside_window"
     return None
 
 
@@ -177,7 +182,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     ctx = conn.execute(_CONTEXT, {"item": item.id, "client": item.client_id}).first()
     if ctx is None:
         return None, "not_enrolled", None
-    reason = jit_skip_reason(ctx, conn)
+    reason = jit_skip_reason(ctx, conn, now)
     if reason is not None:
         if reason in ("unsubscribed", "replied", "bounced", "invalid_lead", "suppressed") and ctx.enrollment_id:
             conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = :r WHERE id = :e "

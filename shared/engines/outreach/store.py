@@ -26,7 +26,7 @@ class OutreachError(ValueError):
 # -- mailboxes -----------------------------------------------------------------------------------
 
 MAILBOX_COLUMNS = ("from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username", "secret_name",
-                   "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "min_gap_seconds", "jitter_seconds")
+                   "imap_host", "imap_port", "imap_tls_mode", "sent_folder", "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "min_gap_seconds", "jitter_seconds")
 
 
 def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
@@ -36,11 +36,12 @@ def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
     if "@" not in values["from_address"]:
         raise OutreachError(f"from address {fields.get('from_address')!r} is not an email address")
     for key, default in (("daily_cap", 50), ("ramp_step", 0), ("min_gap_seconds", 600), ("jitter_seconds", 120),
-                         ("tls_mode", "starttls")):
+                         ("tls_mode", "starttls"), ("imap_tls_mode", "tls")):
         if values[key] is None:
             values[key] = default
-    if values["tls_mode"] not in ("starttls", "tls", "none"):
-        raise OutreachError(f"tls mode must be starttls, tls or none, got {values['tls_mode']!r}")
+    for key in ("tls_mode", "imap_tls_mode"):
+        if values[key] not in ("starttls", "tls", "none"):
+            raise OutreachError(f"{key.replace('_', ' ')} must be starttls, tls or none, got {values[key]!r}")
     cols = ", ".join(MAILBOX_COLUMNS)
     params = ", ".join(f":{k}" for k in MAILBOX_COLUMNS)
     updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in MAILBOX_COLUMNS[1:])
@@ -63,8 +64,8 @@ def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None
     out = []
     for r in rows:
         d = {k: r[k] for k in ("id", "from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username",
-                               "secret_name", "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling",
-                               "min_gap_seconds", "jitter_seconds", "status", "status_reason", "sent_24h")}
+                               "secret_name", "imap_host", "imap_port", "daily_cap", "ramp_start", "ramp_step",
+                               "ramp_ceiling", "min_gap_seconds", "jitter_seconds", "status", "status_reason", "sent_24h")}
         for k in ("paused_at", "last_sent_at", "next_send_at"):
             d[k] = r[k].isoformat() if r[k] else None
         d["cap_now"] = effective_cap(limits_from_row(r), now or datetime.now(r["created_at"].tzinfo))
@@ -290,6 +291,14 @@ def skip_reasons(conn: Connection, campaign_id: int) -> dict[str, int]:
              "WHERE b.campaign_id = :camp AND b.kind = 'send' AND w.status = 'SKIPPED' GROUP BY 1 ORDER BY 2 DESC"),
         {"camp": campaign_id})
     return {r.skip_reason: r.n for r in rows}
+
+
+def open_send_batches(conn: Connection, campaign_id: int | None = None) -> list[int]:
+    """Send batches that still hold PENDING items (recovered after a lost worker): dispatch them again."""
+    return [int(b) for b in conn.execute(
+        text("SELECT DISTINCT w.batch_id FROM work_items w JOIN batches b ON b.id = w.batch_id "
+             "WHERE b.kind = 'send' AND w.status = 'PENDING' AND (CAST(:camp AS bigint) IS NULL OR b.campaign_id = :camp) "
+             "ORDER BY 1"), {"camp": campaign_id}).scalars()]
 
 
 def finish_send_batches(conn: Connection, batch_ids: Sequence[int]) -> None:
