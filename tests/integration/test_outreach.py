@@ -277,27 +277,16 @@ def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
 
 def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
     import httpx
-    import uvicorn
 
     from tests.email_sink import free_port
     from web.app import create_app
+    from web.server import background
 
     outreach_pass.fn(MONDAY_10_UTC, True)
     with engine.connect() as conn:
         pk, lead = conn.execute(text("SELECT id, lead_id FROM messages ORDER BY id LIMIT 1")).one()
     token = suppression.make_token(pk, SECRET)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, SECRET), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        import time
-
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+    with background(create_app(engine, SECRET), port=free_port()) as base:
         body = {"content": b"List-Unsubscribe=One-Click",
                 "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
         forged = httpx.post(f"{base}/u/{pk}.AAAAAAAAAAAAAAAAAAAAAA", **body)
@@ -311,9 +300,6 @@ def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
             assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0  # GET changes nothing
         ok = httpx.post(f"{base}/u/{token}", follow_redirects=False, **body)
         assert ok.status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(10)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM leads WHERE id = :l"), {"l": lead}).scalar() == "unsubscribed"
         assert conn.execute(text("SELECT count(*) FROM suppressions WHERE kind = 'email'")).scalar() == 1

@@ -301,6 +301,15 @@ def open_send_batches(conn: Connection, campaign_id: int | None = None) -> list[
              "ORDER BY 1"), {"camp": campaign_id}).scalars()]
 
 
+def enrollment_states(conn: Connection, campaign_id: int) -> dict[str, int]:
+    """'active: next step 2', 'stopped: unsubscribed', 'finished'… → leads, for reports."""
+    rows = conn.execute(
+        text("SELECT CASE WHEN status = 'stopped' THEN 'stopped: ' || stop_reason "
+             "WHEN status IN ('active', 'held') THEN status || ': next step ' || next_step ELSE status END AS state, "
+             "count(*) AS n FROM enrollments WHERE campaign_id = :camp GROUP BY 1 ORDER BY 1"), {"camp": campaign_id})
+    return {r.state: r.n for r in rows}
+
+
 def finish_send_batches(conn: Connection, batch_ids: Sequence[int]) -> None:
     """Send batches are done once their items are terminal (sends are never re-dispatched in place)."""
     conn.execute(

@@ -59,6 +59,34 @@ def _country_zones() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in zones.items()}
 
 
+# Names people write that tzdata's iso3166.tab spells differently.
+COUNTRY_ALIASES = {"united kingdom": "GB", "uk": "GB", "great britain": "GB", "england": "GB", "scotland": "GB",
+                   "usa": "US", "u.s.": "US", "u.s.a.": "US", "united states of america": "US",
+                   "south korea": "KR", "north korea": "KP", "uae": "AE", "czech republic": "CZ", "russia": "RU"}
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    names = dict(COUNTRY_ALIASES)
+    text = resources.files("tzdata").joinpath("zoneinfo", "iso3166.tab").read_text()
+    for line in text.splitlines():
+        if line.startswith("#") or "\t" not in line:
+            continue
+        code, name = line.split("\t", 1)
+        names.setdefault(name.strip().lower(), code.upper())
+    return names
+
+
+def country_code(country: str | None) -> str | None:
+    """ISO 3166 alpha-2 from a code or an English name ('DE', 'Germany', 'United Kingdom'); None if unknown."""
+    value = (country or "").strip()
+    if not value:
+        return None
+    if len(value) == 2 and value.isalpha():
+        return value.upper()
+    return _country_names().get(value.lower())
+
+
 def _one_clock(zones: tuple[str, ...], year: int = 2026) -> str | None:
     """The first zone when every zone keeps the same clock all year (Berlin/Busingen), else None."""
     probes = [datetime(year, m, 15, 12, tzinfo=UTC) for m in (1, 4, 7, 10)]
@@ -73,7 +101,9 @@ def resolve(*, explicit: str | None, phone: str | None, country: str | None, fal
         if valid_zone(explicit):
             return Resolved(explicit, "explicit")
         notes.append(f"timezone {explicit!r} is not an IANA zone")
-    region = (country or "").strip().upper() or None
+    region = country_code(country)
+    if country and region is None:
+        notes.append(f"country {country!r} unknown")
     if phone:
         try:
             number = phonenumbers.parse(phone, region)
@@ -91,7 +121,7 @@ def resolve(*, explicit: str | None, phone: str | None, country: str | None, fal
         picked = _one_clock(zones) if zones else None
         if picked:
             return Resolved(picked, "country", "; ".join(notes) or None)
-        notes.append(f"country {region} ambiguous ({len(zones)} zones)" if zones else f"country {region} unknown")
+        notes.append(f"country {region} ambiguous ({len(zones)} zones)" if zones else f"country {region} has no zone")
     return Resolved(fallback, "fallback", "; ".join(notes) or None)
 
 
