@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from orchestrator.executor import get_executor
+from orchestrator.secrets import ensure_runtime_secrets
 from shared import workitems
 from shared.db import get_engine, transaction
 from shared.engines.batches import chunks
@@ -94,6 +95,7 @@ def outreach_hourly(now: datetime | None = None, until: datetime | None = None, 
     With `now` given the clock is simulated: the flow jumps from one wake-up to the next and
     never sleeps, so a week of a campaign runs in seconds.
     """
+    ensure_runtime_secrets()
     logger = get_run_logger()
     simulated = now is not None
     clock = now or datetime.now(UTC)

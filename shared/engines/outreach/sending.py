@@ -179,6 +179,9 @@ def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, fi
 def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                          settings: Settings) -> tuple[Prepared | None, str | None, Any]:
     """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
+    # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
+    # first, then one row per join by key) so planning is cheap.
+    conn.execute(text("SET LOCAL join_collapse_limit = 1"))
     ctx = conn.execute(_CONTEXT, {"item": item.id, "client": item.client_id}).first()
     if ctx is None:
         return None, "not_enrolled", None
