@@ -361,6 +361,7 @@ send_chunk([int(sys.argv[2])], now=datetime.fromisoformat(sys.argv[1]),
 """
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_worker_killed_after_250_is_in_doubt_and_the_reconciler_finds_it_in_sent(engine, env, outreach, imap_server):
     """SIGKILL between the server's 250 and the commit: no resend; the Sent folder settles it."""
     import subprocess

@@ -42,3 +42,28 @@ def test_suppressions_import_and_export(engine, tmp_path):
     assert "email,ann@x.com" in exported and "domain,competitor.com" in exported
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 2
+
+
+def test_activate_refuses_naming_lead_and_variable_then_forecast_prints(engine, tmp_path):
+    assert runner.invoke(app, ["clients", "add", "acme"]).exit_code == 0
+    assert runner.invoke(app, ["campaigns", "add", "acme", "q4", "--status", "draft"]).exit_code == 0
+    with engine.begin() as conn:
+        from tests import factories
+
+        client = conn.execute(text("SELECT id FROM clients")).scalar()
+        campaign = conn.execute(text("SELECT id FROM campaigns")).scalar()
+        (lead,) = factories.leads(conn, client, 1, campaign_id=campaign)
+        conn.execute(text("UPDATE leads SET title = NULL WHERE id = :l"), {"l": lead})
+    assert runner.invoke(app, ["mailboxes", "add", "acme", "rep@acme.test", "--host", "h"]).exit_code == 0
+    body = tmp_path / "b.txt"
+    body.write_text("Hi {{ first_name }}, as {{ title }} you…")
+    bad = runner.invoke(app, ["sequences", "step", "acme", "q4", "1", "--subject", "{{ oops", "--body", str(body)])
+    assert bad.exit_code == 2 and "step 1 subject" in bad.output
+    assert runner.invoke(app, ["sequences", "step", "acme", "q4", "1", "--subject", "Hi", "--body", str(body)]).exit_code == 0
+    refused = runner.invoke(app, ["sequences", "activate", "acme", "q4"])
+    assert refused.exit_code == 1
+    assert f"lead {lead} person1@example.com: step 1 needs {{{{ title }}}}" in refused.output
+    forecast = runner.invoke(app, ["campaigns", "forecast", "q4", "--client", "acme", "--json"])
+    assert forecast.exit_code == 0, forecast.output
+    data = json.loads(forecast.output)
+    assert data["leads"] == 1 and sum(sum(d.values()) for d in data["per_day"].values()) == 1
