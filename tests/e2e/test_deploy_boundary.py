@@ -136,8 +136,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         {"source": GIT, "entrypoint": "orchestrator/flows/batch.py:orchestrator_main"},
         {"source": GIT, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
         {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
+        {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_hourly"},
     ]
-    main, daily, campaign = flows.deploys
+    main, daily, campaign, outreach = flows.deploys
     assert main == {
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
@@ -151,6 +152,10 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert (schedule.cron, schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
     assert daily["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
     assert campaign["name"] == "campaign-activation" and "schedules" not in campaign
+    assert outreach["name"] == "outreach-hourly"
+    [hourly] = outreach["schedules"]
+    assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
+    assert outreach["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
@@ -191,7 +196,8 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     assert {s["source"] for s in flows.sources} == {str(deploy.REPO_ROOT)}
     assert {d["work_pool_name"] for d in flows.deploys} == {"local-process"}
     assert "job_variables" not in flows.deploys[0]  # the worker's environment is the flow's
-    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation"]
+    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation",
+                                          "outreach-hourly"]
 
     deploy.deploy_local(client=client, flow_source=flows)  # second time: pool reused
     assert client.created == [("local-process", "process")]
