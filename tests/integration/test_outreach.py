@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
+from shared.settings import get_settings
 from shared.engines.outreach import sending, store, suppression
 from shared.engines.outreach.scheduler import Send
 from tests import factories
@@ -439,3 +440,18 @@ def test_in_doubt_not_in_sent_becomes_unknown_for_the_operator(engine, env, outr
     assert len(result.unknown) == 1 and result.sent == []
     (row,) = in_doubt(engine, outreach["client"])
     assert row["status"] == "unknown" and row["email"] == "person1@example.com"
+
+
+def test_an_attempt_that_lost_its_item_to_recovery_does_not_send(engine, sink, outreach):
+    s, _ = sink
+    _, items = _queue_all(engine, outreach)
+    lead = outreach["leads"][0]
+    with engine.begin() as conn:
+        (started,), _ = workitems.start(conn, [items[lead]], worker_id="slow", lease_seconds=60)
+        factories.expire(conn, [items[lead]])
+        workitems.recover(conn, queue_timeout_seconds=3600)  # the lease ran out: recovery takes it
+    report = sending.SendReport()
+    sending._send_one(started, MONDAY_10_UTC, engine, get_settings(), report, None)
+    assert report.fenced == 1 and report.sent == 0 and s.messages == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 0

@@ -40,6 +40,7 @@ from shared.workitems import Outcome, Started
 
 log = logging.getLogger(__name__)
 
+FENCED = "fenced"  # not a skip reason: the attempt lost its item to recovery
 STOP_LEAD_STATUSES = {"unsubscribed": "unsubscribed", "replied": "replied", "bounced": "bounced",
                       "invalid": "invalid_lead"}
 
@@ -179,6 +180,10 @@ def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, fi
 def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                          settings: Settings) -> tuple[Prepared | None, str | None, Any]:
     """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
+    # Still ours? A slow chunk (SMTP timeouts) may have outlived its lease and been recovered:
+    # renew it item by item, and stop here if recovery took it.
+    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=settings.lease_seconds).lost:
+        return None, FENCED, None
     # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
     # first, then one row per join by key) so planning is cheap.
     conn.execute(text("SET LOCAL join_collapse_limit = 1"))
@@ -258,7 +263,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
     try:
         with engine.begin() as conn:
             prepared, skip, ctx = _reserve_and_prepare(conn, item, now, settings)
-            if skip is not None:
+            if skip is not None and skip != FENCED:
                 workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.SKIPPED, skip_reason=skip)])
         # committed: the 'sending' row exists before any SMTP command
     except Exception as exc:
@@ -267,6 +272,10 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
             workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
                                             error=f"prepare: {type(exc).__name__}: {exc}"[:500])])
         report.failed += 1
+        return
+    if skip == FENCED:
+        ilog.warning("lease lost to recovery before sending; not sent")
+        report.fenced += 1
         return
     if skip is not None or prepared is None:
         ilog.info("skipped: %s", skip)
