@@ -35,3 +35,19 @@ def test_function_declares_retries_timeout_and_container_cap():
     assert enrichment.TIMEOUT_SECONDS == 15 * 60
     assert enrichment.MAX_CONTAINERS > 0
     assert isinstance(enrichment.postgres, modal.Secret) and isinstance(enrichment.providers, modal.Secret)
+
+
+def test_outreach_apps_are_pinned_named_and_use_the_same_engine_and_app_factory():
+    from modal_apps import outreach, web
+    from shared.settings import Settings
+
+    locked = {line.split("==")[0].lower(): line.split("==")[1].strip() for line in LOCK.read_text().splitlines()
+              if "==" in line}
+    for pin in outreach.RUNTIME_PACKAGES:
+        name, version = pin.split("==")
+        assert locked.get(name.lower().replace("_", "-")) == version, pin
+    s = Settings()
+    assert outreach.app.name == s.modal_outreach_app_name
+    assert isinstance(getattr(outreach, s.modal_outreach_function_name), modal.Function)
+    assert isinstance(outreach.smtp_passwords, modal.Secret)
+    assert isinstance(web.unsubscribe, modal.Function)
