@@ -25,10 +25,10 @@ app = modal.App(APP_NAME)
 
 RUNTIME_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
 LOCK_IN_IMAGE = "/opt/outbound/requirements.lock"
-# What `shared` imports (the image ships the whole package: the engine, its providers, settings, and
-# the email modules beside them). Names only: every version, and every transitive dependency's,
-# comes from the runtime lock installed as pip constraints, so the image cannot drift from what the
-# tests ran (tests/unit/test_modal_app.py checks the list against shared/'s imports).
+# What `shared` imports (every image ships the whole package: the engine, its providers, settings,
+# and the email modules beside them). Names only: every version, and every transitive
+# dependency's, comes from the runtime lock installed as pip constraints, so an image cannot drift
+# from what the tests ran (tests/unit/test_modal_app.py checks the list against shared/'s imports).
 WORKER_DISTRIBUTIONS = (
     "sqlalchemy",
     "psycopg2-binary",
@@ -46,14 +46,27 @@ WORKER_DISTRIBUTIONS = (
     "flufl.bounce",
     "mail-parser-reply",
     "standardwebhooks",
+    "jinja2",
+    "phonenumbers",
+    "tzdata",  # zoneinfo's data: debian_slim has no system time zone database
 )
 
-image = (
-    modal.Image.debian_slim(python_version="3.11")
-    .add_local_file(RUNTIME_LOCK, LOCK_IN_IMAGE, copy=True)
-    .pip_install(*WORKER_DISTRIBUTIONS, extra_options=f"-c {LOCK_IN_IMAGE}")
-    .add_local_python_source("shared")
-)
+
+def lock_image(*distributions: str, sources: tuple[str, ...] = ("shared",)) -> modal.Image:
+    """debian_slim with `distributions` at the runtime lock's versions, and our `sources` packages.
+
+    The lock goes into the image and pip installs with it as constraints (`-c`): the names pick
+    what, the lock alone says which version, transitive dependencies included.
+    """
+    return (
+        modal.Image.debian_slim(python_version="3.11")
+        .add_local_file(RUNTIME_LOCK, LOCK_IN_IMAGE, copy=True)
+        .pip_install(*distributions, extra_options=f"-c {LOCK_IN_IMAGE}")
+        .add_local_python_source(*sources)
+    )
+
+
+image = lock_image(*WORKER_DISTRIBUTIONS)
 
 # The Secret names and keys docs/deploy.md and README create; Modal refuses to start without them.
 SECRET_KEYS = {

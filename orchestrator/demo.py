@@ -50,6 +50,9 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
         with _lead_logs(batch_id) as log_path:
             summary = _run_with_progress(batch_id)
     _report(summary, batch_id, log_path)
+    from orchestrator.demo_outreach import run_outreach_demo
+
+    summary["outreach"] = run_outreach_demo(client_id, campaign_id, console)
     return summary
 
 

@@ -169,8 +169,12 @@ class ModalExecutor:
         self.function.spawn_map(chunks)
 
 
-def get_executor(settings: Settings | None = None) -> Executor:
+def get_executor(settings: Settings | None = None, *, local_fn: Callable[[list[int]], dict[str, Any]] | None = None,
+                 modal_function: tuple[str, str] | None = None) -> Executor:
+    """The configured executor; `local_fn` and `modal_function` (app, function) pick another engine
+    function than enrichment's (outreach's `send_chunk`), the same one on both sides."""
     settings = settings or get_settings()
     if settings.executor == "modal":
-        return ModalExecutor(settings.modal_app_name, settings.modal_function_name)
-    return LocalExecutor(settings.local_workers)
+        app, fn = modal_function or (settings.modal_app_name, settings.modal_function_name)
+        return ModalExecutor(app, fn)
+    return LocalExecutor(settings.local_workers, local_fn or _enrich_chunk_report)

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     TIMESTAMP,
+    Column,
     BigInteger,
     CheckConstraint,
     Float,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -273,3 +276,214 @@ class EnrichmentCache(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSONB)
     confidence: Mapped[float] = mapped_column(Float)
     fetched_at: Mapped[datetime] = _created()
+
+
+# -- outreach (migration 0005) -------------------------------------------------------------------
+
+BATCH_KINDS = ("enrich", "send")
+TLS_MODES = ("starttls", "tls", "none")
+MAILBOX_STATUSES = ("active", "paused")
+DELAY_UNITS = ("business_days", "days")
+ENROLLMENT_STATUSES = ("active", "held", "finished", "stopped")
+MESSAGE_STATUSES = ("sending", "sent", "failed", "in_doubt", "unknown")
+SUPPRESSION_KINDS = ("email", "domain")
+
+# Outreach columns on existing tables (additive): which machine a batch runs, which step an item sends.
+Batch.__table__.append_column(
+    Column("kind", Text, nullable=False, server_default="enrich"))
+Batch.__table__.append_constraint(CheckConstraint(_in("kind", BATCH_KINDS), name="kind"))
+WorkItem.__table__.append_column(Column("step", Integer, nullable=True))
+WorkItem.__table__.append_column(Column("mailbox_id", BigInteger, nullable=True))
+WorkItem.__table__.append_constraint(
+    CheckConstraint("(step IS NULL) = (mailbox_id IS NULL)", name="send_item_has_step_and_mailbox"))
+WorkItem.__table__.append_constraint(
+    ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
+                         name="fk_work_items_mailbox_client", ondelete="CASCADE"))
+# One step per lead in flight, whatever run created it: the database refuses a second.
+Index("uq_work_items_send_in_flight", WorkItem.__table__.c.lead_id, unique=True,
+      postgresql_where=text("step IS NOT NULL AND status IN ('PENDING', 'QUEUED', 'IN_PROGRESS')"))
+Lead.__table__.append_column(Column("timezone", Text, nullable=True))
+
+
+class Mailbox(Base):
+    """A sending account. The password is never here: `secret_name` names where it lives."""
+
+    __tablename__ = "mailboxes"
+    __table_args__ = (
+        UniqueConstraint("client_id", "from_address", name="uq_mailboxes_client_address"),
+        UniqueConstraint("id", "client_id", name="uq_mailboxes_id_client"),
+        CheckConstraint(_in("tls_mode", TLS_MODES), name="tls_mode"),
+        CheckConstraint(_in("imap_tls_mode", TLS_MODES), name="imap_tls_mode"),
+        CheckConstraint(_in("status", MAILBOX_STATUSES), name="status"),
+        CheckConstraint("(status = 'paused') = (status_reason IS NOT NULL)", name="paused_has_reason"),
+        CheckConstraint("smtp_port BETWEEN 1 AND 65535", name="port_range"),
+        CheckConstraint("daily_cap >= 0 AND ramp_step >= 0 AND min_gap_seconds >= 0 AND jitter_seconds >= 0",
+                        name="limits_not_negative"),
+        CheckConstraint("ramp_start IS NULL OR ramp_start >= 0", name="ramp_start_not_negative"),
+        CheckConstraint("from_address = lower(from_address)", name="address_normalized"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    from_address: Mapped[str] = mapped_column(Text)
+    from_name: Mapped[str | None] = mapped_column(Text)
+    smtp_host: Mapped[str] = mapped_column(Text)
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    tls_mode: Mapped[str] = mapped_column(Text, server_default="starttls")
+    username: Mapped[str | None] = mapped_column(Text)
+    secret_name: Mapped[str | None] = mapped_column(Text)
+    # IMAP for the Sent-folder reconciler (same login and secret); NULL host: not checked.
+    imap_host: Mapped[str | None] = mapped_column(Text)
+    imap_port: Mapped[int | None] = mapped_column(Integer)
+    imap_tls_mode: Mapped[str] = mapped_column(Text, server_default="tls")
+    sent_folder: Mapped[str | None] = mapped_column(Text)  # NULL: the folder flagged \\Sent
+    daily_cap: Mapped[int] = mapped_column(Integer, server_default="50")
+    ramp_start: Mapped[int | None] = mapped_column(Integer)  # NULL: no ramp, the cap applies from day one
+    ramp_step: Mapped[int] = mapped_column(Integer, server_default="0")
+    ramp_ceiling: Mapped[int | None] = mapped_column(Integer)
+    ramp_started_at: Mapped[datetime] = _created()
+    min_gap_seconds: Mapped[int] = mapped_column(Integer, server_default="600")
+    jitter_seconds: Mapped[int] = mapped_column(Integer, server_default="120")
+    status: Mapped[str] = mapped_column(Text, server_default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(TS)
+    # Capacity: the guarded UPDATE moves these; the rolling 24 h count comes from `messages`.
+    last_sent_at: Mapped[datetime | None] = mapped_column(TS)
+    next_send_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = _created()
+
+
+class Sequence_(Base):
+    """A campaign's sending schedule (one per campaign); its steps hang off it."""
+
+    __tablename__ = "sequences"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "client_id", name="uq_sequences_campaign_client"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_sequences_campaign_client", ondelete="CASCADE"),
+        CheckConstraint("start_hour BETWEEN 0 AND 23 AND end_hour BETWEEN 1 AND 24 AND start_hour < end_hour",
+                        name="hours"),
+        CheckConstraint("cardinality(weekdays) BETWEEN 1 AND 7 AND weekdays <@ ARRAY[1,2,3,4,5,6,7]::smallint[]",
+                        name="weekdays_iso"),
+    )
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    weekdays: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger),
+                                                server_default=text("'{1,2,3,4,5}'"))
+    start_hour: Mapped[int] = mapped_column(Integer, server_default="9")
+    end_hour: Mapped[int] = mapped_column(Integer, server_default="17")
+    fallback_timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
+    created_at: Mapped[datetime] = _created()
+
+
+class SequenceStep(Base):
+    __tablename__ = "sequence_steps"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "step", name="uq_sequence_steps_campaign_step"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["sequences.campaign_id", "sequences.client_id"],
+                             name="fk_sequence_steps_sequence_client", ondelete="CASCADE"),
+        CheckConstraint("step >= 1", name="step_positive"),
+        CheckConstraint("delay_amount >= 0", name="delay_not_negative"),
+        CheckConstraint(_in("delay_unit", DELAY_UNITS), name="delay_unit"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(Integer)
+    delay_amount: Mapped[int] = mapped_column(Integer, server_default="0")
+    delay_unit: Mapped[str] = mapped_column(Text, server_default="business_days")
+    subject_template: Mapped[str] = mapped_column(Text)
+    body_template: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Enrollment(Base):
+    """A lead in a campaign's sequence: its next step, when it is due, its resolved timezone."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "lead_id", name="uq_enrollments_campaign_lead"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["sequences.campaign_id", "sequences.client_id"],
+                             name="fk_enrollments_sequence_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
+                             name="fk_enrollments_lead_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
+                             name="fk_enrollments_mailbox_client", ondelete="SET NULL (mailbox_id)"),
+        CheckConstraint(_in("status", ENROLLMENT_STATUSES), name="status"),
+        CheckConstraint("next_step >= 1", name="next_step_positive"),
+        CheckConstraint("status <> 'stopped' OR stop_reason IS NOT NULL", name="stopped_has_reason"),
+        # The scheduler reads only active rows that are due: flat in finished leads.
+        Index("ix_enrollments_due", "next_due_at", postgresql_where=text("status = 'active'")),
+        Index("ix_enrollments_lead_id", "lead_id"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    lead_id: Mapped[int] = mapped_column(BigInteger)
+    mailbox_id: Mapped[int | None] = mapped_column(BigInteger)  # step 1's mailbox; follow-ups use it
+    next_step: Mapped[int] = mapped_column(Integer, server_default="1")
+    next_due_at: Mapped[datetime] = mapped_column(TS)
+    last_sent_at: Mapped[datetime | None] = mapped_column(TS)
+    timezone: Mapped[str] = mapped_column(Text)
+    timezone_source: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="active")
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    enrolled_at: Mapped[datetime] = _created()
+
+
+class Message(Base):
+    """One send of one step to one lead: the idempotency key of outreach. Never two rows per step."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "lead_id", "step", name="uq_messages_campaign_lead_step"),
+        UniqueConstraint("message_id", name="uq_messages_message_id"),
+        UniqueConstraint("id", "client_id", name="uq_messages_id_client"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_messages_campaign_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
+                             name="fk_messages_lead_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
+                             name="fk_messages_mailbox_client", ondelete="CASCADE"),
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        CheckConstraint("status <> 'sent' OR (sent_at IS NOT NULL AND smtp_reply IS NOT NULL)", name="sent_has_reply"),
+        CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="failed_has_error"),
+        Index("ix_messages_mailbox_reserved", "mailbox_id", "reserved_at"),
+        Index("ix_messages_in_doubt", "mailbox_id", postgresql_where=text("status IN ('sending', 'in_doubt')")),
+        Index("ix_messages_lead_id", "lead_id"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    lead_id: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(Integer)
+    mailbox_id: Mapped[int] = mapped_column(BigInteger)
+    work_item_id: Mapped[int | None] = mapped_column(BigInteger)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(Text)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text, server_default="sending")
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    reserved_at: Mapped[datetime] = mapped_column(TS)  # the capacity slot's time (the scheduler's `now`)
+    sent_at: Mapped[datetime | None] = mapped_column(TS)
+    updated_at: Mapped[datetime] = _created()
+
+
+class Suppression(Base):
+    """Per client: never send to this address, or to anyone at this domain."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        UniqueConstraint("client_id", "kind", "value", name="uq_suppressions_client_kind_value"),
+        CheckConstraint(_in("kind", SUPPRESSION_KINDS), name="kind"),
+        CheckConstraint("value = lower(value) AND value <> ''", name="value_normalized"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     apollo_cost: int = 1
     hunter_cost: int = 1
 
+    # -- outreach -----------------------------------------------------------------------------
+    outreach_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for unsubscribe tokens and VERP addresses (required to send).")
+    public_base_url: str = Field(default="http://127.0.0.1:8000",
+                                 description="Where the unsubscribe app is reached (https in production).")
+    unsubscribe_mailto: str | None = Field(default=None, description="Address for mailto: unsubscribes.")
+    smtp_timeout_seconds: float = 30.0
+    outreach_chunk_size: int = 20
+    modal_outreach_app_name: str = "outbound-outreach"
+    modal_outreach_function_name: str = "send_chunk"
+
     def providers(self) -> list[str]:
         return [p.strip() for p in self.provider_order.split(",") if p.strip()]
 

@@ -103,6 +103,10 @@ class BatchIsDraft(ValueError):
     """The batch is a draft: nothing launched it, so no orchestrator may start it on its own."""
 
 
+class NotAnEnrichmentBatch(ValueError):
+    """The batch holds outreach sends: outreach_hourly works it, never orchestrator_main's enrichment engine."""
+
+
 class BatchTakenOver(RuntimeError):
     """Another orchestrator took the batch over (this one missed its heartbeats): stop dispatching."""
 
@@ -136,7 +140,7 @@ _TAKE = text("""
     UPDATE batches
     SET status = 'running', started_at = coalesce(started_at, now()),
         flow_run_id = coalesce(CAST(:flow_run AS text), flow_run_id), runner_id = :runner, heartbeat_at = now()
-    WHERE id = :b
+    WHERE id = :b AND kind = 'enrich'
       AND (status IN ('launched', 'running') OR (:allow_draft AND status = 'draft'))
       AND (runner_id IS NULL OR runner_id = :runner OR heartbeat_at IS NULL
            OR heartbeat_at < now() - make_interval(secs => :stale))
@@ -160,11 +164,14 @@ def take(conn: Connection, batch_id: int, runner_id: str, *, flow_run_id: str | 
     if row is not None:
         return Taken(batch_id, str(row.status), True, runner_id, 0.0)
     found = conn.execute(
-        text("SELECT status, runner_id, extract(epoch FROM now() - heartbeat_at) AS age FROM batches WHERE id = :b"),
+        text("SELECT status, kind, runner_id, extract(epoch FROM now() - heartbeat_at) AS age FROM batches "
+             "WHERE id = :b"),
         {"b": batch_id},
     ).first()
     if found is None:
         raise NotFound(f"batch {batch_id} does not exist")
+    if found.kind != "enrich":
+        raise NotAnEnrichmentBatch(f"batch {batch_id} is an outreach send batch: outreach_hourly works it")
     if found.status == BatchStatus.DRAFT:
         raise BatchIsDraft(f"batch {batch_id} is a draft: launch it with `outbound batch launch {batch_id}` "
                            f"(or run it here with `outbound batch run {batch_id}`)")
@@ -205,7 +212,8 @@ _STALLED = text("""
     SELECT id, client_id, status, flow_run_id,
            coalesce(heartbeat_at, started_at, launched_at, created_at) AS since
     FROM batches
-    WHERE (CAST(:client AS bigint) IS NULL OR client_id = :client)
+    WHERE kind = 'enrich'  -- send batches belong to outreach_hourly, which recovers its own
+      AND (CAST(:client AS bigint) IS NULL OR client_id = :client)
       AND ((status = 'running'
             AND coalesce(heartbeat_at, started_at, launched_at, created_at) < now() - make_interval(secs => :stale))
         OR (status = 'launched'

@@ -137,8 +137,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         {"source": GIT, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
         {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
         {"source": GIT, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
+        {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_hourly"},
     ]
-    main, daily, campaign, sweep = flows.deploys
+    main, daily, campaign, sweep, outreach = flows.deploys
     assert main == {
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
@@ -156,6 +157,10 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert sweep["name"] == "batch-sweep" and sweep["work_pool_name"] == "managed-production"
     [every] = sweep["schedules"]
     assert (every.cron, every.timezone) == ("*/5 * * * *", "UTC")
+    assert outreach["name"] == "outreach-hourly"
+    [hourly] = outreach["schedules"]
+    assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
+    assert outreach["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
@@ -225,7 +230,8 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     assert {d["work_pool_name"] for d in flows.deploys} == {"local-process"}
     # The worker's environment is the flow's, plus Prefect's handler on the engine's loggers.
     assert {str(d["job_variables"]) for d in flows.deploys} == {str({"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}})}
-    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep"]
+    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
+                                          "outreach-hourly"]
 
     deploy.deploy_local(client=client, flow_source=flows)  # second time: pool reused
     assert client.created == [("local-process", "process")]
@@ -233,13 +239,20 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
 
 # -- prefect.yaml ----------------------------------------------------------------------------------
 
-def test_prefect_yaml_is_valid_for_prefect_and_has_the_four_deployments():
+def specs_hourly(raw: dict) -> tuple[str, str]:
+    (entry,) = [d for d in raw["deployments"] if d["name"] == "outreach-hourly"]
+    return entry["schedules"][0]["cron"], entry["schedules"][0]["timezone"]
+
+
+def test_prefect_yaml_is_valid_for_prefect_and_has_every_deployment():
     from prefect.cli.deploy._models import PrefectYamlModel
 
     raw = yaml.safe_load(deploy.PREFECT_YAML.read_text())
     model = PrefectYamlModel.model_validate(raw)  # Prefect's own schema for `prefect deploy`
     by_name = {d.name: d for d in model.deployments}
-    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep"}
+    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
+                            "outreach-hourly"}
+    assert specs_hourly(raw) == ("0 * * * *", "UTC")
     assert by_name["orchestrator-main"].parameters == {"batch_size": 50}
     assert all(d.work_pool.name == "managed-production" for d in model.deployments)
     assert raw["definitions"]["work_pools"]["local_process"]["name"] == "local-process"
@@ -257,7 +270,7 @@ def test_specs_from_prefect_yaml():
     assert specs["enrichment-daily"].crons == (("0 2 * * *", "UTC"),)
     assert specs["orchestrator-main"].entrypoint == "orchestrator/flows/batch.py:orchestrator_main"
     with pytest.raises(DeployError, match="unknown deployment"):
-        deploy.load_specs(only=["outreach-hourly"])
+        deploy.load_specs(only=["reply-recovery"])
 
 
 def test_a_schedule_without_timezone_is_refused(tmp_path):

@@ -27,6 +27,9 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
     exported = list(csv.DictReader(next(tmp_path.glob("batch-*.csv")).open()))
     assert len(exported) == summary["total"]
     assert (tmp_path / "leads.rejects.csv").exists()
+    outreach = summary["outreach"]  # part two: a simulated week of the sequence on the local SMTP sink
+    assert outreach["sent"] > 0 and outreach["delivered"] == outreach["sent"]
+    assert outreach["sent_after_unsubscribe"] == 0
     # the demo's settings and log handler were for the demo only
     import logging
     import os

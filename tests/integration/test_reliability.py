@@ -210,6 +210,17 @@ def test_a_draft_is_refused_unless_the_operator_asks(engine):
         batches.take(conn, 999999, "A", flow_run_id=None, stale_seconds=60)
 
 
+def test_send_batches_are_never_taken_or_swept_as_enrichment(engine):
+    """outreach_hourly runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
+    _, b = _batch(engine, 2)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE batches SET kind = 'send', status = 'running', "
+                          "heartbeat_at = now() - interval '1 hour' WHERE id = :b"), {"b": b})
+        assert b not in [s.batch_id for s in batches.stalled(conn, stale_seconds=60, launch_grace_seconds=60)]
+    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_hourly"):
+        batches.take(conn, b, "A", flow_run_id=None, stale_seconds=60, allow_draft=True)
+
+
 def test_flow_on_a_missing_batch_fails_at_once(engine, prefect_harness, providers):
     calls = []
     original = batches.take

@@ -88,6 +88,21 @@ def seed(conn: psycopg2.extensions.connection) -> dict[str, int]:
                                                               json.dumps({"title": f"CEO of {name}"})))
             cur.execute("INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key) "
                         "VALUES (%s, 100, 'topup', 'pay-1')", (client,))
+            # Outreach (0005): a mailbox, a one-step sequence, an enrollment, a message, a suppression.
+            cur.execute("INSERT INTO mailboxes (client_id, from_address, smtp_host, smtp_port) "
+                        "VALUES (%s, %s, 'smtp.example', 587) RETURNING id", (client, f"rep@{name.lower()}.example"))
+            mailbox = cur.fetchone()[0]
+            cur.execute("INSERT INTO sequences (campaign_id, client_id) VALUES (%s, %s)", (campaign, client))
+            cur.execute("INSERT INTO sequence_steps (client_id, campaign_id, step, subject_template, body_template) "
+                        "VALUES (%s, %s, 1, 'Hi', 'Hello')", (client, campaign))
+            cur.execute("INSERT INTO enrollments (client_id, campaign_id, lead_id, mailbox_id, next_due_at, timezone, "
+                        "timezone_source) VALUES (%s, %s, %s, %s, now(), 'UTC', 'fallback')",
+                        (client, campaign, lead, mailbox))
+            cur.execute("INSERT INTO messages (client_id, campaign_id, lead_id, step, mailbox_id, message_id, subject, "
+                        "reserved_at) VALUES (%s, %s, %s, 1, %s, %s, 'Hi', now())",
+                        (client, campaign, lead, mailbox, f"<m-{name}@example>"))
+            cur.execute("INSERT INTO suppressions (client_id, kind, value, reason, source) "
+                        "VALUES (%s, 'domain', %s, 'asked', 'manual')", (client, f"{name.lower()}.example"))
     conn.commit()
     return ids
 
@@ -320,7 +335,8 @@ def test_tenant_sees_only_its_own_rows_in_every_table(database_url, engine):
             assert _denied(_attempt(cur, "INSERT INTO leads (client_id, email) VALUES (%s, 'x@b.example')", (b,)))
             assert _denied(_attempt(cur, "UPDATE batches SET status = 'launched'"))
         assert set(visible) == {"clients", "campaigns", "leads", "batches", "work_items", "status_history",
-                                "enrichment_attempts", "credit_ledger"}
+                                "enrichment_attempts", "credit_ledger", "mailboxes", "sequences", "sequence_steps",
+                                "enrollments", "messages", "suppressions"}
 
         with _as_tenant(conn, None) as cur:  # no client set: nothing at all
             cur.execute("SELECT count(*) FROM leads")

@@ -12,13 +12,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ("shared", "orchestrator", "modal_apps")
+SHIPPED = ("shared", "orchestrator", "modal_apps", "web")
 OURS = set(SHIPPED)
 # Declared but never imported by name, each for a reason.
 DECLARED_NOT_IMPORTED = {
     "fastapi": "pinned below 0.151 for Prefect's server, which imports it",
     "python-dotenv": "pydantic-settings reads .env through it",
     "tenacity": "the provider retry loop (engine branch); kept declared by decision",
+    "tzdata": "zoneinfo's time zone data where the system has none (Modal's debian_slim)",
 }
 
 

@@ -1,0 +1,140 @@
+"""`python -m bench.outreach`: outreach figures — sends per second through claim → JIT → render → SMTP →
+commit against a local sink, and the scheduler's time to find due sends among 1,000,000 enrollments.
+
+Prints figures with the machine; nothing is asserted (docs/benchmarks.md records them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from bench.__main__ import machine, setup_database  # noqa: E402
+from shared import db  # noqa: E402
+from shared.engines.outreach import scheduler, store  # noqa: E402
+from shared.integrations.smtp_sink import smtp_sink  # noqa: E402
+from shared.settings import environment  # noqa: E402
+
+MONDAY_10_UTC = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+
+def _campaign(engine: Engine, leads: int, mailboxes: int, smtp_port: int) -> tuple[int, int]:
+    with engine.begin() as conn:
+        client = conn.execute(text("INSERT INTO clients (name) VALUES (:n) RETURNING id"),
+                              {"n": f"bench-outreach-{time.time_ns()}"}).scalar_one()
+        campaign = conn.execute(text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, 'seq', 'draft') "
+                                     "RETURNING id"), {"c": client}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO leads (client_id, campaign_id, email, first_name, company_name, country) "
+            "SELECT :c, :camp, 'p' || g || '@co' || (g % 997) || '.example.com', 'First' || g, 'Co ' || (g % 997), "
+            "'GB' FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": leads})
+        for i in range(mailboxes):
+            store.add_mailbox(conn, client, from_address=f"rep{i}@bench.test", smtp_host="127.0.0.1",
+                              smtp_port=smtp_port, tls_mode="none", daily_cap=10**6, min_gap_seconds=0,
+                              jitter_seconds=0, ramp_started_at=MONDAY_10_UTC - timedelta(days=1))
+        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
+        store.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}",
+                       body="Hello {{ first_name }} at {{ company_name }}.")
+        store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
+        assert store.activate(conn, client, campaign) == []
+    return client, campaign
+
+
+def bench_sends(engine: Engine, leads: int, mailboxes: int, delay_ms: int, workers: int,
+                chunk: int) -> dict[str, Any]:
+    from orchestrator.flows.outreach import outreach_pass
+
+    with smtp_sink(delay_seconds=delay_ms / 1000) as (sink, port):
+        _, campaign = _campaign(engine, leads, mailboxes, port)
+        with environment(OUTREACH_SECRET="bench", LOCAL_WORKERS=str(workers)):
+            t0 = time.perf_counter()
+            result = outreach_pass.fn(MONDAY_10_UTC, True, campaign, chunk)
+            seconds = time.perf_counter() - t0
+    assert result["sent"] == leads == len(sink.messages), result
+    return {"leads": leads, "mailboxes": mailboxes, "sink_delay_ms": delay_ms, "workers": workers, "chunk": chunk,
+            "seconds": round(seconds, 2), "sends_per_s": round(leads / seconds, 1)}
+
+
+def _fill_enrollments(engine: Engine, total: int, active: int) -> int:
+    """`total` enrollments of one campaign, `active` of them due now, the rest finished."""
+    with engine.begin() as conn:
+        client = conn.execute(text("INSERT INTO clients (name) VALUES (:n) RETURNING id"),
+                              {"n": f"bench-sched-{time.time_ns()}"}).scalar_one()
+        campaign = conn.execute(text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, 's', 'active') "
+                                     "RETURNING id"), {"c": client}).scalar_one()
+        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+        for i in range(20):
+            store.add_mailbox(conn, client, from_address=f"s{i}@bench.test", smtp_host="h", smtp_port=25,
+                              daily_cap=10**6, min_gap_seconds=0, jitter_seconds=0)
+        conn.execute(text("INSERT INTO leads (client_id, campaign_id, email) SELECT :c, :camp, 'l' || g || '@x.test' "
+                          "FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": total})
+        conn.execute(text(
+            "INSERT INTO enrollments (client_id, campaign_id, lead_id, next_step, next_due_at, timezone, "
+            "timezone_source, status) SELECT :c, :camp, l.id, 2, :due - (l.id % 600) * interval '1 minute', "
+            "(ARRAY['Europe/London', 'Europe/Berlin', 'America/New_York', 'Asia/Tokyo'])[1 + l.id % 4], 'bench', "
+            "CASE WHEN row_number() OVER (ORDER BY l.id) <= :active THEN 'active' ELSE 'finished' END "
+            "FROM leads l WHERE l.client_id = :c"),
+            {"c": client, "camp": campaign, "due": MONDAY_10_UTC, "active": active})
+        conn.execute(text("ANALYZE enrollments"))
+    return campaign
+
+
+def bench_scheduler(engine: Engine, total: int, active: int, limit: int, repeats: int = 5) -> dict[str, Any]:
+    campaign = _fill_enrollments(engine, total, active)
+    query, plan_s, planned = [], [], 0
+    for _ in range(repeats):
+        with engine.connect() as conn:
+            t0 = time.perf_counter()
+            inputs = store.planning_inputs(conn, MONDAY_10_UTC, campaign_id=campaign, limit=limit)
+            t1 = time.perf_counter()
+        plan = scheduler.due_sends(MONDAY_10_UTC, inputs.candidates, inputs.windows, inputs.mailboxes)
+        t2 = time.perf_counter()
+        query.append(t1 - t0)
+        plan_s.append(t2 - t1)
+        planned = len(plan.sends)
+    with engine.begin() as conn:  # leave the database small for the next run
+        conn.execute(text("DELETE FROM clients WHERE id = (SELECT client_id FROM campaigns WHERE id = :c)"),
+                     {"c": campaign})
+    return {"enrollments": total, "active_due": active, "limit": limit, "candidates_read": len(inputs.candidates),
+            "planned": planned, "query_ms": round(statistics.median(query) * 1000, 1),
+            "plan_ms": round(statistics.median(plan_s) * 1000, 1),
+            "total_ms": round((statistics.median(query) + statistics.median(plan_s)) * 1000, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.outreach", description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--mailboxes", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--slow-workers", type=int, default=16, help="local workers for the 100 ms sink run")
+    parser.add_argument("--chunk", type=int, default=20)
+    parser.add_argument("--enrollments", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["sends", "slow-sink", "scheduler"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["sends", "slow-sink", "scheduler"])
+    setup_database()
+    engine = db.get_engine()
+    print(f"machine: {machine()}")
+    if "sends" in only:
+        print("sends, no caps:", bench_sends(engine, args.leads, args.mailboxes, 0, args.workers, args.chunk))
+    if "slow-sink" in only:
+        print("sends, 100 ms sink:", bench_sends(engine, args.leads // 2, args.mailboxes, 100, args.slow_workers,
+                                                  args.chunk))
+    if "scheduler" in only:
+        # Flat in finished leads: 10,000 due among 10,000 and among 1,000,000; then all 1,000,000 due.
+        for total, active in ((10_000, 10_000), (args.enrollments, 10_000), (args.enrollments, args.enrollments)):
+            print("scheduler:", bench_scheduler(engine, total, active, limit=10_000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""`outbound mailboxes …`, `outbound sequences …`, `outbound suppressions …`, `outbound serve`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from orchestrator.cli.common import console, fail, or_fail
+from shared import db
+
+mailboxes_app = typer.Typer(help="Sending mailboxes: SMTP account, caps, ramp-up, gaps, pause/resume.",
+                            no_args_is_help=True)
+sequences_app = typer.Typer(help="A campaign's sequence: schedule, steps, enrollment, activation.",
+                            no_args_is_help=True)
+suppressions_app = typer.Typer(help="Per-client suppression list (emails and whole domains).", no_args_is_help=True)
+serve_app = typer.Typer()  # `serve` joins the top level
+
+
+def _client(conn, name: str) -> int:
+    from shared.engines import batches
+
+    return or_fail(lambda: batches.client_id(conn, name))
+
+
+def _usage(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@mailboxes_app.command("add")
+def mailboxes_add(
+    client: str, address: str,
+    host: str = typer.Option(..., help="SMTP host."),
+    port: int = typer.Option(587, help="SMTP port."),
+    tls: str = typer.Option("starttls", help="starttls, tls (implicit) or none (local sink only)."),
+    username: Optional[str] = typer.Option(None, help="SMTP login (default: none)."),
+    secret_name: Optional[str] = typer.Option(None, help="NAME of the env var / Secret holding the password."),
+    from_name: Optional[str] = typer.Option(None, help="Display name."),
+    daily_cap: int = typer.Option(50, help="Sends per rolling 24 h."),
+    ramp_start: Optional[int] = typer.Option(None, help="Ramp-up: cap on day one (default: no ramp)."),
+    ramp_step: int = typer.Option(0, help="Ramp-up: added per day."),
+    ramp_ceiling: Optional[int] = typer.Option(None, help="Ramp-up: never above this."),
+    gap: int = typer.Option(600, help="Minimum seconds between two sends."),
+    jitter: int = typer.Option(120, help="Up to this many random seconds added to each gap."),
+    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler (same login)."),
+    imap_port: int = typer.Option(993, help="IMAP port."),
+    imap_tls: str = typer.Option("tls", help="tls, starttls or none."),
+    sent_folder: Optional[str] = typer.Option(None, help="Sent folder name (default: the one flagged \\Sent)."),
+) -> None:
+    """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
+    from shared.engines.outreach.store import OutreachError, add_mailbox
+
+    with db.transaction() as conn:
+        try:
+            box = add_mailbox(conn, _client(conn, client), from_address=address, from_name=from_name, smtp_host=host,
+                              smtp_port=port, tls_mode=tls, username=username, secret_name=secret_name,
+                              daily_cap=daily_cap, ramp_start=ramp_start, ramp_step=ramp_step,
+                              ramp_ceiling=ramp_ceiling, min_gap_seconds=gap, jitter_seconds=jitter,
+                              imap_host=imap_host, imap_port=imap_port if imap_host else None, imap_tls_mode=imap_tls,
+                              sent_folder=sent_folder)
+        except OutreachError as exc:
+            _usage(str(exc))
+    typer.echo(f"mailbox {address} (id {box}) is active")
+
+
+@mailboxes_app.command("list")
+def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Mailboxes with today's cap (ramp applied), sends in the last 24 h and status."""
+    from rich.table import Table
+
+    from shared.engines.outreach.store import list_mailboxes
+
+    with db.transaction() as conn:
+        rows = list_mailboxes(conn, _client(conn, client))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "address", "smtp", "cap now", "sent 24h", "gap s", "status", title=f"Mailboxes of {client}")
+    for r in rows:
+        status = r["status"] if r["status"] == "active" else f"paused: {r['status_reason']}"
+        table.add_row(str(r["id"]), r["from_address"], f"{r['smtp_host']}:{r['smtp_port']} ({r['tls_mode']})",
+                      str(r["cap_now"]), str(r["sent_24h"]), f"{r['min_gap_seconds']}+{r['jitter_seconds']}", status)
+    console.print(table)
+
+
+@mailboxes_app.command("pause")
+def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., help="Why (shown in list).")) -> None:
+    """Stop sending from a mailbox (queued sends re-check this just in time)."""
+    from shared.engines.outreach.store import OutreachError, set_mailbox_status
+
+    with db.transaction() as conn:
+        try:
+            set_mailbox_status(conn, _client(conn, client), address, paused=True, reason=reason)
+        except OutreachError as exc:
+            fail(str(exc))
+    typer.echo(f"mailbox {address} is paused: {reason}")
+
+
+@mailboxes_app.command("resume")
+def mailboxes_resume(client: str, address: str) -> None:
+    from shared.engines.outreach.store import OutreachError, set_mailbox_status
+
+    with db.transaction() as conn:
+        try:
+            set_mailbox_status(conn, _client(conn, client), address, paused=False, reason=None)
+        except OutreachError as exc:
+            fail(str(exc))
+    typer.echo(f"mailbox {address} is active")
+
+
+def _campaign(conn, client: str, campaign: str) -> tuple[int, int]:
+    from shared.engines import batches
+
+    client_id = _client(conn, client)
+    return client_id, or_fail(lambda: batches.campaign_id(conn, client_id, campaign))
+
+
+@sequences_app.command("schedule")
+def sequences_schedule(client: str, campaign: str,
+                       weekdays: str = typer.Option("1,2,3,4,5", help="ISO weekdays, 1=Mon … 7=Sun."),
+                       start_hour: int = typer.Option(9), end_hour: int = typer.Option(17),
+                       fallback_timezone: str = typer.Option("UTC", help="IANA zone for leads with no known zone.")) -> None:
+    """When the campaign sends, in each lead's local time."""
+    from shared.engines.outreach.store import OutreachError, set_schedule
+
+    try:
+        days = [int(d) for d in weekdays.split(",") if d.strip()]
+    except ValueError:
+        _usage(f"--weekdays must be numbers 1-7 separated by commas, got {weekdays!r}")
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            set_schedule(conn, client_id, campaign_id, weekdays=days, start_hour=start_hour, end_hour=end_hour,
+                         fallback_timezone=fallback_timezone)
+        except OutreachError as exc:
+            _usage(str(exc))
+    typer.echo(f"campaign {campaign} sends on {days} {start_hour}:00-{end_hour}:00 local")
+
+
+@sequences_app.command("step")
+def sequences_step(client: str, campaign: str, step: int,
+                   subject: str = typer.Option(..., help="Jinja2 subject (follow-ups reuse step 1's as Re:)."),
+                   body: Path = typer.Option(..., help="File with the Jinja2 body."),
+                   delay: int = typer.Option(0, help="Wait after the previous step (step 1: after enrollment)."),
+                   unit: str = typer.Option("business_days", help="business_days or days.")) -> None:
+    """Add or replace one step of the sequence."""
+    from shared.engines.outreach.store import OutreachError, set_step
+    from shared.engines.outreach.templates import TemplateProblem
+
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body.read_text(),
+                     delay_amount=delay, delay_unit=unit)
+        except (OutreachError, TemplateProblem, OSError) as exc:
+            _usage(str(exc))
+    typer.echo(f"step {step} of {campaign} saved")
+
+
+@sequences_app.command("activate")
+def sequences_activate(client: str, campaign: str) -> None:
+    """Enroll the campaign's leads, dry-render every lead for every step, and activate if all render."""
+    from datetime import UTC, datetime
+
+    from shared.engines.outreach import store
+
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            sources = store.enroll(conn, client_id, campaign_id, now=datetime.now(UTC))
+        except store.OutreachError as exc:
+            _usage(str(exc))
+        problems = store.activate(conn, client_id, campaign_id)
+    typer.echo(f"enrolled: {sources or 'nobody new'}")
+    if problems:
+        for line in problems:
+            typer.echo(line, err=True)
+        typer.echo(f"error: activation refused: {len(problems)} problem(s); nothing was sent", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"campaign {campaign} is active")
+
+
+@suppressions_app.command("import")
+def suppressions_import(client: str, path: Path, reason: str = typer.Option("imported")) -> None:
+    """Import emails and domains ('@x.com' or 'x.com') from a CSV; bad cells are named and skipped."""
+    from shared.engines.outreach import suppression
+
+    with db.transaction() as conn:
+        added, problems = suppression.import_csv(conn, _client(conn, client), path, reason=reason)
+    for line in problems:
+        typer.echo(f"{path}: {line}", err=True)
+    typer.echo(f"{added} new suppressions ({len(problems)} rejected)")
+
+
+@suppressions_app.command("export")
+def suppressions_export(client: str) -> None:
+    """Print the client's suppression list as CSV."""
+    from shared.engines.outreach import suppression
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["kind", "value", "reason", "source", "created_at"])
+    with db.transaction() as conn:
+        for row in suppression.export_rows(conn, _client(conn, client)):
+            writer.writerow(row)
+
+
+@serve_app.command("serve")
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """Run the web app (one-click unsubscribe) with uvicorn."""
+    import uvicorn
+
+    from web.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port)
+
+
+# `outbound campaigns forecast` lives here with the rest of outreach; it joins the campaigns group.
+from orchestrator.cli.campaigns import campaigns_app  # noqa: E402
+
+
+@campaigns_app.command("forecast")
+def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client name."),
+                       as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Before launch: sends per day per mailbox, the date of the last step, enrichment credits needed."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from shared.engines.outreach import forecast, store
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    per_lead = sum(int(getattr(settings, f"{p}_cost", 0) or 0) for p in settings.providers())
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, name)
+        try:
+            result = forecast.forecast(conn, client_id, campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead)
+        except store.OutreachError as exc:
+            fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    boxes = sorted(result.caps)
+    table = Table("day (UTC)", *[f"{b} (cap {result.caps[b]})" for b in boxes], "total",
+                  title=f"Forecast for {name}: {result.leads} leads × {result.steps} steps")
+    for day, counts in sorted(result.per_day.items()):
+        table.add_row(day, *[str(counts.get(b, 0)) for b in boxes], str(sum(counts.values())))
+    console.print(table)
+    last = result.last_send_at.strftime("%Y-%m-%d %H:%M UTC") if result.last_send_at else "never"
+    console.print(f"last step goes out: [bold]{last}[/bold]"
+                  + (f"; {result.unfinished} leads never finish (no usable mailbox?)" if result.unfinished else ""))
+    console.print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
+                  f"{result.enrichment_credits_max} credits ({per_lead} per lead through the paid providers); "
+                  f"balance {result.credit_balance}")
+
+
+@mailboxes_app.command("in-doubt")
+def mailboxes_in_doubt(client: str, reconcile: bool = typer.Option(
+        False, "--reconcile", help="First look each one up in its mailbox's Sent folder over IMAP.")) -> None:
+    """Sends whose fate is unknown (the connection dropped after DATA): never resent automatically."""
+    from rich.table import Table
+
+    from shared.engines.outreach import reconcile as rec
+
+    with db.transaction() as conn:
+        client_id = _client(conn, client)
+    if reconcile:
+        result = rec.reconcile(db.get_engine(), client_id=client_id)
+        typer.echo(f"found in Sent: {len(result.sent)}, not found: {len(result.unknown)}, "
+                   f"not checked: {len(result.unchecked)}")
+    rows = rec.in_doubt(db.get_engine(), client_id)
+    table = Table("message", "status", "step", "lead", "mailbox", "reserved at", "error", title="Sends in doubt")
+    for r in rows:
+        table.add_row(str(r["id"]), r["status"], str(r["step"]), r["email"], r["from_address"],
+                      r["reserved_at"].isoformat(), r["error"] or "")
+    console.print(table)

@@ -1,0 +1,148 @@
+"""`make demo`, part two: the enriched leads get a three-step sequence from three mailboxes.
+
+Everything is local and real: an aiosmtpd sink stands in for the mail servers, the unsubscribe
+app runs with uvicorn on a real socket, and the hourly flow runs under Prefect on a simulated
+clock, so a week of sending takes seconds. Mid-week one lead unsubscribes by POSTing its
+List-Unsubscribe URL, exactly as a mailbox provider would.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shared import db
+from shared.settings import environment
+
+# Three mailboxes: caps, one ramping up, gaps with jitter (what peers recommend, scaled for a demo).
+MAILBOXES = (
+    {"from_address": "ava@demo-agency.test", "from_name": "Ava Stone", "daily_cap": 12, "min_gap_seconds": 900,
+     "jitter_seconds": 120},
+    {"from_address": "ben@demo-agency.test", "from_name": "Ben Okafor", "daily_cap": 12, "ramp_start": 4,
+     "ramp_step": 4, "ramp_ceiling": 12, "min_gap_seconds": 900, "jitter_seconds": 120},
+    {"from_address": "cleo@demo-agency.test", "from_name": "Cleo Marsh", "daily_cap": 8, "min_gap_seconds": 1200,
+     "jitter_seconds": 180},
+)
+STEPS = (
+    (1, "Quick question, {{ first_name }}",
+     "Hi {{ first_name }},\n\nI noticed {{ company_name }} is hiring for {{ title }} roles. "
+     "We help teams like yours book more meetings.\nWorth a 15-minute call?\n\n{{ sender_name }}", 0, "business_days"),
+    (2, "ignored: follow-ups reuse step 1's subject",
+     "Hi {{ first_name }}, bumping this up in case it got buried.\n\n{{ sender_name }}", 2, "business_days"),
+    (3, "ignored", "Last note from me, {{ first_name }}: should I reach out to someone else at {{ company_name }}?\n\n"
+     "{{ sender_name }}", 3, "days"),
+)
+LEADS = 30  # the best-scored enriched leads get the sequence
+WEEK = timedelta(days=7)
+
+
+def _next_monday(now: datetime) -> datetime:
+    day = (now + timedelta(days=(7 - now.weekday()) % 7 or 7)).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dict[str, Any]:
+    import httpx
+    from sqlalchemy import text
+
+    from orchestrator.flows.outreach import outreach_hourly
+    from shared.engines.outreach import store, suppression
+    from shared.integrations.smtp_sink import free_port, smtp_sink
+    from web.app import create_app
+    from web.server import background
+
+    console.rule("[bold]outreach: a three-step sequence on a simulated week")
+    secret = secrets.token_urlsafe(24)
+    web_port = free_port()
+    start = _next_monday(datetime.now(UTC))
+    with smtp_sink() as (sink, smtp_port), \
+            environment(OUTREACH_SECRET=secret, PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}"), \
+            background(create_app(db.get_engine(), secret), port=web_port) as base:
+        console.print(f"SMTP sink: 127.0.0.1:{smtp_port}   unsubscribe app: {base}")
+        with db.transaction() as conn:
+            boxes = [store.add_mailbox(conn, client_id, smtp_host="127.0.0.1", smtp_port=smtp_port, tls_mode="none",
+                                       ramp_started_at=start, **box) for box in MAILBOXES]
+            store.set_schedule(conn, client_id, campaign_id, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
+                               fallback_timezone="America/New_York")
+            for step, subject, body, delay, unit in STEPS:
+                store.set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body,
+                               delay_amount=delay, delay_unit=unit)
+            lead_ids = conn.execute(
+                text("SELECT id FROM leads WHERE client_id = :c AND status = 'enriched' AND first_name IS NOT NULL "
+                     "ORDER BY score DESC NULLS LAST, id LIMIT :n"), {"c": client_id, "n": LEADS}).scalars().all()
+            if len(lead_ids) < 2:
+                console.print("too few enriched leads to run a sequence; skipping the outreach part")
+                return {"sent": 0}
+            sources = store.enroll(conn, client_id, campaign_id, now=start, lead_ids=lead_ids)
+            # One lead without a title: the strict template refuses activation and says exactly why.
+            conn.execute(text("UPDATE leads SET title = NULL WHERE id = :l"), {"l": lead_ids[-1]})
+            problems = store.activate(conn, client_id, campaign_id)
+        console.print(f"{len(boxes)} mailboxes, {len(STEPS)} steps, {len(lead_ids)} leads enrolled "
+                      f"(timezones from {sources})")
+        for line in problems:
+            console.print(f"  activation refused: {line}", style="yellow")
+        with db.transaction() as conn:
+            conn.execute(text("UPDATE sequence_steps SET body_template = replace(body_template, '{{ title }}', "
+                              "'{{ title | default(\"sales\") }}') WHERE campaign_id = :c AND step = 1"),
+                         {"c": campaign_id})
+            assert store.activate(conn, client_id, campaign_id) == []
+        console.print("template fixed with a default; campaign activated")
+
+        half = outreach_hourly(now=start, until=start + timedelta(days=2, hours=12), campaign_id=campaign_id)
+        with db.transaction() as conn:
+            pk, email = conn.execute(
+                text("SELECT s.id, l.email FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
+                     "AND s.status = 'sent' AND s.step = 1 ORDER BY s.id DESC LIMIT 1"), {"c": campaign_id}).one()
+        url = f"{base}/u/{suppression.make_token(pk, secret)}"
+        answer = httpx.post(url, content=b"List-Unsubscribe=One-Click",
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        console.print(f"Wednesday noon: {email} clicks one-click unsubscribe → HTTP {answer.status_code} "
+                      f"{answer.text.strip()!r}")
+        rest = outreach_hourly(now=start + timedelta(days=2, hours=12), until=start + WEEK, campaign_id=campaign_id)
+        with db.transaction() as conn:
+            per_day = store.sends_per_day(conn, campaign_id)
+            skips = store.skip_reasons(conn, campaign_id)
+            stops = store.enrollment_states(conn, campaign_id)
+            names = {r["id"]: r["from_address"] for r in store.list_mailboxes(conn, client_id, start)}
+            limits = {names[m.id]: m.limits for m in store.mailbox_states(conn, [client_id], start)}
+            to_unsubscribed = conn.execute(
+                text("SELECT count(*) FROM messages s JOIN leads l ON l.id = s.lead_id WHERE l.email = :e "
+                     "AND s.sent_at > :t"), {"e": email, "t": start + timedelta(days=2, hours=12)}).scalar()
+        messages = list(sink.messages)
+    _report(console, per_day, limits, skips, stops, messages)
+    console.print(f"sent to {email} after the unsubscribe: {to_unsubscribed}")
+    return {"sent": half["sent"] + rest["sent"], "per_day": {f"{d} {m}": n for (d, m), n in per_day.items()},
+            "skips": skips, "unsubscribed": email, "sent_after_unsubscribe": to_unsubscribed,
+            "delivered": len(messages)}
+
+
+def _report(console: Console, per_day: dict[tuple[str, str], int], limits: dict[str, Any],
+            skips: dict[str, int], stops: dict[str, int], messages: list) -> None:
+    from shared.engines.outreach.capacity import effective_cap
+
+    boxes = sorted(limits)
+    table = Table("day (UTC)", *boxes, title="Sends per day per mailbox (sent / cap that day)")
+    days = sorted({d for d, _ in per_day})
+    for day in days:
+        at = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(hours=12)
+        table.add_row(day, *[f"{per_day.get((day, b), 0)} / {effective_cap(limits[b], at)}" for b in boxes])
+    console.print(table)
+    reasons = Table("skip reason", "sends", title="Skipped just in time, and why")
+    for reason, n in skips.items():
+        reasons.add_row(reason, str(n))
+    console.print(reasons if skips else "no send was skipped just in time")
+    states = Table("enrollment", "leads", title="Where each lead is in the sequence")
+    for state, n in stops.items():
+        states.add_row(state, str(n))
+    console.print(states)
+    follow = next((m for _, _, m in messages if m["In-Reply-To"]), None)
+    if follow is not None:
+        console.rule("one follow-up as delivered")
+        for key in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "List-Unsubscribe",
+                    "List-Unsubscribe-Post"):
+            console.print(f"[bold]{key}:[/bold] {follow[key]}", highlight=False)
+        console.print(follow.get_content().strip(), highlight=False)

@@ -1,0 +1,92 @@
+"""Mailbox capacity: the ramp-up cap (pure) and the one guarded reservation in Postgres.
+
+Capacity is never held in process memory: a send takes its slot by locking the mailbox row and
+running one guarded UPDATE (active, past its gap, fewer than its cap sent in the rolling 24 h);
+zero rows means no slot. Overlapping hourly runs and many Modal containers all go through it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxLimits:
+    daily_cap: int
+    ramp_start: int | None  # None: no ramp
+    ramp_step: int
+    ramp_ceiling: int | None
+    ramp_started_at: datetime
+    min_gap_seconds: int
+    jitter_seconds: int
+
+
+def effective_cap(limits: MailboxLimits, now: datetime) -> int:
+    """Sends allowed in the rolling 24 h at `now`: the smallest applicable limit wins."""
+    cap = limits.daily_cap
+    if limits.ramp_start is not None:
+        days = max(0, int((now - limits.ramp_started_at).total_seconds() // SECONDS_PER_DAY))
+        cap = min(cap, limits.ramp_start + limits.ramp_step * days)
+        if limits.ramp_ceiling is not None:
+            cap = min(cap, limits.ramp_ceiling)
+    return max(0, cap)
+
+
+def jitter(limits: MailboxLimits, rng: random.Random | None = None) -> float:
+    """Random extra seconds after each send, so the gaps do not look machine-made."""
+    return (rng or random).uniform(0, limits.jitter_seconds) if limits.jitter_seconds else 0.0
+
+
+def limits_from_row(row: object) -> MailboxLimits:
+    r = row  # a Row or mapping with the mailbox columns
+    return MailboxLimits(r.daily_cap, r.ramp_start, r.ramp_step, r.ramp_ceiling, r.ramp_started_at,  # type: ignore[attr-defined]
+                         r.min_gap_seconds, r.jitter_seconds)  # type: ignore[attr-defined]
+
+
+_LOCK = text(
+    "SELECT daily_cap, ramp_start, ramp_step, ramp_ceiling, ramp_started_at, min_gap_seconds, jitter_seconds, "
+    "status FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE"
+)
+# Runs after the row lock, so (READ COMMITTED) it sees every reservation committed before ours.
+_RESERVE = text(
+    """
+    UPDATE mailboxes m
+    SET last_sent_at = :now, next_send_at = CAST(:now AS timestamptz) + make_interval(secs => :gap)
+    WHERE m.id = :m AND m.client_id = :c AND m.status = 'active'
+      AND (m.next_send_at IS NULL OR m.next_send_at <= :now)
+      AND (SELECT count(*) FROM messages s
+           WHERE s.mailbox_id = m.id AND s.status <> 'failed'
+             AND s.reserved_at > CAST(:now AS timestamptz) - interval '24 hours' AND s.reserved_at <= :now) < :cap
+    RETURNING m.id
+    """
+)
+
+
+class NoSlot(Exception):
+    """The mailbox has no slot now: paused, inside its gap, or at its cap for the rolling 24 h."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
+            rng: random.Random | None = None) -> None:
+    """Take one slot (raises NoSlot otherwise). The caller inserts its `messages` row in the same
+    transaction, which is what the next reservation counts."""
+    row = conn.execute(_LOCK, {"m": mailbox_id, "c": client_id}).first()
+    if row is None:
+        raise NoSlot("mailbox_missing")
+    if row.status != "active":
+        raise NoSlot("mailbox_paused")
+    limits = limits_from_row(row)
+    got = conn.execute(_RESERVE, {"m": mailbox_id, "c": client_id, "now": now, "cap": effective_cap(limits, now),
+                                  "gap": limits.min_gap_seconds + jitter(limits, rng)}).first()
+    if got is None:
+        raise NoSlot("mailbox_at_capacity")

@@ -1,0 +1,144 @@
+"""Who is due (pure): given `now`, the sends to make — next step, delay elapsed, window open in the
+lead's timezone, a mailbox under its cap and past its gap. Nothing here reads a clock or sleeps.
+
+The same function drives the hourly flow (real `now`), the demo and the tests (a simulated clock)
+and the forecast (an in-memory simulation), so what the forecast promises is what runs.
+Policy, as the peers do it: follow-ups go before first steps; a follow-up leaves from the mailbox
+that sent step 1; a first step goes to the client's longest-idle mailbox with room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.engines.outreach.capacity import MailboxLimits, effective_cap
+from shared.engines.outreach.timezones import Window, is_open, next_open
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An active enrollment whose next step's delay has elapsed (the database already filtered that)."""
+
+    enrollment_id: int
+    client_id: int
+    campaign_id: int
+    lead_id: int
+    step: int
+    due_at: datetime
+    timezone: str
+    mailbox_id: int | None  # set once step 1 went out
+
+
+@dataclass(slots=True)
+class MailboxState:
+    """A mailbox as the scheduler plans with it; `sent_24h` and `next_send_at` move as it plans."""
+
+    id: int
+    client_id: int
+    limits: MailboxLimits
+    active: bool
+    sent_24h: int
+    last_sent_at: datetime | None
+    next_send_at: datetime | None
+    sends_in_window: list[datetime] = field(default_factory=list)  # planned/recorded send times, rolling
+
+    def free_at(self, now: datetime) -> bool:
+        return self.next_send_at is None or self.next_send_at <= now
+
+    def room(self, now: datetime) -> int:
+        return effective_cap(self.limits, now) - self.sent_24h
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    enrollment_id: int
+    client_id: int
+    campaign_id: int
+    lead_id: int
+    step: int
+    mailbox_id: int
+
+
+@dataclass(slots=True)
+class Plan:
+    sends: list[Send]
+    waiting_window: int = 0  # due, but outside the lead's window
+    waiting_mailbox: int = 0  # due and in window, but no mailbox has room or is past its gap
+
+
+def due_sends(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int, Window],
+              mailboxes: Sequence[MailboxState]) -> Plan:
+    """The sends to make at `now`; each planned send takes its mailbox's slot in `mailboxes`."""
+    by_id = {m.id: m for m in mailboxes}
+    by_client: dict[int, list[MailboxState]] = {}
+    for m in mailboxes:
+        by_client.setdefault(m.client_id, []).append(m)
+    plan = Plan([])
+    # Follow-ups first (a started conversation matters more than a new one), then oldest due first.
+    for c in sorted(candidates, key=lambda c: (c.step == 1, c.due_at, c.enrollment_id)):
+        if c.due_at > now:
+            continue
+        window = windows.get(c.campaign_id)
+        if window is None or not is_open(now, c.timezone, window):
+            plan.waiting_window += 1
+            continue
+        if c.mailbox_id is not None:
+            box = by_id.get(c.mailbox_id)
+            picked = box if box is not None and _usable(box, now) else None
+        else:
+            usable = [m for m in by_client.get(c.client_id, ()) if _usable(m, now)]
+            # Longest idle first; never-used mailboxes before any used one; id breaks ties.
+            picked = min(usable, key=lambda m: (m.last_sent_at is not None, m.last_sent_at or now, m.id),
+                         default=None)
+        if picked is None:
+            plan.waiting_mailbox += 1
+            continue
+        take_slot(picked, now)
+        plan.sends.append(Send(c.enrollment_id, c.client_id, c.campaign_id, c.lead_id, c.step, picked.id))
+    return plan
+
+
+def _usable(m: MailboxState, now: datetime) -> bool:
+    return m.active and m.free_at(now) and m.room(now) > 0
+
+
+def take_slot(m: MailboxState, now: datetime, jitter_seconds: float = 0.0) -> None:
+    """What a reservation does to a mailbox (the database does the same in one guarded UPDATE)."""
+    m.sent_24h += 1
+    m.last_sent_at = now
+    m.next_send_at = now + timedelta(seconds=m.limits.min_gap_seconds + jitter_seconds)
+    m.sends_in_window.append(now)
+
+
+def next_wake(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int, Window],
+              mailboxes: Sequence[MailboxState], *, horizon: datetime) -> datetime | None:
+    """The earliest moment after `now` (and before `horizon`) when something could become sendable.
+
+    A simulated clock jumps there; the real hourly flow waits there only within its hour.
+    """
+    times: list[datetime] = []
+    for m in mailboxes:
+        if m.active and m.next_send_at is not None and m.next_send_at > now:
+            times.append(m.next_send_at)
+        # A rolling-24 h slot frees when the oldest send in the window turns 24 h old.
+        if m.sends_in_window and m.room(now) <= 0:
+            times.append(min(m.sends_in_window) + timedelta(hours=24))
+    for c in candidates:
+        window = windows.get(c.campaign_id)
+        if window is None:
+            continue
+        at = next_open(max(now, c.due_at), c.timezone, window)
+        if at > now:
+            times.append(at)
+    later = [t for t in times if now < t <= horizon]
+    return min(later) if later else None
+
+
+def roll_window(m: MailboxState, now: datetime) -> None:
+    """Drop sends older than 24 h from the planning count (the database counts `messages` instead)."""
+    cutoff = now - timedelta(hours=24)
+    kept = [t for t in m.sends_in_window if t > cutoff]
+    m.sent_24h -= len(m.sends_in_window) - len(kept)
+    m.sends_in_window = kept

@@ -1,0 +1,362 @@
+"""The send engine: what a worker (Modal or a local thread) does for one chunk of send items.
+
+Per item, in this order, so that each (campaign, lead, step) is sent at most once:
+1. start it (QUEUED → IN_PROGRESS, fenced by attempt), as enrichment items are;
+2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
+   replied, bounced or invalid; campaign not active; subscription inactive; mailbox paused;
+   already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
+   'sending' — committed *before* any SMTP command;
+3. SMTP, one message per transaction. A failure before DATA marks the message 'failed' (the
+   enrollment stays due: a later run may retry). A failure after DATA started marks it
+   'in_doubt' and holds the enrollment: never resent automatically (the reconciler decides);
+4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced,
+   the item DONE — one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from shared import mailids, workitems
+from shared.db import get_engine
+from shared.engines.outreach import capacity, suppression, templates, timezones
+from shared.integrations import smtp
+from shared.settings import Settings, get_settings
+from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus
+from shared.workitems import Outcome, Started
+
+log = logging.getLogger(__name__)
+
+FENCED = "fenced"  # not a skip reason: the attempt lost its item to recovery
+STOP_LEAD_STATUSES = {"unsubscribed": "unsubscribed", "replied": "replied", "bounced": "bounced",
+                      "invalid": "invalid_lead"}
+
+
+class SendLog(logging.LoggerAdapter):
+    """Every line carries lead_id, item_id, batch_id and, once known, message and mailbox ids."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[str, Any]:
+        c = self.extra or {}
+        ids = " ".join(f"{k}={c[k]}" for k in ("lead_id", "item_id", "batch_id", "message_pk", "mailbox_id")
+                       if c.get(k) is not None)
+        return f"{ids} {msg}", kwargs
+
+
+@dataclass(slots=True)
+class SendReport:
+    """What one chunk did; small and plain so it travels back from Modal."""
+
+    requested: int = 0
+    started: int = 0
+    not_startable: int = 0
+    sent: int = 0
+    done: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    retried: int = 0
+    fenced: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+_CONTEXT = text(
+    """
+    SELECT w.id AS item_id, w.step, w.mailbox_id, w.client_id, b.campaign_id,
+           c.subscription_status, camp.status AS campaign_status, camp.name AS campaign_name,
+           l.id AS lead_id, l.email, l.first_name, l.last_name, l.title, l.company_name, l.company_domain,
+           l.phone, l.country, l.linkedin_url, l.status AS lead_status, l.enrichment,
+           e.id AS enrollment_id, e.status AS enrollment_status, e.next_step, e.timezone, e.mailbox_id AS sticky_mailbox,
+           m.from_address, m.from_name, m.smtp_host, m.smtp_port, m.tls_mode, m.username, m.secret_name,
+           m.status AS mailbox_status, m.status_reason AS mailbox_reason,
+           st.subject_template, st.body_template,
+           nx.delay_amount AS next_delay, nx.delay_unit AS next_unit,
+           sq.weekdays, sq.start_hour, sq.end_hour
+    FROM work_items w
+    JOIN batches b ON b.id = w.batch_id AND b.client_id = w.client_id
+    JOIN clients c ON c.id = w.client_id
+    JOIN campaigns camp ON camp.id = b.campaign_id AND camp.client_id = w.client_id
+    JOIN leads l ON l.id = w.lead_id AND l.client_id = w.client_id
+    JOIN enrollments e ON e.campaign_id = b.campaign_id AND e.lead_id = w.lead_id AND e.client_id = w.client_id
+    JOIN mailboxes m ON m.id = w.mailbox_id AND m.client_id = w.client_id
+    JOIN sequences sq ON sq.campaign_id = b.campaign_id AND sq.client_id = w.client_id
+    LEFT JOIN sequence_steps st ON st.campaign_id = b.campaign_id AND st.step = w.step
+    LEFT JOIN sequence_steps nx ON nx.campaign_id = b.campaign_id AND nx.step = w.step + 1
+    WHERE w.id = :item AND w.client_id = :client
+    FOR UPDATE OF e
+    """
+)
+
+
+def jit_skip_reason(ctx: Any, conn: Connection, now: datetime) -> str | None:
+    """The checks right before a send, on rows read in the sending transaction; None means go."""
+    if ctx.lead_status in STOP_LEAD_STATUSES:
+        return STOP_LEAD_STATUSES[ctx.lead_status]
+    if suppression.is_suppressed(conn, ctx.client_id, ctx.email):
+        return "suppressed"
+    if ctx.subscription_status not in ACTIVE_SUBSCRIPTIONS:
+        return "subscription_inactive"
+    if ctx.campaign_status != "active":
+        return f"campaign_{ctx.campaign_status}" if ctx.campaign_status in ("paused", "completed") else "campaign_inactive"
+    if ctx.enrollment_id is None or ctx.enrollment_status != "active":
+        return "not_enrolled"
+    if ctx.next_step != ctx.step:
+        return "step_already_sent" if ctx.next_step > ctx.step else "step_out_of_order"
+    if ctx.subject_template is None:
+        return "step_missing"
+    if ctx.mailbox_status != "active":
+        return "mailbox_paused"
+    if ctx.sticky_mailbox is not None and ctx.sticky_mailbox != ctx.mailbox_id:
+        return "wrong_mailbox"
+    # An item queued near the window's end, or recovered later, must not go out at night.
+    if not timezones.is_open(now, ctx.timezone, timezones.Window(frozenset(ctx.weekdays), ctx.start_hour, ctx.end_hour)):
+        return "outside_window"
+    return None
+
+
+@dataclass(slots=True)
+class Prepared:
+    message_pk: int
+    message: EmailMessage
+    envelope_from: str
+    account: smtp.SmtpAccount
+
+
+def _thread(conn: Connection, campaign_id: int, lead_id: int, step: int) -> tuple[str | None, str | None, str | None]:
+    """(step 1's subject, the parent's Message-ID, References) for a follow-up; Nones for step 1."""
+    if step == 1:
+        return None, None, None
+    rows = conn.execute(
+        text("SELECT step, message_id, subject FROM messages WHERE campaign_id = :camp AND lead_id = :l "
+             "AND step < :s AND status IN ('sent', 'in_doubt', 'unknown') ORDER BY step"),
+        {"camp": campaign_id, "l": lead_id, "s": step}).all()
+    if not rows:
+        return None, None, None
+    # RFC 5322 §3.6.4: References = the parent's References + the parent's Message-ID.
+    return rows[0].subject, rows[-1].message_id, " ".join(r.message_id for r in rows)
+
+
+def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, first_subject: str | None,
+                  in_reply_to: str | None, references: str | None, unsubscribe_url: str,
+                  unsubscribe_mailto: str | None, now: datetime) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = Address(ctx.from_name or "", addr_spec=ctx.from_address)
+    msg["To"] = ctx.email
+    subject = rendered.subject
+    if first_subject is not None:  # a follow-up stays in step 1's thread
+        subject = first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}"
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now.astimezone(UTC))
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = references or in_reply_to
+    targets = [f"<{unsubscribe_url}>"] + ([f"<mailto:{unsubscribe_mailto}?subject=unsubscribe>"]
+                                          if unsubscribe_mailto else [])
+    msg["List-Unsubscribe"] = ", ".join(targets)
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058, exactly
+    msg.set_content(rendered.body)
+    return msg
+
+
+def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
+                         settings: Settings) -> tuple[Prepared | None, str | None, Any]:
+    """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
+    # Still ours? A slow chunk (SMTP timeouts) may have outlived its lease and been recovered:
+    # renew it item by item, and stop here if recovery took it.
+    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=settings.lease_seconds).lost:
+        return None, FENCED, None
+    # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
+    # first, then one row per join by key) so planning is cheap.
+    conn.execute(text("SET LOCAL join_collapse_limit = 1"))
+    ctx = conn.execute(_CONTEXT, {"item": item.id, "client": item.client_id}).first()
+    if ctx is None:
+        return None, "not_enrolled", None
+    reason = jit_skip_reason(ctx, conn, now)
+    if reason is not None:
+        if reason in ("unsubscribed", "replied", "bounced", "invalid_lead", "suppressed") and ctx.enrollment_id:
+            conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = :r WHERE id = :e "
+                              "AND status = 'active'"), {"r": reason, "e": ctx.enrollment_id})
+        return None, reason, ctx
+    existing = conn.execute(
+        text("SELECT id, status FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s FOR UPDATE"),
+        {"camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step}).first()
+    if existing is not None and existing.status != "failed":
+        return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
+    try:
+        capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now)
+    except capacity.NoSlot as exc:
+        return None, exc.reason, ctx
+    rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
+                                templates.lead_context(ctx._mapping, ctx._mapping))
+    domain = ctx.from_address.rpartition("@")[2]
+    mid = mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain)
+    first_subject, parent, refs = _thread(conn, ctx.campaign_id, ctx.lead_id, ctx.step)
+    subject = rendered.subject if first_subject is None else first_subject
+    if existing is None:
+        pk = conn.execute(
+            text("INSERT INTO messages (client_id, campaign_id, lead_id, step, mailbox_id, work_item_id, attempt, "
+                 "message_id, in_reply_to, subject, status, reserved_at) VALUES (:c, :camp, :l, :s, :m, :w, :a, :mid, "
+                 ":irt, :subj, 'sending', :now) RETURNING id"),
+            {"c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step, "m": ctx.mailbox_id,
+             "w": item.id, "a": item.attempt, "mid": mid, "irt": parent, "subj": subject, "now": now}).scalar_one()
+    else:  # a send that failed before DATA is tried again under the same row and Message-ID
+        pk = conn.execute(
+            text("UPDATE messages SET status = 'sending', error = NULL, mailbox_id = :m, work_item_id = :w, "
+                 "attempt = :a, reserved_at = :now, updated_at = now() WHERE id = :id AND status = 'failed' "
+                 "RETURNING id"), {"m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
+                                   "id": existing.id}).scalar_one()
+    secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
+    url = f"{settings.public_base_url.rstrip('/')}/u/{suppression.make_token(pk, secret)}"
+    msg = build_message(ctx=ctx, rendered=rendered, message_id=mid, first_subject=first_subject, in_reply_to=parent,
+                        references=refs, unsubscribe_url=url, unsubscribe_mailto=settings.unsubscribe_mailto, now=now)
+    headers = {k: str(v) for k, v in msg.items()}
+    conn.execute(text("UPDATE messages SET headers = CAST(:h AS jsonb) WHERE id = :id"),
+                 {"h": json.dumps(headers), "id": pk})
+    account = smtp.SmtpAccount(ctx.smtp_host, ctx.smtp_port, ctx.tls_mode, ctx.username, ctx.secret_name)
+    return Prepared(pk, msg, mailids.verp_address(pk, domain, secret), account), None, ctx
+
+
+def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
+               engine: Engine | None = None, settings: Settings | None = None,
+               after_reply: Callable[[int], None] | None = None) -> SendReport:
+    """Work one chunk of QUEUED send items to a terminal status. `now` is the scheduler's clock
+    (real time when None); `after_reply` is a test seam run between the 250 and the commit."""
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    if settings.outreach_secret is None:
+        raise RuntimeError("OUTREACH_SECRET is not set: unsubscribe links cannot be signed")
+    engine = engine or get_engine()
+    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    report = SendReport(requested=len(item_ids))
+    with engine.begin() as conn:
+        started, not_startable = workitems.start(conn, item_ids, worker_id=worker_id,
+                                                 lease_seconds=settings.lease_seconds)
+    report.started, report.not_startable = len(started), len(not_startable)
+    for item in started:
+        _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, report: SendReport,
+              after_reply: Callable[[int], None] | None) -> None:
+    ilog = SendLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id})
+    try:
+        with engine.begin() as conn:
+            prepared, skip, ctx = _reserve_and_prepare(conn, item, now, settings)
+            if skip is not None and skip != FENCED:
+                workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.SKIPPED, skip_reason=skip)])
+        # committed: the 'sending' row exists before any SMTP command
+    except Exception as exc:
+        ilog.exception("could not prepare the send")
+        with engine.begin() as conn:
+            workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
+                                            error=f"prepare: {type(exc).__name__}: {exc}"[:500])])
+        report.failed += 1
+        return
+    if skip == FENCED:
+        ilog.warning("lease lost to recovery before sending; not sent")
+        report.fenced += 1
+        return
+    if skip is not None or prepared is None:
+        ilog.info("skipped: %s", skip)
+        report.skip(skip or "?")
+        return
+    ilog.extra = dict(ilog.extra or {}, message_pk=prepared.message_pk, mailbox_id=ctx.mailbox_id)
+    try:
+        reply = smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
+                          recipient=ctx.email, timeout=settings.smtp_timeout_seconds)
+    except smtp.SmtpError as exc:
+        _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog)
+        return
+    if after_reply is not None:
+        after_reply(prepared.message_pk)
+    with engine.begin() as conn:
+        mark_sent(conn, prepared.message_pk, reply=reply, sent_at=now, ctx=ctx)
+        moved = workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.DONE)])
+    report.sent += 1
+    report.done += len(moved.moved)
+    report.fenced += len(moved.lost)
+    ilog.info("sent step %d to %s via %s: %s", ctx.step, ctx.email, ctx.from_address, reply)
+
+
+def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetime, ctx: Any | None = None) -> None:
+    """The message is sent: record the reply and move the lead's enrollment to its next step."""
+    row = conn.execute(
+        text("UPDATE messages SET status = 'sent', smtp_reply = :r, sent_at = :t, error = NULL, updated_at = now() "
+             "WHERE id = :id AND status IN ('sending', 'in_doubt', 'unknown') "
+             "RETURNING campaign_id, lead_id, step, mailbox_id, client_id"),
+        {"r": reply[:500], "t": sent_at, "id": message_pk}).first()
+    if row is None:
+        return
+    e = conn.execute(
+        text("SELECT e.id, e.timezone, nx.delay_amount, nx.delay_unit FROM enrollments e "
+             "LEFT JOIN sequence_steps nx ON nx.campaign_id = e.campaign_id AND nx.step = :s + 1 "
+             "WHERE e.campaign_id = :camp AND e.lead_id = :l AND e.client_id = :c"),
+        {"s": row.step, "camp": row.campaign_id, "l": row.lead_id, "c": row.client_id}).first()
+    if e is None:
+        return
+    last = e.delay_amount is None
+    due = sent_at if last else timezones.add_delay(sent_at, e.delay_amount, e.delay_unit, e.timezone)
+    conn.execute(
+        text("UPDATE enrollments SET next_step = greatest(next_step, :s + 1), last_sent_at = :t, next_due_at = :due, "
+             "mailbox_id = coalesce(mailbox_id, :m), status = CASE WHEN :last THEN 'finished' "
+             "WHEN status = 'held' THEN 'active' ELSE status END WHERE id = :e AND status IN ('active', 'held')"),
+        {"s": row.step, "t": sent_at, "due": due, "m": row.mailbox_id, "last": last, "e": e.id})
+
+
+def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError,
+                   report: SendReport, ilog: SendLog) -> None:
+    with engine.begin() as conn:
+        if exc.data_started:
+            # RFC 1047: the server may have accepted it. Never resend on our own; hold the lead.
+            conn.execute(text("UPDATE messages SET status = 'in_doubt', error = :e, updated_at = now() "
+                              "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
+            conn.execute(text("UPDATE enrollments SET status = 'held' WHERE id = :e AND status = 'active'"),
+                         {"e": ctx.enrollment_id})
+            workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
+                                            error=f"in doubt after DATA: {exc}"[:500])])
+            report.in_doubt += 1
+            ilog.warning("in doubt after DATA started (not resent): %s", exc)
+            return
+        conn.execute(text("UPDATE messages SET status = 'failed', error = :e, updated_at = now() "
+                          "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
+        if exc.permanent and ctx.enrollment_id:
+            conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'rejected' WHERE id = :e"),
+                         {"e": ctx.enrollment_id})
+        workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
+                                        error=f"before DATA ({'permanent' if exc.permanent else 'retryable'}): {exc}"[:500])])
+    report.failed += 1
+    report.retried += 0 if exc.permanent else 1
+    ilog.warning("failed before DATA (%s): %s", "permanent" if exc.permanent else "will retry", exc)
+
+
+def stale_sending(conn: Connection, *, older_than_seconds: float) -> int:
+    """'sending' rows whose worker vanished (lease long gone) are in doubt: we cannot know if DATA ran."""
+    rows = conn.execute(
+        text("WITH moved AS (UPDATE messages s SET status = 'in_doubt', error = 'worker lost while sending', "
+             "updated_at = now() WHERE s.status = 'sending' AND s.updated_at < now() - make_interval(secs => :t) "
+             "RETURNING s.campaign_id, s.lead_id, s.client_id) "
+             "UPDATE enrollments e SET status = 'held' FROM moved WHERE e.campaign_id = moved.campaign_id "
+             "AND e.lead_id = moved.lead_id AND e.client_id = moved.client_id AND e.status = 'active' RETURNING e.id"),
+        {"t": older_than_seconds}).all()
+    return len(rows)

@@ -1,0 +1,121 @@
+"""Suppression and unsubscribe: per-client lists of emails and whole domains, and signed one-click tokens.
+
+A token is opaque and signed: `<message pk>.<HMAC-SHA256 prefix>` over a purpose string, so a
+stranger can neither forge one nor turn one message's token into another's. Whatever a token
+says is re-checked in Postgres before anything is suppressed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+
+from shared.csvsafe import safe_cell
+
+TOKEN_MAC_BYTES = 16
+
+
+def _mac(message_pk: int, secret: str) -> str:
+    if not secret:
+        raise ValueError("an outreach secret is required to sign unsubscribe tokens")
+    digest = hmac.new(secret.encode(), f"unsubscribe:{message_pk}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:TOKEN_MAC_BYTES]).decode().rstrip("=")
+
+
+def make_token(message_pk: int, secret: str) -> str:
+    return f"{message_pk}.{_mac(message_pk, secret)}"
+
+
+def read_token(token: str, secret: str) -> int | None:
+    """The message pk a token names, or None when it is malformed, forged or tampered with."""
+    head, _, mac = (token or "").partition(".")
+    if not head.isdigit() or not mac or len(head) > 18:
+        return None
+    pk = int(head)
+    return pk if pk > 0 and hmac.compare_digest(mac, _mac(pk, secret)) else None
+
+
+def normalize(value: str) -> tuple[str, str]:
+    """('email', 'ann@x.com') or ('domain', 'x.com') from a cell; '@x.com' and 'x.com' are domains."""
+    v = value.strip().lower()
+    if not v or " " in v:
+        raise ValueError(f"{value!r} is neither an email address nor a domain")
+    if v.startswith("@"):
+        v = v[1:]
+    if "@" in v:
+        local, _, domain = v.rpartition("@")
+        if not local or "." not in domain:
+            raise ValueError(f"{value!r} is not an email address")
+        return "email", v
+    if "." not in v:
+        raise ValueError(f"{value!r} is not a domain")
+    return "domain", v
+
+
+def suppress(conn: Connection, client_id: int, value: str, *, reason: str, source: str) -> bool:
+    """Add one entry (idempotent); True when it is new."""
+    kind, v = normalize(value)
+    return conn.execute(
+        text("INSERT INTO suppressions (client_id, kind, value, reason, source) VALUES (:c, :k, :v, :r, :s) "
+             "ON CONFLICT (client_id, kind, value) DO NOTHING RETURNING id"),
+        {"c": client_id, "k": kind, "v": v, "r": reason, "s": source}).first() is not None
+
+
+def is_suppressed(conn: Connection, client_id: int, email: str) -> str | None:
+    """The matching entry's reason, or None. Matches the address and its domain."""
+    domain = email.rpartition("@")[2].lower()
+    return conn.execute(
+        text("SELECT reason FROM suppressions WHERE client_id = :c AND ((kind = 'email' AND value = :e) "
+             "OR (kind = 'domain' AND value = :d)) LIMIT 1"), {"c": client_id, "e": email.lower(), "d": domain}).scalar()
+
+
+def unsubscribe_message(conn: Connection, message_pk: int, *, source: str) -> dict[str, str] | None:
+    """One-click unsubscribe for the lead a message went to: suppress the address, mark the lead,
+    stop its enrollments. Idempotent. None when the message does not exist."""
+    row = conn.execute(
+        text("SELECT s.client_id, s.lead_id, l.email FROM messages s JOIN leads l ON l.id = s.lead_id "
+             "AND l.client_id = s.client_id WHERE s.id = :m"), {"m": message_pk}).first()
+    if row is None:
+        return None
+    suppress(conn, row.client_id, row.email, reason="unsubscribed", source=source)
+    conn.execute(text("UPDATE leads SET status = 'unsubscribed', updated_at = now() WHERE id = :l AND client_id = :c"),
+                 {"l": row.lead_id, "c": row.client_id})
+    conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'unsubscribed' "
+                      "WHERE lead_id = :l AND client_id = :c AND status IN ('active', 'held')"),
+                 {"l": row.lead_id, "c": row.client_id})
+    return {"email": row.email}
+
+
+def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "imported") -> tuple[int, list[str]]:
+    """Import a CSV whose first column (or `email`/`domain`/`value` column) holds entries.
+
+    Returns (added, problems); a bad cell is named by line and skipped, nothing valid is lost.
+    """
+    added, problems = 0, []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return 0, []
+    header = [h.strip().lower() for h in rows[0]]
+    col = next((header.index(h) for h in ("value", "email", "domain") if h in header), None)
+    body = rows[1:] if col is not None else rows
+    col = col or 0
+    for line, row in enumerate(body, start=2 if body is not rows else 1):
+        cell = row[col] if len(row) > col else ""
+        try:
+            added += suppress(conn, client_id, cell, reason=reason, source=f"import:{path.name}")
+        except ValueError as exc:
+            problems.append(f"line {line}: {exc}")
+    return added, problems
+
+
+def export_rows(conn: Connection, client_id: int) -> Iterable[tuple[str, str, str, str, str]]:
+    for r in conn.execute(text("SELECT kind, value, reason, source, created_at FROM suppressions "
+                               "WHERE client_id = :c ORDER BY kind, value"), {"c": client_id}):
+        yield r.kind, safe_cell(r.value), safe_cell(r.reason), safe_cell(r.source), r.created_at.isoformat()

@@ -1,0 +1,93 @@
+"""Step templates: Jinja2 in a sandbox, strict about missing variables, dry-rendered before launch.
+
+`meta.find_undeclared_variables` over-reports (`|default`, `{% if %}`), so activation renders
+every enrolled lead for every step and catches `UndefinedError`: the report names the lead, the
+step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+# What a template may use about a lead (the lead's own columns, plus enrichment under `enrichment`).
+LEAD_VARIABLES = ("email", "first_name", "last_name", "title", "company_name", "company_domain", "phone",
+                  "country", "linkedin_url")
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, finalize=lambda v: "" if v is None else v,
+                            autoescape=False, keep_trailing_newline=True)
+_UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute '|)([A-Za-z_][A-Za-z0-9_]*)'")
+
+
+class TemplateProblem(ValueError):
+    """A step template cannot be rendered for a lead."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepTemplate:
+    step: int
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+def check_syntax(source: str, *, where: str) -> None:
+    """Refuse a template that does not parse, naming where it is."""
+    try:
+        _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"{where}: line {exc.lineno}: {exc.message}") from None
+
+
+def lead_context(lead: Mapping[str, Any], sender: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The variables a template sees. A NULL column is present (renders as ""), an absent one is not."""
+    ctx = {k: lead.get(k) for k in LEAD_VARIABLES if k in lead}
+    ctx["enrichment"] = lead.get("enrichment") or {}
+    # A missing value must be reported, not silently rendered empty: NULL columns are left out.
+    ctx = {k: v for k, v in ctx.items() if v is not None}
+    if sender:
+        ctx["sender_name"] = sender.get("from_name") or ""
+        ctx["sender_email"] = sender.get("from_address") or ""
+    return ctx
+
+
+def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+    subject = _ENV.from_string(template.subject).render(ctx)
+    if "\r" in subject or "\n" in subject:
+        subject = " ".join(subject.split())  # a header cannot carry a line break
+    return Rendered(subject.strip(), _ENV.from_string(template.body).render(ctx))
+
+
+def missing_variable(exc: UndefinedError) -> str:
+    found = _UNDEFINED_NAME.search(str(exc.message or ""))
+    return found.group(1) if found else str(exc.message)
+
+
+def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate],
+               sender: Mapping[str, Any] | None = None) -> list[str]:
+    """Every (lead, step) that would fail to render, as one line each; empty means ready."""
+    steps = list(steps)
+    compiled = [(s, _ENV.from_string(s.subject), _ENV.from_string(s.body)) for s in steps]
+    problems: list[str] = []
+    for lead in leads:
+        ctx = lead_context(lead, sender or {"from_name": "", "from_address": ""})
+        for step, subject, body in compiled:
+            try:
+                subject.render(ctx)
+                body.render(ctx)
+            except UndefinedError as exc:
+                problems.append(f"lead {lead['id']} {lead['email']}: step {step.step} needs "
+                                f"{{{{ {missing_variable(exc)} }}}}")
+            except Exception as exc:  # a sandbox refusal or a filter error is just as blocking
+                problems.append(f"lead {lead['id']} {lead['email']}: step {step.step}: {type(exc).__name__}: {exc}")
+    return problems

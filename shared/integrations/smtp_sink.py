@@ -1,0 +1,51 @@
+"""A local SMTP sink (aiosmtpd on a free port) that records what it accepted: for the demo, the bench and tests.
+
+Port 0 does not work with aiosmtpd's Controller (its readiness check connects to the port it was
+given), so a free port is picked first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Sink:
+    delay_seconds: float = 0.0
+    messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)  # a slow server, per message
+        msg = message_from_bytes(envelope.content, policy=policy.SMTP)
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+        return "250 2.0.0 Ok: queued"
+
+
+@contextmanager
+def smtp_sink(delay_seconds: float = 0.0) -> Iterator[tuple[Sink, int]]:
+    sink = Sink(delay_seconds)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()

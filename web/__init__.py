@@ -1,0 +1,1 @@
+"""The web layer: small ASGI apps (one-click unsubscribe today, the console later). Imports only `shared`."""
