@@ -160,7 +160,7 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert outreach["name"] == "outreach-hourly"
     [hourly] = outreach["schedules"]
     assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
-    assert outreach["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
+    assert outreach["job_variables"] == main["job_variables"]
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
