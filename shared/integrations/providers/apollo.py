@@ -112,8 +112,8 @@ class ApolloProvider(HttpProviderBase):
             return f"{first}|{last}|{domain}"
         return None
 
-    def enrich(self, lead: LeadInput) -> ProviderResult:
-        payload = self.http.post_json(MATCH_PATH, body=_request_body(lead))
+    async def aenrich(self, lead: LeadInput) -> ProviderResult:
+        payload = await self.http.arequest_json("POST", MATCH_PATH, body=_request_body(lead))
         if payload is None:
             return ProviderResult("miss")
         if "person" not in payload:
