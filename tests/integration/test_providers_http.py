@@ -22,7 +22,7 @@ import httpx
 import pytest
 from werkzeug import Request, Response
 
-from shared.integrations.providers import build_providers, close_providers
+from shared.integrations.providers import ProviderConfigError, build_providers, close_providers, preflight
 from shared.integrations.providers.apollo import ApolloProvider
 from shared.integrations.providers.base import LeadInput, Provider, ProviderError
 from shared.integrations.providers.heuristics import HeuristicsProvider
@@ -509,8 +509,11 @@ def test_build_providers_follows_the_order(httpserver):
 )
 def test_build_providers_names_the_missing_setting(name, setting):
     settings = Settings(apollo_api_key=None, hunter_api_key=None, sandbox_url=None)
-    with pytest.raises(ValueError, match=f"provider '{name}' needs {setting}"):
+    with pytest.raises(ProviderConfigError, match=f"names '{name}' but {setting} is not set"):
         build_providers(settings, ["heuristics", name])
+    with pytest.raises(ProviderConfigError, match=f"^PROVIDER_ORDER names '{name}' but {setting} is not set$"):
+        preflight(Settings(provider_order=f"heuristics,{name}", apollo_api_key=None, hunter_api_key=None,
+                           sandbox_url=None))
 
 
 def test_build_providers_rejects_unknown_and_repeated_names():
