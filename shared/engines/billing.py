@@ -96,9 +96,9 @@ def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, 
     client row FOR UPDATE (concurrent chunks of one client take turns, so the balance check and
     the debit are one step). A key already in the ledger is a retried call: reserved, not charged.
 
-    When the balance runs short, leads that the balance plus other attempts' reservations in
-    flight could still pay for are DEFERRED (ask again once those calls end: a miss refunds);
-    only the rest are NO_CREDITS, because no refund could ever cover them.
+    When the balance runs short, the leads left over are DEFERRED while the balance plus the
+    reservations in flight (not yet refunded or kept) could still pay for one: ask again once those
+    calls end, since a miss refunds. They are NO_CREDITS only when nothing is in flight any more.
     """
     if cost <= 0:
         raise ValueError(f"a reservation needs a positive cost, got {cost}")
@@ -121,10 +121,13 @@ def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, 
     granted = needed[: client.credit_balance // cost]
     short = needed[len(granted):]
     if short:
+        # What could still pay for any one of them: the balance left, other attempts' reservations in
+        # flight, and the ones this call grants (a miss among them is refunded before the caller asks
+        # again). Judged per lead, not shared out: which calls will miss is not known yet.
         in_flight = int(conn.execute(_IN_FLIGHT, {"c": client_id, "ids": ids}).scalar_one())
-        could = (client.credit_balance - cost * len(granted) + in_flight) // cost
-        result |= {i: Reservation.DEFERRED for i, _ in short[:could]}
-        result |= {i: Reservation.NO_CREDITS for i, _ in short[could:]}
+        left = client.credit_balance - cost * len(granted)
+        later = Reservation.DEFERRED if left + in_flight + cost * len(granted) >= cost else Reservation.NO_CREDITS
+        result |= {i: later for i, _ in short}
     if granted:
         inserted = set(conn.execute(_RESERVE, {
             "c": client_id, "d": -cost, "p": provider, "keys": [keys[i] for i, _ in granted],
