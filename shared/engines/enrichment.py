@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -113,6 +115,7 @@ class ChunkReport:
 # -- entry point ---------------------------------------------------------------------------------
 
 _providers_cache: dict[str, list[Provider]] = {}
+_providers_lock = threading.Lock()
 
 
 def default_providers(settings: Settings) -> list[Provider]:
@@ -120,11 +123,14 @@ def default_providers(settings: Settings) -> list[Provider]:
     key = settings.model_dump_json(include={"provider_order", "sandbox_url", "apollo_base_url", "hunter_base_url",
                                             "provider_timeout_seconds", "provider_max_retries",
                                             "provider_concurrency"})
-    # The keys decide which providers exist, but are never part of a logged or stored key.
-    key += "|" + "|".join(sorted(str(bool(getattr(settings, f))) for f in ("apollo_api_key", "hunter_api_key")))
-    if key not in _providers_cache:
-        _providers_cache[key] = build_providers(settings)
-    return _providers_cache[key]
+    # A rotated key needs new clients; the cache key holds only a digest of it, never the key.
+    secrets = "\x1f".join(v.get_secret_value() if v is not None else "" for v in
+                          (settings.apollo_api_key, settings.hunter_api_key))
+    key += "|" + hashlib.sha256(secrets.encode("utf-8", "surrogatepass")).hexdigest()
+    with _providers_lock:  # chunk threads start together: one set of pools, not one per thread
+        if key not in _providers_cache:
+            _providers_cache[key] = build_providers(settings)
+        return _providers_cache[key]
 
 
 def enrich_chunk(
@@ -164,7 +170,10 @@ def enrich_chunk(
         # Only what this chunk still holds goes back: items already finished keep their outcome (and charges).
         let_go = {lead.ctx.item.id for lead in leads if not lead.held}
         _give_back(engine, [s for s in started if s.id not in let_go], exc, settings)
-        raise redact.scrubbed(exc, settings) from None
+        safe = redact.scrubbed(exc, settings)
+        if safe is exc:
+            raise
+        raise safe from None  # the original's repr carries a secret: it must not reach a log
     report.provider_calls = sum(1 for r in results for a in r.attempts if a.outcome in ("hit", "miss", "error"))
     report.seconds = time.perf_counter() - t0
     return report

@@ -99,6 +99,7 @@ class HttpClient:
         self._secrets = tuple(s for s in secrets if s)
         redaction.register(*self._secrets)
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     # -- public (sync) ----------------------------------------------------------------------------
 
@@ -152,7 +153,10 @@ class HttpClient:
     # -- one try ----------------------------------------------------------------------------------
 
     async def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        # A session belongs to the loop that made it (a forked child gets a new loop, so a new session).
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session_loop = loop
             connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
                                              keepalive_timeout=KEEPALIVE_SECONDS, ttl_dns_cache=300)
             # connect covers waiting for a pooled connection too; sock_read is the read timeout.
@@ -160,6 +164,7 @@ class HttpClient:
                                             sock_connect=self.timeout_seconds, sock_read=self.timeout_seconds)
             self._session = aiohttp.ClientSession(headers=self.headers, connector=connector, timeout=timeout,
                                                   trust_env=False, auto_decompress=True)
+            provider_loop().track(self._session)
         return self._session
 
     async def _once(self, method: str, path: str, params: Mapping[str, Any],

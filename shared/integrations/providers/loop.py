@@ -13,8 +13,10 @@ pool via `asyncio.to_thread`, under the same cap.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,6 +33,7 @@ class ProviderLoop:
         self.loop = asyncio.new_event_loop()
         self.loop.set_default_executor(ThreadPoolExecutor(SYNC_PROVIDER_THREADS, thread_name_prefix="provider-sync"))
         self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._closables: weakref.WeakSet[Any] = weakref.WeakSet()  # HTTP sessions to close at exit
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="provider-loop", daemon=True)
         self._thread.start()
@@ -61,6 +64,24 @@ class ProviderLoop:
         return gate
 
 
+    def track(self, closable: Any) -> None:
+        """Close `closable` (an object with `async close()`, e.g. an aiohttp session) when the process exits."""
+        self._closables.add(closable)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Close what was tracked and stop the loop: sessions left to the garbage collector log errors."""
+
+        async def close_all() -> None:
+            await asyncio.gather(*(c.close() for c in list(self._closables)), return_exceptions=True)
+
+        if self.loop.is_running():
+            try:
+                self.submit(close_all()).result(timeout)
+            except Exception:  # exiting anyway
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 _loop: ProviderLoop | None = None
 _loop_pid: int | None = None
 _lock = threading.Lock()
@@ -73,3 +94,9 @@ def provider_loop() -> ProviderLoop:
         if _loop is None or _loop_pid != os.getpid():
             _loop, _loop_pid = ProviderLoop(), os.getpid()
         return _loop
+
+
+@atexit.register
+def _shutdown() -> None:
+    if _loop is not None and _loop_pid == os.getpid():
+        _loop.shutdown()
