@@ -71,3 +71,58 @@ def test_short_balance_defers_while_anything_is_in_flight(engine):
         workitems.finish(conn, [workitems.Outcome(i, 1, "DONE") for i in (ids[1], ids[3])])  # kept: gone for good
         final = billing.reserve_many(conn, client_id=client_id, provider="p", cost=2, held=[(ids[4], 1)])
         assert final == {ids[4]: Reservation.NO_CREDITS}
+
+
+def test_same_reservation_from_many_threads_charges_once(engine):
+    client_id, [item] = _in_progress(engine, 1, credits=50)
+    barrier = threading.Barrier(10)
+
+    def go(_):
+        barrier.wait()
+        with engine.begin() as conn:
+            return billing.reserve(conn, client_id=client_id, item_id=item, attempt=1, provider="p", cost=5)
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(go, range(10)))
+    assert results.count(Reservation.RESERVED) == 1
+    assert results.count(Reservation.ALREADY_RESERVED) == 9
+    with engine.begin() as conn:
+        assert billing.balance(conn, client_id) == 45
+
+
+def test_refund_happens_once_and_restores_the_balance(engine):
+    client_id, [item] = _in_progress(engine, 1, credits=10)
+    with engine.begin() as conn:
+        assert billing.reserve(conn, client_id=client_id, item_id=item, attempt=1, provider="p", cost=4) is Reservation.RESERVED
+    barrier = threading.Barrier(6)
+
+    def go(_):
+        barrier.wait()
+        with engine.begin() as conn:
+            return billing.refund(conn, [(item, 1)], note="miss")
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(go, range(6))) == [0, 0, 0, 0, 0, 4]
+    with engine.begin() as conn:
+        assert billing.balance(conn, client_id) == 10
+
+
+def test_fenced_or_inactive_reservations_take_nothing(engine):
+    client_id, [item] = _in_progress(engine, 1, credits=10)
+    with engine.begin() as conn:
+        assert billing.reserve(conn, client_id=client_id, item_id=item, attempt=2, provider="p", cost=1) is Reservation.FENCED
+        conn.execute(text("UPDATE clients SET subscription_status = 'cancelled'"))
+        assert billing.reserve(conn, client_id=client_id, item_id=item, attempt=1, provider="p", cost=1) is Reservation.INACTIVE
+        assert billing.balance(conn, client_id) == 10
+        assert conn.execute(text("SELECT count(*) FROM credit_ledger")).scalar() == 0
+
+
+def test_topup_is_idempotent_and_balance_check_is_in_the_database(engine):
+    with engine.begin() as conn:
+        c = factories.client(conn, credits=0)
+        assert billing.add_credits(conn, c, 25, key="stripe:evt_1") is True
+        assert billing.add_credits(conn, c, 25, key="stripe:evt_1") is False
+        assert billing.balance(conn, c) == 25
+    with pytest.raises(IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE clients SET credit_balance = -1 WHERE id = :c"), {"c": c})
