@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DENO := node_modules/.bin/deno
 
-.PHONY: venv deno demo test test-e2e bench clean
+.PHONY: venv deno demo test test-e2e bench chaos clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-e2e: venv deno
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Kill, restart and misbehave at full size against real processes; prints the table that
+# docs/reliability.md keeps (`$(BIN)/python -m chaos --write-docs` updates it there).
+chaos: venv
+	$(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) .data node_modules

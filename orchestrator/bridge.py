@@ -5,6 +5,11 @@ wherever pg_net is absent. This bridge listens on that channel and makes the sam
 Edge Function makes (`POST {PREFECT_API_URL}/deployments/{id}/create_flow_run` with the same
 idempotency key), then records the run in `batches.flow_run_id`.
 
+A notification is only a hint. Postgres checks no rights on NOTIFY, so any role that can log in
+can send one: the bridge takes an integer `batch_id` from it and nothing else, then re-checks in
+the database that the batch is 'launched' with no flow run yet, and builds the idempotency key
+from the batch's launch time in the table (a `idempotency_key` in the payload is ignored).
+
 Notifications are fire-and-forget: one sent while the bridge was down is lost. So on start,
 after reconnecting, and every `sweep_seconds`, the bridge also launches every batch that is
 'launched' with no flow_run_id. The idempotency key (`batch-<id>-launch-<launch time>`, see
@@ -32,6 +37,7 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 CHANNEL = "batch_launched"
+MAX_BATCH_ID = 2**63 - 1  # batches.id is a bigint
 DEFAULT_DEPLOYMENT_NAME = "orchestrator_main/orchestrator-main"
 BRIDGE_TAGS = ("trigger:bridge",)
 RETRY_PAUSES = (0.5, 1.0, 2.0)  # seconds between tries of one create_flow_run
@@ -76,20 +82,43 @@ def resolve_deployment_id(api_url: str, name: str = DEFAULT_DEPLOYMENT_NAME, api
     if not deployment_name:
         raise ValueError(f"deployment name must look like flow_name/deployment_name, got {name!r}")
     url = f"{api_url.rstrip('/')}/deployments/name/{flow_name}/{deployment_name}"
-    response = httpx.get(url, headers=_headers(api_key), timeout=timeout)
+    try:
+        response = httpx.get(url, headers=_headers(api_key), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise LaunchError(f"cannot look up deployment {name!r} at {api_url}: {exc}") from exc
     if response.status_code == 404:
         raise LaunchError(f"no deployment {name!r} at {api_url} (run `outbound deploy` first)")
-    response.raise_for_status()
-    return str(response.json()["id"])
+    if response.status_code != 200:
+        raise LaunchError(f"looking up deployment {name!r}: Prefect answered {response.status_code}: "
+                          f"{response.text[:200]}")
+    return _id_from(response, f"deployment {name!r}")
+
+
+def _id_from(response: httpx.Response, what: str) -> str:
+    """The `id` of a Prefect answer; LaunchError (logged by the caller, never a crash) when it has none."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise LaunchError(f"{what}: Prefect answered {response.status_code} with a body that is not JSON") from exc
+    found = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(found, str) or not found:
+        raise LaunchError(f"{what}: Prefect answered {response.status_code} without an id: {response.text[:200]}")
+    return found
 
 
 @dataclass
 class Launcher:
-    """Creates flow runs of one deployment, exactly as supabase/functions/launch-batch does."""
+    """Creates flow runs of one deployment, exactly as supabase/functions/launch-batch does.
+
+    Without a `deployment_id`, the id of `deployment_name` is looked up on first use (and again
+    after a failed look-up), so a Prefect that is down or answers oddly at start-up is logged and
+    retried by the next sweep instead of ending the bridge.
+    """
 
     api_url: str
-    deployment_id: str
+    deployment_id: str | None = None
     api_key: str | None = None
+    deployment_name: str = DEFAULT_DEPLOYMENT_NAME
     tags: tuple[str, ...] = BRIDGE_TAGS
     timeout: float = 10.0
     _client: httpx.Client = field(init=False, repr=False)
@@ -99,6 +128,8 @@ class Launcher:
 
     def create_flow_run(self, batch_id: int, key: str) -> FlowRunRef:
         """`key`: the launch's idempotency key (`idempotency_key(batch_id, launch time)`)."""
+        if self.deployment_id is None:
+            self.deployment_id = resolve_deployment_id(self.api_url, self.deployment_name, self.api_key, self.timeout)
         url = f"{self.api_url.rstrip('/')}/deployments/{self.deployment_id}/create_flow_run"
         body = {
             "parameters": {"batch_id": batch_id},
@@ -122,9 +153,10 @@ class Launcher:
                 log.warning("batch %s: Prefect answered %s, retry %d in %.1fs", batch_id, response.status_code,
                             attempt + 1, pause)
             time.sleep(pause)
-        run = response.json()
-        state = (run.get("state") or {}).get("type")
-        return FlowRunRef(id=str(run["id"]), state=state, created=response.status_code == 201)
+        run_id = _id_from(response, f"batch {batch_id}: create_flow_run")
+        state = response.json().get("state")
+        return FlowRunRef(id=run_id, state=state.get("type") if isinstance(state, dict) else None,
+                          created=response.status_code == 201)
 
     def close(self) -> None:
         self._client.close()
@@ -140,12 +172,44 @@ _PENDING = """
     SELECT id, coalesce(launched_at, created_at) FROM batches
     WHERE status = 'launched' AND flow_run_id IS NULL ORDER BY id
 """
-_LAUNCH_TIME = """
-    SELECT coalesce(launched_at, created_at) FROM batches WHERE id = %(batch)s
+# The re-check before every launch: only a batch that is 'launched' with no flow run yet is started.
+_LAUNCHABLE = """
+    SELECT coalesce(launched_at, created_at) FROM batches
+    WHERE id = %(batch)s AND status = 'launched' AND flow_run_id IS NULL
 """
 _RECORD = """
-    UPDATE batches SET flow_run_id = %(run)s WHERE id = %(batch)s AND flow_run_id IS NULL
+    UPDATE batches SET flow_run_id = %(run)s WHERE id = %(batch)s AND status = 'launched' AND flow_run_id IS NULL
 """
+
+
+def _refuse_json_constant(token: str) -> Any:
+    raise ValueError(f"non-finite number {token}")
+
+
+def _refuse_float(token: str) -> Any:
+    raise ValueError(f"not an integer: {token}")
+
+
+def _bounded_int(token: str) -> int:
+    if len(token.lstrip("-")) > 19:  # beyond a bigint; also keeps int() away from huge digit strings
+        raise ValueError(f"integer out of range: {token[:30]}")
+    return int(token)
+
+
+def parse_batch_id(payload: str) -> int:
+    """The batch id a `batch_launched` payload names; ValueError for anything but a positive bigint.
+
+    Floats (1.9, 1e400), booleans, strings and out-of-range numbers are refused: json.loads would
+    otherwise turn 1.9 and true into batch 1 and 1e400 into an OverflowError.
+    """
+    message = json.loads(payload, parse_float=_refuse_float, parse_int=_bounded_int,
+                         parse_constant=_refuse_json_constant)
+    if not isinstance(message, dict) or "batch_id" not in message:
+        raise ValueError("no batch_id")
+    batch_id = message["batch_id"]
+    if type(batch_id) is not int or not 0 < batch_id <= MAX_BATCH_ID:
+        raise ValueError(f"batch_id must be a positive integer, got {batch_id!r}"[:120])
+    return batch_id
 
 
 @dataclass
@@ -165,7 +229,9 @@ class Bridge:
     # -- database --------------------------------------------------------------------------------
     def _connect(self) -> None:
         self._close()
-        conn = psycopg2.connect(libpq_dsn(self.database_url))
+        from shared.db import connect_args
+
+        conn = psycopg2.connect(libpq_dsn(self.database_url), **connect_args())
         # LISTEN only delivers outside a transaction block; autocommit also makes each UPDATE stick.
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         with conn.cursor() as cur:
@@ -186,25 +252,24 @@ class Bridge:
             cur.execute(_PENDING)
             return [(row[0], row[1]) for row in cur.fetchall()]
 
-    def _key_from_table(self, batch_id: int) -> str | None:
-        """The key of the batch's current launch, for a notification that did not carry one."""
+    def _launch_key(self, batch_id: int) -> str | None:
+        """The key of the batch's current launch, or None unless it is 'launched' with no flow run."""
         with self._conn.cursor() as cur:
-            cur.execute(_LAUNCH_TIME, {"batch": batch_id})
+            cur.execute(_LAUNCHABLE, {"batch": batch_id})
             row = cur.fetchone()
         return None if row is None else idempotency_key(batch_id, row[0])
 
     # -- work ------------------------------------------------------------------------------------
-    def launch(self, batch_id: int, key: str | None = None) -> FlowRunRef | None:
-        """Create (or find) the batch's flow run and record it; None when Prefect said no.
+    def launch(self, batch_id: int) -> FlowRunRef | None:
+        """Create (or find) the batch's flow run and record it; None when there is nothing to do or Prefect said no.
 
-        `key` is the launch's idempotency key; without one it is built from the batch's launch
-        time in the table (None, with a warning, when there is no such batch).
+        Whoever asks (a notification, the sweep), the database decides: only a batch that is
+        'launched' with no flow run yet is started, under the key of its launch in the table.
         """
+        key = self._launch_key(batch_id)
         if key is None:
-            key = self._key_from_table(batch_id)
-            if key is None:
-                log.warning("batch %s: no such batch; nothing to launch", batch_id)
-                return None
+            log.warning("batch %s: not a launched batch waiting for a flow run; nothing to launch", batch_id)
+            return None
         try:
             run = self.launcher.create_flow_run(batch_id, key)
         except LaunchError as exc:
@@ -225,18 +290,15 @@ class Bridge:
         if pending:
             log.info("sweep: %d launched batch(es) without a flow run: %s", len(pending),
                      [batch_id for batch_id, _ in pending])
-        return sum(self.launch(batch_id, idempotency_key(batch_id, launched)) is not None
-                   for batch_id, launched in pending)
+        return sum(self.launch(batch_id) is not None for batch_id, _ in pending)
 
     def _handle(self, payload: str) -> None:
         try:
-            message = json.loads(payload)
-            batch_id = int(message["batch_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed %s payload %r", CHANNEL, payload)
+            batch_id = parse_batch_id(payload)
+        except (ValueError, TypeError, RecursionError) as exc:
+            log.warning("ignoring malformed %s payload %r: %s", CHANNEL, payload[:200], exc)
             return
-        key = message.get("idempotency_key")
-        self.launch(batch_id, key if isinstance(key, str) and key else None)
+        self.launch(batch_id)
 
     def _drain(self, wait: float) -> None:
         if select.select([self._conn], [], [], wait) == ([], [], []):

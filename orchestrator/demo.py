@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared import db, migrate, workitems
+from orchestrator.cli.common import literal, shown
+from shared import db, migrate
 from shared.settings import PROJECT_ROOT, environment, get_settings
 
 SAMPLE = PROJECT_ROOT / "shared" / "data" / "sample_leads.csv"
@@ -79,17 +79,17 @@ def _import(path: Path) -> None:
 
     with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(path.name, total=None)
+        task = progress.add_task(escape(shown(path.name)), total=None)
         report = import_csv(path, client_name=CLIENT, campaign_name=CAMPAIGN,
                             rejects_path=get_settings().data_dir / f"{path.stem}.rejects.csv",
                             on_progress=lambda n: progress.update(task, completed=n))
     console.print(
         f"Imported [bold]{report.imported}[/bold] of {report.total_rows} rows "
-        f"({report.duplicates_in_file} duplicates in the file, {len(report.rejected)} rejected; "
-        f"rejects in {report.rejects_path})"
+        f"({report.duplicates_in_file} duplicates in the file, {report.rejected_count} rejected; "
+        f"rejects in {escape(shown(report.rejects_path))})"
     )
     for line, reason in report.rejected[:5]:
-        console.print(f"  line {line}: {reason}", style="dim")
+        console.print(literal(f"  line {line}: {reason}", style="dim"))
 
 
 def _batch(client_id: int, campaign_id: int) -> int:
@@ -127,35 +127,9 @@ def _lead_logs(batch_id: int) -> Iterator[Path]:
 
 
 def _run_with_progress(batch_id: int) -> dict[str, Any]:
-    from orchestrator.flows.batch import orchestrator_main
+    from orchestrator.cli.common import run_with_progress
 
-    outcome: dict[str, Any] = {}
-
-    def flow() -> None:
-        try:
-            outcome["summary"] = orchestrator_main(batch_id=batch_id, batch_size=50)
-        except BaseException as exc:  # surfaced below, after the progress bar closes
-            outcome["error"] = exc
-
-    with db.transaction() as conn:
-        total = sum(workitems.counts(conn, batch_id).values())
-    thread = threading.Thread(target=flow, name="orchestrator_main", daemon=True)
-    t0 = time.perf_counter()
-    thread.start()
-    with Progress(TextColumn("batch {task.fields[batch]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("enrich", total=total, batch=batch_id, detail="starting Prefect…")
-        while thread.is_alive():
-            thread.join(0.25)
-            with db.transaction() as conn:
-                counts = workitems.counts(conn, batch_id)
-            finished = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
-            detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
-            progress.update(task, completed=finished, detail=detail)
-    if "error" in outcome:
-        raise outcome["error"]
-    outcome["summary"]["seconds"] = time.perf_counter() - t0
-    return outcome["summary"]
+    return run_with_progress(batch_id, 50, console)
 
 
 def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
@@ -166,11 +140,13 @@ def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
     with db.transaction() as conn:
         top = batches.top_leads(conn, batch_id, 10)
         export_path = get_settings().data_dir / f"batch-{batch_id}.csv"
-        batches.export(conn, batch_id, export_path)
+        batches.export(conn, batch_id, export_path, overwrite=True)  # the demo owns this file
     table = Table("score", "tier", "name", "title", "company", "email", title="Top scored leads")
     for lead in top:
-        table.add_row(str(lead["score"]), lead["score_tier"], f"{lead['first_name'] or ''} {lead['last_name'] or ''}",
-                      lead["title"] or "", lead["company_name"] or "", lead["email"])
+        # Lead data came from a CSV: shown literally, never as markup (orchestrator.cli.common.literal).
+        table.add_row(str(lead["score"]), literal(lead["score_tier"]),
+                      literal(f"{lead['first_name'] or ''} {lead['last_name'] or ''}"),
+                      literal(lead["title"] or ""), literal(lead["company_name"] or ""), literal(lead["email"]))
     console.print(table)
     console.print(f"Ran in {summary['seconds']:.1f} s. Export: {export_path}  Per-lead logs: {log_path}")
     console.print(f"Inspect again: outbound batch status {batch_id}   outbound batch export {batch_id} out.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,45 +13,85 @@ from prefect.runtime import flow_run
 
 from orchestrator.executor import get_executor
 from shared import workitems
-from shared.db import get_engine, transaction
+from shared.db import get_engine, retry_transient_condition, retrying, transaction
 from shared.engines import batches, billing
 from shared.settings import get_settings
 from shared.status import TERMINAL, ItemStatus
 
-DB_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "cache_policy": NO_CACHE}
+# Database-touching tasks retry transient database errors (shared.db.is_transient) and nothing
+# else: a NotFound or bad input fails the task at once. The pauses add up to a little over a
+# minute, enough for a Postgres restart or failover.
+DB_RETRIES: dict[str, Any] = {"retries": 5, "retry_delay_seconds": [1, 3, 10, 20, 30],
+                              "retry_condition_fn": retry_transient_condition, "cache_policy": NO_CACHE}
 
 
 @task(**DB_RETRIES)
-def start_batch(batch_id: int) -> str:
+def start_batch(batch_id: int, runner_id: str, allow_draft: bool = False) -> batches.Taken:
+    """Take the batch for this orchestrator (see `batches.take`); raises NotFound / BatchIsDraft."""
     with transaction() as conn:
-        return batches.mark_running(conn, batch_id, flow_run.get_id())
+        return batches.take(conn, batch_id, runner_id, flow_run_id=flow_run.get_id(),
+                            stale_seconds=get_settings().batch_stale_seconds, allow_draft=allow_draft)
+
+
+@task(**DB_RETRIES)
+def batch_summary(batch_id: int) -> dict[str, Any]:
+    with transaction() as conn:
+        return batches.summary(conn, batch_id).as_dict()
 
 
 @task(**DB_RETRIES)
 def recover_stale_items(batch_id: int | None = None) -> dict[str, int]:
     """Stale QUEUED/IN_PROGRESS items back to PENDING (or FAILED); abandoned reservations refunded."""
-    with transaction() as conn:
-        recovered = workitems.recover(conn, queue_timeout_seconds=get_settings().queue_timeout_seconds,
-                                      batch_id=batch_id)
-        refunded = billing.refund(conn, recovered.abandoned, note="attempt abandoned (lease expired)")
-    result = {"requeued": len(recovered.requeued), "failed": len(recovered.failed), "refunded": refunded}
+    result = _recover(batch_id)
     if any(result.values()):
         get_run_logger().warning("batch_id=%s recovered stale items: %s", batch_id, result)
     return result
 
 
-@task(cache_policy=NO_CACHE)
-def dispatch_chunks(batch_id: int, batch_size: int) -> dict[str, Any]:
+def _recover(batch_id: int | None, claimed_since: datetime | None = None) -> dict[str, int]:
+    with transaction() as conn:
+        recovered = workitems.recover(conn, queue_timeout_seconds=get_settings().queue_timeout_seconds,
+                                      batch_id=batch_id, claimed_since=claimed_since)
+        refunded = billing.refund(conn, recovered.abandoned, note="attempt abandoned (lease expired)")
+    return {"requeued": len(recovered.requeued), "failed": len(recovered.failed), "refunded": refunded}
+
+
+@task(**DB_RETRIES)
+def dispatch_chunks(batch_id: int, batch_size: int, runner_id: str | None = None) -> dict[str, Any]:
     """Claim PENDING items chunk by chunk as the executor has room, and run them.
 
     One task run per dispatch round, not per lead (a task run costs ~14 ms here); each chunk
-    is logged. A chunk that raises is left to the lease/queue timeouts and recovery.
+    is logged. Once every chunk has returned, whatever this round claimed and is still QUEUED or
+    IN_PROGRESS (a chunk raised, or could not write its outcome) is handed back at once instead of
+    waiting out its lease. Claims stop (BatchTakenOver) if another orchestrator took the batch.
     """
     logger = get_run_logger()
     executor = get_executor()
     totals: dict[str, Any] = {"chunks": 0, "chunk_errors": 0, "done": 0, "failed": 0, "retried": 0,
                               "fenced": 0, "skipped": {}}
-    for result in executor.run(batches.chunks(get_engine(), batch_id, batch_size)):
+    round_started = retrying(_db_now, what=f"batch_id={batch_id} dispatch start")
+    try:
+        _run_chunks(executor, batch_id, batch_size, runner_id, totals)
+    finally:
+        handed_back = retrying(lambda: _recover(batch_id, claimed_since=round_started),
+                               what=f"batch_id={batch_id} hand back")
+        if any(handed_back.values()):
+            logger.warning("batch_id=%s after the round, handed back items left unfinished or past their lease: %s",
+                           batch_id, handed_back)
+    logger.info("batch_id=%s dispatched %d chunks via %s executor: %s", batch_id, totals["chunks"],
+                executor.name, totals)
+    return totals
+
+
+def _db_now() -> datetime:
+    with transaction() as conn:
+        return batches.db_now(conn)
+
+
+def _run_chunks(executor: Any, batch_id: int, batch_size: int, runner_id: str | None,
+                totals: dict[str, Any]) -> None:
+    logger = get_run_logger()
+    for result in executor.run(batches.chunks(get_engine(), batch_id, batch_size, runner_id)):
         totals["chunks"] += 1
         if isinstance(result, BaseException):
             totals["chunk_errors"] += 1
@@ -61,24 +102,43 @@ def dispatch_chunks(batch_id: int, batch_size: int) -> dict[str, Any]:
         for reason, n in result["skipped"].items():
             totals["skipped"][reason] = totals["skipped"].get(reason, 0) + n
         logger.debug("batch_id=%s chunk: %s", batch_id, result)
-    logger.info("batch_id=%s dispatched %d chunks via %s executor: %s", batch_id, totals["chunks"],
-                executor.name, totals)
-    return totals
 
 
-@task(cache_policy=NO_CACHE)
-def wait_for_batch(batch_id: int, *, poll_seconds: float = 2.0, timeout_seconds: float = 6 * 3600) -> dict[str, int]:
-    """Watch Postgres until every item is terminal, or until some item is PENDING again (to dispatch)."""
+# PENDING items wait this long for more to join them (leases expiring a few seconds apart) before
+# the flow starts another dispatch round for them.
+GATHER_SECONDS = 15.0
+
+
+@task(**DB_RETRIES)
+def wait_for_batch(batch_id: int, *, poll_seconds: float = 2.0, timeout_seconds: float = 6 * 3600,
+                   gather_seconds: float | None = None) -> dict[str, int]:
+    """Watch Postgres until every item is terminal, or until PENDING items are worth a dispatch round.
+
+    PENDING items are returned for dispatch once nothing else is in flight, or once they have waited
+    `gather_seconds`: items whose leases expire at staggered times gather into one round instead of
+    one round each. Each poll recovers stale items and survives a dropped connection.
+    """
+    gather_seconds = GATHER_SECONDS if gather_seconds is None else gather_seconds
     deadline = time.monotonic() + timeout_seconds
+    pending_since: float | None = None
     while True:
-        with transaction() as conn:
-            counts = workitems.counts(conn, batch_id)
-        if all(status in TERMINAL for status in counts) or counts.get(ItemStatus.PENDING):
+        counts = retrying(lambda: _counts(batch_id), what=f"batch_id={batch_id} poll")
+        if all(status in TERMINAL for status in counts):
             return counts
+        if counts.get(ItemStatus.PENDING):
+            pending_since = pending_since if pending_since is not None else time.monotonic()
+            in_flight = counts.get(ItemStatus.QUEUED, 0) + counts.get(ItemStatus.IN_PROGRESS, 0)
+            if not in_flight or time.monotonic() - pending_since >= gather_seconds:
+                return counts
         if time.monotonic() > deadline:
             raise TimeoutError(f"batch {batch_id} still has unfinished items after {timeout_seconds:.0f}s: {counts}")
-        recover_stale_items.fn(batch_id)
+        retrying(lambda: _recover(batch_id), what=f"batch_id={batch_id} recover")
         time.sleep(poll_seconds)
+
+
+def _counts(batch_id: int) -> dict[str, int]:
+    with transaction() as conn:
+        return workitems.counts(conn, batch_id)
 
 
 @task(**DB_RETRIES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -200,13 +201,16 @@ _RECOVER = text(
     WITH stale AS (
         SELECT id, status AS old_status FROM work_items
         WHERE ((status = 'QUEUED' AND queued_at < now() - make_interval(secs => :queue_timeout))
-            OR (status = 'IN_PROGRESS' AND lease_until < now()))
+            OR (status = 'IN_PROGRESS' AND lease_until < now())
+            OR (status IN ('QUEUED', 'IN_PROGRESS') AND queued_at >= CAST(:claimed_since AS timestamptz)))
           AND (CAST(:batch_id AS bigint) IS NULL OR batch_id = :batch_id)
         FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE work_items w
         SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'FAILED' ELSE 'PENDING' END,
             last_error = CASE
+                WHEN w.queued_at >= CAST(:claimed_since AS timestamptz)
+                    THEN 'handed back: its chunk ended without finishing it (attempt ' || w.attempts || ')'
                 WHEN stale.old_status = 'QUEUED' THEN 'not started within the queue timeout'
                 ELSE 'lease expired (worker lost) on attempt ' || w.attempts END,
             lease_until = NULL, worker_id = NULL, updated_at = now(),
@@ -222,9 +226,17 @@ _RECOVER = text(
 )
 
 
-def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | None = None) -> Recovered:
-    """QUEUED past the queue timeout, IN_PROGRESS past its lease → PENDING, or FAILED at max attempts."""
-    rows = conn.execute(_RECOVER, {"queue_timeout": queue_timeout_seconds, "batch_id": batch_id})
+def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | None = None,
+            claimed_since: datetime | None = None) -> Recovered:
+    """QUEUED past the queue timeout, IN_PROGRESS past its lease → PENDING, or FAILED at max attempts.
+
+    `claimed_since`: also every item still QUEUED or IN_PROGRESS that was claimed at or after this
+    time. An orchestrator passes the start of a dispatch round once every chunk of the round has
+    returned: whatever those chunks still hold (a chunk that raised, a finish that met a dropped
+    connection) has no worker left, and need not wait out its lease.
+    """
+    rows = conn.execute(_RECOVER, {"queue_timeout": queue_timeout_seconds, "batch_id": batch_id,
+                                   "claimed_since": claimed_since})
     result = Recovered()
     for r in rows:
         (result.failed if r.status == ItemStatus.FAILED else result.requeued).append(r.id)

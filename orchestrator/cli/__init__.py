@@ -11,7 +11,7 @@ import typer
 from orchestrator.cli.batches import batch_app
 from orchestrator.cli.campaigns import campaigns_app, score_app
 from orchestrator.cli.clients import clients_app
-from orchestrator.cli.common import print_summary
+from orchestrator.cli.common import OneLineErrors, print_summary, set_verbose
 from orchestrator.cli.db import db_app
 from orchestrator.cli.deploy import deploy_app
 from orchestrator.cli.leads import leads_app
@@ -19,7 +19,7 @@ from orchestrator.cli.leads import leads_app
 __all__ = ["app", "print_summary"]
 
 app = typer.Typer(help="Outbound-sales engine: leads in, enriched, scored, batched through Prefect.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+                  no_args_is_help=True, cls=OneLineErrors, pretty_exceptions_enable=False)
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(campaigns_app, name="campaigns")
@@ -30,7 +30,8 @@ app.add_typer(deploy_app)  # deploy, secret push, worker, bridge: top-level comm
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details (and tracebacks).")) -> None:
+    set_verbose(verbose)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

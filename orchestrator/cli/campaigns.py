@@ -1,69 +1,128 @@
-"""`outbound campaigns ...` and `outbound score`: campaigns, their ICP, re-scoring."""
+"""`outbound campaigns ...` and `outbound score`: campaigns, their ICP, re-scoring.
+
+`add` only creates; `update` changes only the fields given (no `--icp`: the ICP stays; `--icp`
+alone: the status stays) and says what changed; `status` is the short form for pausing/resuming.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.table import Table
 
-from orchestrator.cli.common import fail, or_fail
-from shared import db
+from orchestrator.cli.common import CliError, console, literal, or_fail, shown, transaction
+from shared.engines.accounts import CampaignStatus
 
 campaigns_app = typer.Typer(help="Campaigns and their ideal customer profile.", no_args_is_help=True)
 score_app = typer.Typer()  # `score` joins the top level
 
+ICP_HELP = "JSON file with the ideal customer profile (validated: a bad field is named)."
+
+
+def read_icp(path: Path) -> dict[str, Any]:
+    """The ICP file, validated: a missing, special, oversized or invalid file is one line naming it."""
+    from shared.engines.scoring import MAX_ICP_BYTES, IcpConfig, IcpError, load_icp_json
+
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise CliError(f"ICP file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CliError(f"ICP file {path}: not a regular file")
+    if info.st_size > MAX_ICP_BYTES:
+        raise CliError(f"ICP file {path}: {info.st_size:,} bytes, the limit is {MAX_ICP_BYTES:,}")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ICP_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"ICP file {path}: {exc.strerror or exc}") from None
+    try:
+        raw = load_icp_json(data)
+        IcpConfig.parse(raw)
+    except IcpError as exc:
+        raise CliError(f"ICP in {path}: {exc}") from None
+    return raw
+
 
 @campaigns_app.command("add")
 def campaigns_add(client: str, name: str,
-                  icp: Optional[Path] = typer.Option(None, help="JSON file with the ideal customer profile."),
-                  status: str = typer.Option("active", help="draft, active, paused or completed.")) -> None:
-    """Create or update a campaign with its ICP config (validated: a bad field is named)."""
-    from sqlalchemy import text
+                  icp: Optional[Path] = typer.Option(None, help=ICP_HELP),
+                  status: CampaignStatus = typer.Option(CampaignStatus.ACTIVE, help="Starting status.")) -> None:
+    """Create a new campaign with its ICP (an existing name is refused: use `update`)."""
+    from shared.engines import accounts, batches
 
-    from shared.engines import batches
-    from shared.engines.scoring import IcpConfig
-
-    config = json.loads(icp.read_text()) if icp else {}
-    try:
-        IcpConfig.parse(config)
-    except ValueError as exc:
-        fail(f"ICP in {icp}: {exc}")
-    with db.transaction() as conn:
+    config = read_icp(icp) if icp else {}
+    with transaction() as conn:
         client_id = or_fail(lambda: batches.client_id(conn, client))
-        cid = conn.execute(
-            text("INSERT INTO campaigns (client_id, name, status, icp) VALUES (:c, :n, :s, CAST(:i AS jsonb)) "
-                 "ON CONFLICT (client_id, name) DO UPDATE SET status = EXCLUDED.status, icp = EXCLUDED.icp "
-                 "RETURNING id"),
-            {"c": client_id, "n": name, "s": status, "i": json.dumps(config)},
-        ).scalar_one()
-    typer.echo(f"campaign {name} (id {cid}) is {status}")
+        cid = accounts.create_campaign(conn, client_id, name, status=status, icp_json=config)
+    typer.echo(f"campaign {shown(name)} (id {cid}) is {status.value}")
+
+
+@campaigns_app.command("update")
+def campaigns_update(client: str, name: str,
+                     icp: Optional[Path] = typer.Option(None, help=ICP_HELP),
+                     status: Optional[CampaignStatus] = typer.Option(None, help="New status.")) -> None:
+    """Change only the fields given (the ICP, the status), and say what changed."""
+    from shared.engines import accounts, batches
+
+    config = read_icp(icp) if icp else None
+    with transaction() as conn:
+        client_id = or_fail(lambda: batches.client_id(conn, client))
+        campaign = or_fail(lambda: batches.campaign_id(conn, client_id, name))
+        changes = accounts.update_campaign(conn, campaign, status=status, icp_json=config)
+    if not changes:
+        typer.echo(f"campaign {shown(name)}: nothing changed")
+    for field, (old, new) in changes.items():
+        shown_old, shown_new = (f"{len(old)} settings", f"{len(new)} settings") if field == "icp" else (old, new)
+        typer.echo(f"campaign {shown(name)}: {field} {shown(shown_old)} -> {shown(shown_new)}")
 
 
 @campaigns_app.command("status")
-def campaigns_status(client: str, name: str, status: str = typer.Argument(..., help="active, paused or completed.")) -> None:
+def campaigns_status(client: str, name: str,
+                     status: CampaignStatus = typer.Argument(..., help="The new status.")) -> None:
     """Pause, resume or complete a campaign (workers re-check this just in time)."""
-    from sqlalchemy import text
+    from shared.engines import accounts, batches
 
-    from shared.engines import batches
-
-    with db.transaction() as conn:
+    with transaction() as conn:
         client_id = or_fail(lambda: batches.client_id(conn, client))
         campaign = or_fail(lambda: batches.campaign_id(conn, client_id, name))
-        conn.execute(text("UPDATE campaigns SET status = :s WHERE id = :i"), {"s": status, "i": campaign})
-    typer.echo(f"campaign {name} is {status}")
+        changes = accounts.update_campaign(conn, campaign, status=status)
+    typer.echo(f"campaign {shown(name)} is {status.value}" + ("" if changes else " (unchanged)"))
+
+
+@campaigns_app.command("list")
+def campaigns_list(client: Optional[str] = typer.Option(None, help="Only this client's campaigns."),
+                   as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
+    """Campaigns with their client, status and lead count."""
+    from shared.engines import accounts, batches
+
+    with transaction() as conn:
+        client_id = or_fail(lambda: batches.client_id(conn, client)) if client is not None else None
+        rows = accounts.list_campaigns(conn, client_id)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("id", "client", "name", "status", "leads")
+    for r in rows:
+        table.add_row(str(r["id"]), literal(r["client"]), literal(r["name"]), literal(r["status"]), str(r["leads"]))
+    console().print(table)
 
 
 @score_app.command("score")
 def score(campaign: str = typer.Option(..., help="Campaign name."),
           client: str = typer.Option(..., help="Client name.")) -> None:
     """Re-score a campaign's leads from stored enrichment, without re-enriching."""
+    from shared import db
     from shared.engines import batches
     from shared.engines.scoring import rescore_campaign
 
-    with db.transaction() as conn:
+    with transaction() as conn:
         client_id = or_fail(lambda: batches.client_id(conn, client))
         campaign_id = or_fail(lambda: batches.campaign_id(conn, client_id, campaign))
     n = rescore_campaign(db.get_engine(), campaign_id)
-    typer.echo(f"re-scored {n} leads of campaign {campaign}")
+    typer.echo(f"re-scored {n} leads of campaign {shown(campaign)}")

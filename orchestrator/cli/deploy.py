@@ -156,30 +156,25 @@ def bridge_command(
     Stands in for Supabase's pg_net → Edge Function hop wherever that is absent. Stops on Ctrl-C
     or SIGTERM.
     """
-    import httpx
-
-    from orchestrator.bridge import Bridge, LaunchError, Launcher, resolve_deployment_id
+    from orchestrator.bridge import Bridge, Launcher
     from shared.db import database_url, redacted
 
     # A long-running service: its launches are worth seeing without -v.
     for name in ("orchestrator.bridge", __name__):
         logging.getLogger(name).setLevel(logging.INFO)
     api_url, api_key = _prefect_api()
-    try:
-        deployment_id = deployment_id or resolve_deployment_id(api_url, deployment_name, api_key)
-    except LaunchError as exc:
-        _fail(str(exc))
-    except httpx.HTTPError as exc:
-        _fail(f"cannot look up deployment {deployment_name!r} at {api_url}: {exc}")
+    # The deployment id is looked up on first use, and again after a failure: a Prefect that is
+    # down or answers oddly at start-up is logged and retried, never a crash loop.
+    launcher = Launcher(api_url, deployment_id or None, api_key, deployment_name=deployment_name)
     url = database_url()
-    bridge = Bridge(url, Launcher(api_url, deployment_id, api_key), sweep_seconds=sweep_seconds)
+    bridge = Bridge(url, launcher, sweep_seconds=sweep_seconds)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         bridge.stop.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    log.info("bridge: %s -> deployment %s at %s", redacted(url), deployment_id, api_url)
+    log.info("bridge: %s -> deployment %s at %s", redacted(url), deployment_id or deployment_name, api_url)
     try:
         launched = bridge.run(once=once, timeout=timeout)
     finally:

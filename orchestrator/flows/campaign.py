@@ -49,4 +49,6 @@ def activate_campaign(campaign_id: int, batch_size: int = 50) -> dict[str, Any]:
     if result["batch_id"] is None:
         get_run_logger().info("campaign %s activated; it has no new leads to enrich", campaign_id)
         return result
-    return result | {"summary": orchestrator_main(batch_id=result["batch_id"], batch_size=batch_size)}
+    # Its own draft: this flow created it and runs it now.
+    summary = orchestrator_main(batch_id=result["batch_id"], batch_size=batch_size, allow_draft=True)
+    return result | {"summary": summary}

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import workitems
-from shared.csvsafe import safe_cell
+from shared import csvsafe, db, workitems
 from shared.engines import billing
+from shared.files import atomic_write
 from shared.settings import get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, BatchStatus, batch_outcome
 
@@ -99,29 +99,159 @@ def launch(conn: Connection, batch_id: int) -> bool:
              "RETURNING id"), {"b": batch_id}).first() is not None
 
 
-def mark_running(conn: Connection, batch_id: int, flow_run_id: str | None) -> str:
-    row = conn.execute(
-        text("UPDATE batches SET status = 'running', started_at = coalesce(started_at, now()), "
-             "flow_run_id = coalesce(CAST(:f AS text), flow_run_id) "
-             "WHERE id = :b AND status IN ('draft', 'launched', 'running') RETURNING status"),
-        {"b": batch_id, "f": flow_run_id},
+class BatchIsDraft(ValueError):
+    """The batch is a draft: nothing launched it, so no orchestrator may start it on its own."""
+
+
+class BatchTakenOver(RuntimeError):
+    """Another orchestrator took the batch over (this one missed its heartbeats): stop dispatching."""
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What `take` found: the batch is ours now, or whose it is, or that it is already over."""
+
+    batch_id: int
+    status: str
+    taken: bool
+    runner_id: str | None = None
+    heartbeat_age_seconds: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Someone else runs it (fresh heartbeat)."""
+        return not self.taken and self.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING)
+
+    def describe(self) -> str:
+        if self.taken:
+            return f"batch {self.batch_id} is now run by {self.runner_id}"
+        if self.busy:
+            age = "no heartbeat yet" if self.heartbeat_age_seconds is None else \
+                f"heartbeat {self.heartbeat_age_seconds:.0f} s ago"
+            return f"batch {self.batch_id} is being run by {self.runner_id}, {age}"
+        return f"batch {self.batch_id} is already {self.status}"
+
+
+_TAKE = text("""
+    UPDATE batches
+    SET status = 'running', started_at = coalesce(started_at, now()),
+        flow_run_id = coalesce(CAST(:flow_run AS text), flow_run_id), runner_id = :runner, heartbeat_at = now()
+    WHERE id = :b
+      AND (status IN ('launched', 'running') OR (:allow_draft AND status = 'draft'))
+      AND (runner_id IS NULL OR runner_id = :runner OR heartbeat_at IS NULL
+           OR heartbeat_at < now() - make_interval(secs => :stale))
+    RETURNING status
+""")
+
+
+def take(conn: Connection, batch_id: int, runner_id: str, *, flow_run_id: str | None, stale_seconds: float,
+         allow_draft: bool = False) -> Taken:
+    """Become the batch's one orchestrator: launched/running → running with our runner id and a heartbeat.
+
+    One guarded UPDATE, so of two orchestrators racing for a batch exactly one wins; a batch whose
+    runner's heartbeat is older than `stale_seconds` is taken over (that runner is dead). Taking a
+    batch we already hold succeeds again (a retried statement). A draft is refused unless
+    `allow_draft` (the operator's explicit `outbound batch run N`): a NOTIFY or a stray flow run
+    must not start what nobody launched. Raises NotFound or BatchIsDraft; a finished or busy
+    batch comes back with `taken=False`.
+    """
+    row = conn.execute(_TAKE, {"b": batch_id, "runner": runner_id, "flow_run": flow_run_id,
+                               "stale": stale_seconds, "allow_draft": allow_draft}).first()
+    if row is not None:
+        return Taken(batch_id, str(row.status), True, runner_id, 0.0)
+    found = conn.execute(
+        text("SELECT status, runner_id, extract(epoch FROM now() - heartbeat_at) AS age FROM batches WHERE id = :b"),
+        {"b": batch_id},
     ).first()
-    if row is None:
-        status = conn.execute(text("SELECT status FROM batches WHERE id = :b"), {"b": batch_id}).scalar()
-        if status is None:
-            raise NotFound(f"batch {batch_id} does not exist")
-        return str(status)
-    return str(row.status)
+    if found is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    if found.status == BatchStatus.DRAFT:
+        raise BatchIsDraft(f"batch {batch_id} is a draft: launch it with `outbound batch launch {batch_id}` "
+                           f"(or run it here with `outbound batch run {batch_id}`)")
+    return Taken(batch_id, str(found.status), False, found.runner_id,
+                 None if found.age is None else float(found.age))
 
 
-def chunks(engine: Engine, batch_id: int, size: int) -> Iterator[list[int]]:
-    """Claim PENDING items in chunks of `size`, one claim per pull (lazy: claim just before work)."""
-    while True:
+def heartbeat(conn: Connection, batch_id: int, runner_id: str) -> bool:
+    """Say we are alive; False when the batch is no longer ours (taken over, or finished)."""
+    return conn.execute(
+        text("UPDATE batches SET heartbeat_at = now() WHERE id = :b AND runner_id = :r AND status = 'running' "
+             "RETURNING id"), {"b": batch_id, "r": runner_id}).first() is not None
+
+
+def let_go(conn: Connection, batch_id: int, runner_id: str) -> bool:
+    """Give the batch up (the run stopped early): the next orchestrator or sweep need not wait for staleness."""
+    return conn.execute(
+        text("UPDATE batches SET runner_id = NULL, heartbeat_at = NULL WHERE id = :b AND runner_id = :r "
+             "RETURNING id"), {"b": batch_id, "r": runner_id}).first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    """A batch that should be moving and is not: launched but never started, or running with a dead runner."""
+
+    batch_id: int
+    client_id: int
+    status: str
+    flow_run_id: str | None
+    since: datetime  # the last sign of life: heartbeat, start, launch or creation
+
+    def resume_key(self, bucket: int) -> str:
+        """Idempotency key for resuming it: one flow run per stall (`since`) per retry window (`bucket`)."""
+        return f"batch-{self.batch_id}-resume-{self.since.astimezone(timezone.utc):%Y%m%d%H%M%S%f}-{bucket}"
+
+
+_STALLED = text("""
+    SELECT id, client_id, status, flow_run_id,
+           coalesce(heartbeat_at, started_at, launched_at, created_at) AS since
+    FROM batches
+    WHERE (CAST(:client AS bigint) IS NULL OR client_id = :client)
+      AND ((status = 'running'
+            AND coalesce(heartbeat_at, started_at, launched_at, created_at) < now() - make_interval(secs => :stale))
+        OR (status = 'launched'
+            AND coalesce(heartbeat_at, launched_at, created_at) < now() - make_interval(secs => :grace)))
+    ORDER BY id
+""")
+
+
+def stalled(conn: Connection, *, stale_seconds: float, launch_grace_seconds: float,
+            client: int | None = None) -> list[Stalled]:
+    """Batches left `running` by a dead orchestrator, or `launched` with nothing started for them."""
+    rows = conn.execute(_STALLED, {"stale": stale_seconds, "grace": launch_grace_seconds, "client": client})
+    return [Stalled(r.id, r.client_id, r.status, r.flow_run_id, r.since) for r in rows]
+
+
+def db_now(conn: Connection) -> datetime:
+    """The database's clock (claim times are stamped with it, so comparisons must use it too)."""
+    return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+
+_RUNNER_CHECK = text("SELECT runner_id FROM batches WHERE id = :b FOR SHARE")
+
+
+def chunks(engine: Engine, batch_id: int, size: int, runner_id: str | None = None) -> Iterator[list[int]]:
+    """Claim PENDING items in chunks of `size`, one claim per pull (lazy: claim just before work).
+
+    With `runner_id`, each claim first checks (under a share lock on the batch row, which a
+    take-over's UPDATE must wait for) that the batch is still ours, and raises BatchTakenOver
+    when it is not: two orchestrators never both claim. A claim that meets a dropped connection is
+    tried again; one committed whose answer was lost leaves QUEUED items that the caller hands
+    back after the round (`workitems.recover(claimed_since=...)`).
+    """
+
+    def claim_one() -> list[int]:
         with engine.begin() as conn:
-            claimed = workitems.claim(conn, batch_id, size)
+            if runner_id is not None:
+                holder = conn.execute(_RUNNER_CHECK, {"b": batch_id}).scalar()
+                if holder != runner_id:
+                    raise BatchTakenOver(f"batch {batch_id} was taken over by {holder}; {runner_id} stops claiming")
+            return [c.id for c in workitems.claim(conn, batch_id, size)]
+
+    while True:
+        claimed = db.retrying(claim_one, what=f"batch_id={batch_id} claim")
         if not claimed:
             return
-        yield [c.id for c in claimed]
+        yield claimed
 
 
 def summary(conn: Connection, batch_id: int) -> BatchSummary:
@@ -170,8 +300,13 @@ EXPORT_COLUMNS = ("item_id", "item_status", "attempts", "skip_reason", "last_err
                   "company_size", "score", "score_tier")
 
 
-def export(conn: Connection, batch_id: int, path: Path) -> int:
-    """Write the batch's items and their leads to CSV (cells made spreadsheet-safe); returns rows written."""
+def export(conn: Connection, batch_id: int, path: Path, *, overwrite: bool = False) -> int:
+    """Write the batch's items and their leads to CSV; returns rows written.
+
+    Cells are spreadsheet-safe and quoted (`shared.csvsafe.writer`); the file is created new
+    (an existing one is refused unless `overwrite`) and appears whole or not at all
+    (`shared.files.atomic_write`, which raises OutputFileError naming the path and the cause).
+    """
     summary(conn, batch_id)  # raises NotFound
     rows = conn.execution_options(stream_results=True, max_row_buffer=5000).execute(
         text(
@@ -186,11 +321,11 @@ def export(conn: Connection, batch_id: int, path: Path) -> int:
         {"b": batch_id},
     )
     n = 0
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with atomic_write(Path(path), overwrite=overwrite) as fh:
+        writer = csvsafe.writer(fh)
         writer.writerow(EXPORT_COLUMNS)
         for r in rows:
-            writer.writerow([safe_cell(r._mapping[c]) for c in EXPORT_COLUMNS])
+            writer.writerow([r._mapping[c] for c in EXPORT_COLUMNS])
             n += 1
     return n
 

@@ -212,6 +212,7 @@ class IcpConfig(_Strict):
             return cls()
         if not isinstance(raw, Mapping):
             raise IcpError(f"invalid ICP: expected a JSON object, got {type(raw).__name__}", ["<root>"])
+        _check_limits(raw)
         try:
             return cls.model_validate(dict(raw))
         except ValidationError as exc:
@@ -280,6 +281,72 @@ def _suggestion(loc: tuple[Any, ...]) -> str:
         model = nested
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(model.model_fields)})"
+
+
+# --- input limits ----------------------------------------------------------------------------
+# An ICP is a few dozen targets. Limits keep a hostile or mistaken one (10 MB, a million keywords,
+# 10**400) from costing seconds and gigabytes on every chunk that parses it.
+
+MAX_ICP_BYTES = 64 * 1024
+"""Largest ICP JSON accepted, in bytes (as stored: compact JSON)."""
+MAX_ICP_LIST_ITEMS = 500
+MAX_ICP_STRING_CHARS = 200
+MAX_ICP_NUMBER = 10**9
+"""Largest magnitude of any number in an ICP (employee counts, weights, thresholds)."""
+MAX_ICP_DEPTH = 4
+
+
+def load_icp_json(data: bytes | str) -> Any:
+    """Parse ICP JSON text within the limits; IcpError names the problem (not a traceback)."""
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_ICP_BYTES:
+        raise IcpError(f"invalid ICP: {size:,} bytes, the limit is {MAX_ICP_BYTES:,}", ["<root>"])
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number an ICP can hold")
+
+    try:
+        return json.loads(data, parse_constant=refuse_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise IcpError(f"invalid ICP: not valid JSON ({exc})", ["<root>"]) from None
+
+
+def _check_limits(raw: Mapping[str, Any]) -> None:
+    """Refuse an ICP beyond the limits above, naming the field; cheap (one walk, no encoding)."""
+    budget = [MAX_ICP_BYTES]  # a rough size: characters of keys and strings, 8 per number
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        where = path or "<root>"
+        if depth > MAX_ICP_DEPTH:
+            raise IcpError(f"invalid ICP: field '{where}' is nested too deeply", [where])
+        if isinstance(value, bool) or value is None:
+            budget[0] -= 4
+        elif isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_ICP_NUMBER:
+                raise IcpError(f"invalid ICP: field '{where}': number out of range "
+                               f"(limit ±{MAX_ICP_NUMBER:,})", [where])
+            budget[0] -= 8
+        elif isinstance(value, str):
+            if len(value) > MAX_ICP_STRING_CHARS:
+                raise IcpError(f"invalid ICP: field '{where}': a value of {len(value):,} characters "
+                               f"(limit {MAX_ICP_STRING_CHARS})", [where])
+            budget[0] -= len(value) + 2
+        elif isinstance(value, Mapping):
+            if len(value) > MAX_ICP_LIST_ITEMS:
+                raise IcpError(f"invalid ICP: field '{where}' has {len(value):,} keys", [where])
+            for key, item in value.items():
+                budget[0] -= len(str(key)) + 4
+                walk(item, f"{path}.{key}" if path else str(key), depth + 1)
+        elif isinstance(value, (list, tuple)):
+            if len(value) > MAX_ICP_LIST_ITEMS:
+                raise IcpError(f"invalid ICP: field '{where}' has {len(value):,} items "
+                               f"(limit {MAX_ICP_LIST_ITEMS})", [where])
+            for index, item in enumerate(value):
+                walk(item, f"{where}.{index}", depth + 1)
+        if budget[0] < 0:
+            raise IcpError(f"invalid ICP: larger than {MAX_ICP_BYTES:,} bytes", ["<root>"])
+
+    walk(raw, "", 0)
 
 
 # --- scoring ---------------------------------------------------------------------------------

@@ -7,17 +7,21 @@ and look at exactly what the bridge sent.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
+import psycopg2.errors
 import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from werkzeug import Request, Response
 
-from orchestrator.bridge import Bridge, Launcher, idempotency_key, resolve_deployment_id
+from orchestrator.bridge import Bridge, Launcher, idempotency_key, libpq_dsn, parse_batch_id, resolve_deployment_id
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -141,25 +145,21 @@ def test_listens_for_the_trigger_and_survives_junk(engine, database_url, httpser
             time.sleep(0.05)
         assert _flow_run_id(engine, batch_id) is not None
 
-        # The same launch again: Prefect hands back the same run (200), nothing new is recorded.
+        # The same launch again: the batch already has its run recorded, so Prefect is not even asked.
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
                          {"p": json.dumps({"batch_id": batch_id, "idempotency_key": _launch_key(engine, batch_id)})})
+        # A key in the payload is ignored: with the run record gone, the table's key is used.
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET flow_run_id = NULL WHERE id = :b"), {"b": batch_id})
+            conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
+                         {"p": json.dumps({"batch_id": batch_id, "idempotency_key": "forged-key"})})
         deadline = time.monotonic() + 10
         while bridge.launches < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert bridge.launches == 2
         assert len(prefect.runs) == 1
-
-        # A notification without a key: the bridge builds it from the launch time in the table.
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_notify('batch_launched', :p)"), {"p": json.dumps({"batch_id": batch_id})})
-        deadline = time.monotonic() + 10
-        while bridge.launches < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert bridge.launches == 3
-        assert len(prefect.runs) == 1
-        assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 3
+        assert [b["idempotency_key"] for b in prefect.bodies] == [_launch_key(engine, batch_id)] * 2
     finally:
         bridge.stop.set()
         thread.join(10)
@@ -198,11 +198,12 @@ def test_a_relaunch_gets_a_new_key_and_a_repeated_delivery_the_same(engine, data
         assert re.fullmatch(rf"batch-{batch_id}-launch-\d{{20}}", first_key)
         assert first_key == _launch_key(engine, batch_id)  # the trigger (SQL) and Python agree
 
-        # The same launch delivered again: a re-sent notification...
+        # The same launch delivered again: a re-sent notification finds the run recorded and asks nothing...
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_notify('batch_launched', :p)"),
                          {"p": json.dumps({"batch_id": batch_id, "idempotency_key": first_key})})
-        wait_for(lambda: bridge.launches >= 2, "the bridge to handle the re-sent notification")
+        time.sleep(0.5)
+        assert bridge.launches == 1
         # ...and a sweep that finds the launch unrecorded (as if recording the run had failed).
         with engine.begin() as conn:
             conn.execute(text("UPDATE batches SET flow_run_id = NULL WHERE id = :b"), {"b": batch_id})
@@ -226,7 +227,7 @@ def test_a_relaunch_gets_a_new_key_and_a_repeated_delivery_the_same(engine, data
 
     keys = [body["idempotency_key"] for body in prefect.bodies]
     second_key = keys[-1]
-    assert keys == [first_key, first_key, first_key, second_key]
+    assert keys == [first_key, first_key, second_key]
     assert second_key != first_key
     assert second_key == _launch_key(engine, batch_id)
     assert second_run != first_run
@@ -282,3 +283,98 @@ def test_reconnects_after_losing_the_database_and_catches_up(engine, database_ur
         bridge.stop.set()
         thread.join(10)
         bridge.launcher.close()
+
+
+# -- issue 11.2: a NOTIFY is only a hint ---------------------------------------------------------------
+
+HOSTILE_PAYLOADS = ('{"batch_id": 1.9}', '{"batch_id": true}', '{"batch_id": 1e400}', '{"batch_id": "1"}',
+                    '{"batch_id": -1}', '{"batch_id": 99999999999999999999999}', '{"batch_id": NaN}',
+                    '[1]', '{"batch_id": null}', "{" * 5000)
+
+
+@pytest.mark.parametrize("payload", HOSTILE_PAYLOADS)
+def test_only_a_positive_integer_batch_id_is_accepted(payload):
+    with pytest.raises(ValueError):
+        parse_batch_id(payload)
+
+
+def test_parse_batch_id_takes_the_id_and_nothing_else():
+    assert parse_batch_id('{"batch_id": 42, "idempotency_key": "whatever"}') == 42
+
+
+@pytest.fixture
+def notifier(engine, database_url):
+    """A role that can log in and nothing else (no table grants): what any leaked login can do."""
+    from sqlalchemy.engine import make_url
+
+    role = f"notifier_{os.getpid()}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
+    url = make_url(database_url).set(username=role, password=None)
+    conn = psycopg2.connect(libpq_dsn(url.render_as_string(hide_password=False)))
+    conn.autocommit = True
+    yield conn
+    conn.close()
+    with engine.begin() as admin:
+        admin.execute(text(f"DROP ROLE IF EXISTS {role}"))
+
+
+def test_notify_from_a_low_privilege_role_starts_nothing(engine, database_url, httpserver, notifier):
+    prefect = FakePrefect(httpserver)
+    with engine.begin() as conn:
+        client_id = factories.client(conn)
+        draft = factories.batch(conn, client_id, [], status="draft")
+        done = factories.batch(conn, client_id, [], status="completed")
+        before = conn.execute(text("SELECT id, status, flow_run_id FROM batches ORDER BY id")).all()
+    with notifier.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cur.execute("SELECT count(*) FROM batches")  # it really cannot read the tables
+
+    bridge = _bridge(database_url, httpserver)
+    thread = threading.Thread(target=bridge.run, kwargs={"timeout": 30}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while bridge._conn is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        payloads = [json.dumps({"batch_id": draft}), json.dumps({"batch_id": done, "idempotency_key": "k"}),
+                    *HOSTILE_PAYLOADS, json.dumps({"batch_id": 123456789})]
+        with notifier.cursor() as cur:
+            for payload in payloads:
+                cur.execute("SELECT pg_notify('batch_launched', %s)", (payload,))
+            cur.execute("SELECT pg_notify('batch_launched', %s)", (json.dumps({"batch_id": draft}),))
+        time.sleep(1.5)  # every notification delivered and handled (the bridge polls every 0.1 s)
+        assert thread.is_alive()
+        # Still alive and still working: a real launch afterwards goes through.
+        with engine.begin() as conn:
+            launched = factories.batch(conn, client_id, [], status="launched")
+        deadline = time.monotonic() + 10
+        while _flow_run_id(engine, launched) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        bridge.stop.set()
+        thread.join(10)
+        bridge.launcher.close()
+    assert [b["parameters"]["batch_id"] for b in prefect.bodies] == [launched]  # nothing else reached Prefect
+    with engine.begin() as conn:
+        after = conn.execute(text("SELECT id, status, flow_run_id FROM batches WHERE id <> :l ORDER BY id"),
+                             {"l": launched}).all()
+    assert after == before  # nothing written
+
+
+def test_a_prefect_answer_without_an_id_is_logged_and_skipped(engine, database_url, httpserver, caplog):
+    httpserver.expect_request(PATH, method="POST").respond_with_json({"state": {"type": "SCHEDULED"}}, status=201)
+    httpserver.expect_request("/api/deployments/name/orchestrator_main/orchestrator-main").respond_with_json(
+        {"name": "orchestrator-main"})
+    with engine.begin() as conn:
+        batch_id = factories.batch(conn, factories.client(conn), [], status="launched")
+    bridge = _bridge(database_url, httpserver)
+    with caplog.at_level(logging.ERROR, logger="orchestrator.bridge"):
+        assert bridge.run(once=True) == 0
+        lazy = Bridge(database_url, Launcher(httpserver.url_for("/api")), poll_seconds=0.1)  # no id: looked up
+        assert lazy.run(once=True) == 0
+    bridge.launcher.close()
+    lazy.launcher.close()
+    assert _flow_run_id(engine, batch_id) is None  # left for the next sweep
+    assert "without an id" in caplog.text and "deployment 'orchestrator_main/orchestrator-main'" in caplog.text

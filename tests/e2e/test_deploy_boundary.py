@@ -136,8 +136,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         {"source": GIT, "entrypoint": "orchestrator/flows/batch.py:orchestrator_main"},
         {"source": GIT, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
         {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
+        {"source": GIT, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
     ]
-    main, daily, campaign = flows.deploys
+    main, daily, campaign, sweep = flows.deploys
     assert main == {
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
@@ -151,6 +152,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert (schedule.cron, schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
     assert daily["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
     assert campaign["name"] == "campaign-activation" and "schedules" not in campaign
+    assert sweep["name"] == "batch-sweep" and sweep["work_pool_name"] == "managed-production"
+    [every] = sweep["schedules"]
+    assert (every.cron, every.timezone) == ("*/5 * * * *", "UTC")
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
@@ -191,7 +195,7 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     assert {s["source"] for s in flows.sources} == {str(deploy.REPO_ROOT)}
     assert {d["work_pool_name"] for d in flows.deploys} == {"local-process"}
     assert "job_variables" not in flows.deploys[0]  # the worker's environment is the flow's
-    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation"]
+    assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep"]
 
     deploy.deploy_local(client=client, flow_source=flows)  # second time: pool reused
     assert client.created == [("local-process", "process")]
@@ -199,13 +203,13 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
 
 # -- prefect.yaml ----------------------------------------------------------------------------------
 
-def test_prefect_yaml_is_valid_for_prefect_and_has_the_three_deployments():
+def test_prefect_yaml_is_valid_for_prefect_and_has_the_four_deployments():
     from prefect.cli.deploy._models import PrefectYamlModel
 
     raw = yaml.safe_load(deploy.PREFECT_YAML.read_text())
     model = PrefectYamlModel.model_validate(raw)  # Prefect's own schema for `prefect deploy`
     by_name = {d.name: d for d in model.deployments}
-    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation"}
+    assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep"}
     assert by_name["orchestrator-main"].parameters == {"batch_size": 50}
     assert all(d.work_pool.name == "managed-production" for d in model.deployments)
     assert raw["definitions"]["work_pools"]["local_process"]["name"] == "local-process"

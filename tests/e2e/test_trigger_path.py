@@ -152,7 +152,7 @@ def _assert_batch_done(engine: Engine, batch_id: int) -> None:
 def test_deploy_registered_the_prefect_yaml_deployments(prefect_server, deployment):
     deployments = prefect_server.post("/deployments/filter", {})
     by_name = {d["name"]: d for d in deployments}
-    assert {"orchestrator-main", "enrichment-daily", "campaign-activation"} <= set(by_name)
+    assert {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep"} <= set(by_name)
     main = by_name["orchestrator-main"]
     assert main["id"] == deployment.main_id
     assert main["work_pool_name"] == "local-process"
@@ -187,11 +187,13 @@ def test_bridge_launches_batches_from_the_trigger(prefect_server, deployment, wo
             assert run["idempotency_key"] == _launch_key(e2e_engine, batch_id)
             _assert_batch_done(e2e_engine, batch_id)
 
-        # The same launch again (a re-sent notification): the bridge gets the existing run back.
+        # The same launch again (a re-sent notification): the database says the batch already has its
+        # run (it is even finished), so the bridge asks Prefect for nothing.
         resent = {"batch_id": notified, "idempotency_key": _launch_key(e2e_engine, notified)}
         with e2e_engine.begin() as conn:
             conn.execute(text("SELECT pg_notify('batch_launched', :p)"), {"p": json.dumps(resent)})
-        wait_until(lambda: "already existed" in bridge.output(), 30, "the bridge to handle the repeat")
+        wait_until(lambda: f"batch {notified}: not a launched batch" in bridge.output(), 30,
+                   "the bridge to refuse the repeat")
         assert len(_runs_for_batch(prefect_server, deployment.main_id, notified)) == 1
         assert len(_runs_for_batch(prefect_server, deployment.main_id, missed)) == 1
     finally:

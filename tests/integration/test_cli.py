@@ -57,3 +57,20 @@ def test_client_campaign_batch_status_and_export(engine, tmp_path):
     assert missing.exit_code == 1 and "does not exist" in missing.output
     nobody = runner.invoke(app, ["batch", "create", "--client", "nobody"])
     assert nobody.exit_code == 1 and "'nobody' does not exist" in nobody.output
+
+
+@pytest.mark.integration
+def test_batch_run_shows_progress_and_the_real_summary(engine, prefect_harness, env):
+    """A draft batch run by id is run (the operator asked); run again, it only shows its summary."""
+    env(PROVIDER_ORDER="heuristics")
+    with engine.begin() as conn:
+        client = factories.client(conn, credits=100)
+        campaign = factories.campaign(conn, client)
+        batch = factories.batch(conn, client, factories.leads(conn, client, 20, campaign_id=campaign),
+                                campaign_id=campaign)
+    result = runner.invoke(app, ["batch", "run", str(batch), "--batch-size", "5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"batch {batch}" in result.stdout and "20/20" in result.stdout  # the progress bar's last frame
+    assert f"Batch {batch}: completed" in result.stdout
+    again = runner.invoke(app, ["batch", "run", str(batch)], env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and f"batch {batch} is already completed" in again.stdout

@@ -42,7 +42,7 @@ def _batch(engine, n, credits=10_000):
 
 def test_orchestrator_main_runs_a_batch_to_completion(engine, prefect_harness, providers):
     client, b = _batch(engine, 600)
-    summary = orchestrator_main(batch_id=b, batch_size=50)
+    summary = orchestrator_main(batch_id=b, batch_size=50, allow_draft=True)
     assert summary["status"] == "completed"
     assert set(summary["counts"]) <= {"DONE", "SKIPPED"} and sum(summary["counts"].values()) == 600
     assert set(summary["skip_reasons"]) <= {"no_provider_hit"}
@@ -62,7 +62,7 @@ def test_artifact_is_published(engine, prefect_harness, providers):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     _, b = _batch(engine, 20)
-    orchestrator_main(batch_id=b, batch_size=7)
+    orchestrator_main(batch_id=b, batch_size=7, allow_draft=True)
     with engine.begin() as conn:
         run_id = conn.execute(text("SELECT flow_run_id FROM batches WHERE id = :b"), {"b": b}).scalar()
 
@@ -83,7 +83,7 @@ def test_flow_recovers_items_a_lost_worker_left_behind(engine, prefect_harness, 
         ids = [c.id for c in workitems.claim(conn, b, 10)]
         workitems.start(conn, ids, worker_id="dead", lease_seconds=60)
         factories.expire(conn, ids)
-    summary = orchestrator_main(batch_id=b, batch_size=8)
+    summary = orchestrator_main(batch_id=b, batch_size=8, allow_draft=True)
     assert summary["total"] == 30 and set(summary["counts"]) <= {"DONE", "SKIPPED"}
     with engine.begin() as conn:
         assert conn.execute(text("SELECT max(attempts) FROM work_items WHERE id = ANY(:ids)"), {"ids": ids}).scalar() == 2
@@ -130,7 +130,7 @@ def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env
     monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: looked_up.append((app, name)) or fake)
     env(EXECUTOR="modal", MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test")
     _, b = _batch(engine, 120)
-    summary = orchestrator_main(batch_id=b, batch_size=25)
+    summary = orchestrator_main(batch_id=b, batch_size=25, allow_draft=True)
     assert summary["status"] == "completed" and summary["total"] == 120
     assert looked_up == [("outbound-enrichment", "enrich_chunk")]
     assert fake.calls == ["map(order_outputs=False, return_exceptions=True)"]
