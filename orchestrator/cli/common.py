@@ -233,8 +233,13 @@ def run_with_progress(batch_id: int, batch_size: int, out: Console | None = None
         task = progress.add_task("enrich", total=total, batch=batch_id, detail="starting Prefect…")
         while thread.is_alive():
             thread.join(0.25)
-            with db.transaction() as conn:
-                counts = workitems.counts(conn, batch_id)
+            try:
+                with db.transaction() as conn:
+                    counts = workitems.counts(conn, batch_id)
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    raise
+                continue  # the database is restarting: the flow retries; the bar waits for the next poll
             finished = sum(counts.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
             detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
             progress.update(task, completed=finished, detail=detail)
