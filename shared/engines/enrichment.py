@@ -335,20 +335,6 @@ class _Leases:
             raise
 
 
-def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Sequence[Provider],
-                  settings: Settings) -> list[LeadResult]:
-    """JIT checks and the waterfall without finishing anything (for callers that finish themselves)."""
-    leads = prepare(contexts)
-    _providers_pass(leads, providers, engine, settings, _Leases(leads, engine, settings))
-    icps = {ctx.campaign_id: IcpConfig.parse(ctx.icp) for ctx in contexts}
-    for lead in leads:
-        if lead.parked:
-            lead.parked = False
-            lead.stop(None, error="credits held by other attempts: try again later")
-        _conclude(lead, icps[lead.ctx.campaign_id], settings)
-    return [lead.result for lead in leads]
-
-
 def _run(leads: list[_Lead], *, engine: Engine, providers: Sequence[Provider], settings: Settings,
          report: ChunkReport) -> list[LeadResult]:
     """The waterfall in passes: finish what is decided, then wait for credits in flight for the rest.

@@ -1,7 +1,8 @@
 """Offline enrichment that runs for every lead: email checks, name parsing, company domain, title rules.
 
-No network, no key. Everything expensive (the public-suffix trie, regexes, the free-mail and role
-sets) is built once at import; per-lead work is a few set lookups and regex searches, with caches
+No network, no key. The free-mail, role and disposable lists and the title rules are
+`shared.classify`'s (scoring uses the same). Everything expensive (the public-suffix trie, regexes,
+the sets) is built once at import; per-lead work is a few set lookups and regex searches, with caches
 on the parts that repeat across a list (domains, names, titles).
 """
 
@@ -14,18 +15,14 @@ from typing import Any
 
 from nameparser import HumanName
 
-from shared.classify import (  # noqa: F401  (re-exported: the rules live in shared.classify)
+# The rules themselves live in shared.classify (scoring reads the same ones); re-exported for callers of this module.
+from shared.classify import (  # noqa: F401
     _TLD,
-    FREE_MAIL_DOMAINS,
-    FREE_MAIL_FAMILIES,
     LOCAL_SEPARATORS,
-    ROLE_LOCAL_PARTS,
-    SENIORITIES,
     classify_title,
     is_disposable,
     is_free_mail,
     is_role_address,
-    normalize_title,
     registered_domain,
 )
 from shared.emails import InvalidEmail, normalize_email
