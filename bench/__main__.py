@@ -7,6 +7,7 @@ Nothing here is a pass/fail test; it prints numbers for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -153,20 +154,31 @@ def sandbox_process(latency_ms: int) -> Iterator[str]:
         proc.wait(10)
 
 
-def bench_latency(engine: Engine, n: int, latency_ms: int, concurrency: int, workers: int, lead_concurrency: int,
-                  batch_size: int) -> dict[str, Any]:
-    """Concurrency is the cap on calls in flight (PROVIDER_CONCURRENCY); chunks outnumber it so it stays full."""
+def bench_latency(engine: Engine, n: int, latency_ms: int, concurrency: int, workers: int | None,
+                  lead_concurrency: int, batch_size: int) -> dict[str, Any]:
+    """Concurrency is the cap on calls in flight (PROVIDER_CONCURRENCY); chunks outnumber it so it stays full.
+
+    The calls run on the process's provider loop (async HTTP), so the cap, not a thread count, bounds
+    them; `workers` chunk threads each keep up to `lead_concurrency` calls queued at the cap.
+    """
+    workers = workers or max(8, math.ceil(1.5 * concurrency / lead_concurrency))
     batch = make_batch(engine, n)
     with sandbox_process(latency_ms) as url:
         seconds, summary = with_env(
             {"PROVIDER_ORDER": "sandbox", "SANDBOX_URL": url, "LOCAL_WORKERS": str(workers),
              "PROVIDER_CONCURRENCY": str(concurrency),
-             "LEAD_CONCURRENCY": str(lead_concurrency), "DB_POOL_SIZE": str(concurrency + 8)},
+             "LEAD_CONCURRENCY": str(lead_concurrency), "DB_POOL_SIZE": str(workers + 8)},
             lambda: run_flow(batch, batch_size))
     assert summary["counts"] == {"DONE": n}, summary
     ideal = n * latency_ms / 1000 / concurrency
-    return {"items": n, "latency_ms": latency_ms, "concurrency": concurrency, "seconds": seconds,
-            "ideal_seconds": ideal, "ratio": seconds / ideal}
+    return {"items": n, "latency_ms": latency_ms, "concurrency": concurrency, "workers": workers,
+            "seconds": seconds, "ideal_seconds": ideal, "ratio": seconds / ideal, "load": _load()}
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, and a figure means little without them."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def bench_claim(engine: Engine, filler: int, pending: int = 10_000, claims: int = 200, size: int = 50) -> dict[str, Any]:
@@ -231,8 +243,10 @@ def main() -> None:
     parser.add_argument("--per-lead-items", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=4, help="local executor workers for the throughput run")
     parser.add_argument("--batch-size", type=int, default=500, help="chunk size for the throughput run")
-    parser.add_argument("--concurrency", type=int, default=64, help="provider calls in flight, latency run")
-    parser.add_argument("--latency-workers", type=int, default=8, help="local executor workers, latency run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 100, 256],
+                        help="provider calls in flight (PROVIDER_CONCURRENCY), one latency run each")
+    parser.add_argument("--latency-workers", type=int, default=None,
+                        help="local executor workers, latency run (default: enough chunks to keep the cap full)")
     parser.add_argument("--lead-concurrency", type=int, default=25, help="concurrent calls per chunk, latency run")
     parser.add_argument("--only", choices=["throughput", "latency", "claim", "per-lead"], action="append")
     args = parser.parse_args()
@@ -248,11 +262,12 @@ def main() -> None:
               f"{r['seconds']:.1f} s = {r['items_per_s']:,.0f} items/s (batch_size {r['batch_size']}, "
               f"{r['workers']} workers)")
     if "latency" in only:
-        r = bench_latency(engine, args.latency_items, args.latency_ms, args.concurrency, workers=args.latency_workers,
-                          lead_concurrency=args.lead_concurrency, batch_size=args.lead_concurrency)
-        print(f"latency-bound (sandbox {r['latency_ms']} ms): {r['items']} items in {r['seconds']:.1f} s; ideal "
-              f"N×latency/concurrency = {r['ideal_seconds']:.1f} s at concurrency {r['concurrency']}; "
-              f"ratio {r['ratio']:.2f}×")
+        for concurrency in args.concurrency:
+            r = bench_latency(engine, args.latency_items, args.latency_ms, concurrency, workers=args.latency_workers,
+                              lead_concurrency=args.lead_concurrency, batch_size=args.lead_concurrency)
+            print(f"latency-bound (sandbox {r['latency_ms']} ms): {r['items']} items in {r['seconds']:.1f} s; ideal "
+                  f"N×latency/concurrency = {r['ideal_seconds']:.1f} s at concurrency {r['concurrency']} "
+                  f"({r['workers']} workers); ratio {r['ratio']:.2f}× (load average {r['load']})", flush=True)
     if "claim" in only:
         for filler in (0, args.claim_filler):
             r = bench_claim(engine, filler)

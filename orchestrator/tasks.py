@@ -27,10 +27,21 @@ DB_RETRIES: dict[str, Any] = {"retries": 5, "retry_delay_seconds": [1, 3, 10, 20
 
 @task(**DB_RETRIES)
 def start_batch(batch_id: int, runner_id: str, allow_draft: bool = False) -> batches.Taken:
-    """Take the batch for this orchestrator (see `batches.take`); raises NotFound / BatchIsDraft."""
+    """Take the batch for this orchestrator (see `batches.take`); raises NotFound / BatchIsDraft.
+
+    Whatever a taken batch still has QUEUED was claimed by an earlier runner (this one has claimed
+    nothing yet) that will never start it: it goes back to PENDING now instead of after the queue
+    timeout. A late worker of that runner cannot double-work it: starting is a guarded UPDATE.
+    """
     with transaction() as conn:
-        return batches.take(conn, batch_id, runner_id, flow_run_id=flow_run.get_id(),
-                            stale_seconds=get_settings().batch_stale_seconds, allow_draft=allow_draft)
+        taken = batches.take(conn, batch_id, runner_id, flow_run_id=flow_run.get_id(),
+                             stale_seconds=get_settings().batch_stale_seconds, allow_draft=allow_draft)
+        if taken.taken:
+            orphans = workitems.recover(conn, queue_timeout_seconds=0, batch_id=batch_id,
+                                        queued_reason="handed back: claimed by an earlier orchestrator that "
+                                                      "never started it")
+            billing.refund(conn, orphans.abandoned, note="attempt abandoned (lease expired)")
+        return taken
 
 
 @task(**DB_RETRIES)

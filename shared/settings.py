@@ -58,8 +58,10 @@ class Settings(BaseSettings):
 
     # -- providers ----------------------------------------------------------------------------
     provider_order: str = Field(
-        default="heuristics,sandbox",
-        description="Comma-separated waterfall order: heuristics, sandbox, apollo, hunter, noop.",
+        default="auto",
+        description="Comma-separated waterfall order (heuristics, sandbox, apollo, hunter, noop), or 'auto': "
+                    "heuristics, then apollo if APOLLO_API_KEY is set, hunter if HUNTER_API_KEY is set, "
+                    "sandbox if SANDBOX_URL is set.",
     )
     confidence_threshold: float = 0.7
     cache_ttl_seconds: int = 30 * DAYS
@@ -70,6 +72,11 @@ class Settings(BaseSettings):
     hunter_api_key: SecretStr | None = None
     hunter_base_url: str = "https://api.hunter.io"
     sandbox_url: str | None = Field(default=None, description="Base URL of the sandbox provider.")
+    credit_wait_seconds: float = Field(
+        default=120.0,
+        description="How long a chunk waits for credits other attempts hold in flight before giving the "
+                    "item back for a later attempt (never skipped no_credits while they may come back).",
+    )
     sandbox_cost: int = 1
     apollo_cost: int = 1
     hunter_cost: int = 1
@@ -84,9 +91,6 @@ class Settings(BaseSettings):
     outreach_chunk_size: int = 20
     modal_outreach_app_name: str = "outbound-outreach"
     modal_outreach_function_name: str = "send_chunk"
-
-    def providers(self) -> list[str]:
-        return [p.strip() for p in self.provider_order.split(",") if p.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -211,7 +211,7 @@ _RECOVER = text(
             last_error = CASE
                 WHEN w.queued_at >= CAST(:claimed_since AS timestamptz)
                     THEN 'handed back: its chunk ended without finishing it (attempt ' || w.attempts || ')'
-                WHEN stale.old_status = 'QUEUED' THEN 'not started within the queue timeout'
+                WHEN stale.old_status = 'QUEUED' THEN CAST(:queued_reason AS text)
                 ELSE 'lease expired (worker lost) on attempt ' || w.attempts END,
             lease_until = NULL, worker_id = NULL, updated_at = now(),
             finished_at = CASE WHEN w.attempts >= w.max_attempts THEN now() END
@@ -226,8 +226,11 @@ _RECOVER = text(
 )
 
 
+QUEUE_TIMEOUT_REASON = "not started within the queue timeout"
+
+
 def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | None = None,
-            claimed_since: datetime | None = None) -> Recovered:
+            claimed_since: datetime | None = None, queued_reason: str = QUEUE_TIMEOUT_REASON) -> Recovered:
     """QUEUED past the queue timeout, IN_PROGRESS past its lease → PENDING, or FAILED at max attempts.
 
     `claimed_since`: also every item still QUEUED or IN_PROGRESS that was claimed at or after this
@@ -236,7 +239,7 @@ def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | N
     connection) has no worker left, and need not wait out its lease.
     """
     rows = conn.execute(_RECOVER, {"queue_timeout": queue_timeout_seconds, "batch_id": batch_id,
-                                   "claimed_since": claimed_since})
+                                   "claimed_since": claimed_since, "queued_reason": queued_reason})
     result = Recovered()
     for r in rows:
         (result.failed if r.status == ItemStatus.FAILED else result.requeued).append(r.id)

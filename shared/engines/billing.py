@@ -21,6 +21,7 @@ class Reservation(StrEnum):
     RESERVED = "reserved"
     ALREADY_RESERVED = "already_reserved"
     NO_CREDITS = "no_credits"
+    DEFERRED = "deferred"  # not now, but reservations in flight elsewhere would pay for it if refunded
     INACTIVE = "subscription_inactive"
     FENCED = "fenced"
 
@@ -62,6 +63,20 @@ _LIVE = text(
     """
 )
 
+# Credits other live attempts of the client hold right now: reservations neither refunded nor kept
+# (kept = the attempt finished; until then a miss may still hand it back). Read only when short.
+_IN_FLIGHT = text(
+    """
+    SELECT coalesce(-sum(l.delta), 0)
+    FROM work_items w
+    JOIN credit_ledger l ON l.work_item_id = w.id AND l.attempt = w.attempts AND l.client_id = w.client_id
+    WHERE w.client_id = :c AND w.status = 'IN_PROGRESS' AND w.id <> ALL(CAST(:ids AS bigint[]))
+      AND l.kind = 'reserve'
+      AND NOT EXISTS (SELECT 1 FROM credit_ledger r
+                      WHERE r.client_id = l.client_id AND r.idempotency_key = 'refund:' || l.idempotency_key)
+    """
+)
+
 _RESERVE = text(
     """
     INSERT INTO credit_ledger (client_id, delta, kind, idempotency_key, work_item_id, attempt, provider)
@@ -80,6 +95,10 @@ def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, 
     The items are locked FOR SHARE (recovery cannot abandon an attempt mid-reservation) and the
     client row FOR UPDATE (concurrent chunks of one client take turns, so the balance check and
     the debit are one step). A key already in the ledger is a retried call: reserved, not charged.
+
+    When the balance runs short, the leads left over are DEFERRED while the balance plus the
+    reservations in flight (not yet refunded or kept) could still pay for one: ask again once those
+    calls end, since a miss refunds. They are NO_CREDITS only when nothing is in flight any more.
     """
     if cost <= 0:
         raise ValueError(f"a reservation needs a positive cost, got {cost}")
@@ -100,7 +119,15 @@ def reserve_many(conn: Connection, *, client_id: int, held: Sequence[tuple[int, 
     if client.subscription_status not in ACTIVE_SUBSCRIPTIONS:
         return result | {i: Reservation.INACTIVE for i, _ in needed}
     granted = needed[: client.credit_balance // cost]
-    result |= {i: Reservation.NO_CREDITS for i, _ in needed[len(granted):]}
+    short = needed[len(granted):]
+    if short:
+        # What could still pay for any one of them: the balance left, other attempts' reservations in
+        # flight, and the ones this call grants (a miss among them is refunded before the caller asks
+        # again). Judged per lead, not shared out: which calls will miss is not known yet.
+        in_flight = int(conn.execute(_IN_FLIGHT, {"c": client_id, "ids": ids}).scalar_one())
+        left = client.credit_balance - cost * len(granted)
+        later = Reservation.DEFERRED if left + in_flight + cost * len(granted) >= cost else Reservation.NO_CREDITS
+        result |= {i: later for i, _ in short}
     if granted:
         inserted = set(conn.execute(_RESERVE, {
             "c": client_id, "d": -cost, "p": provider, "keys": [keys[i] for i, _ in granted],

@@ -3,11 +3,20 @@
 For each item: start it (QUEUED → IN_PROGRESS, attempts+1, lease), check just in time that the
 lead, the client's subscription and the campaign still allow work, run the provider waterfall
 (credits reserved before each paid call and refunded on a miss), score the lead, and finish the
-item fenced by its attempt. Database writes are batched per chunk; provider calls run per lead.
+item fenced by its attempt. Database writes are batched per chunk; a provider round's calls run
+together on the provider loop (async HTTP), with the chunk's leases renewed while they are in flight.
+
+Transient provider trouble (5xx, rate limits, timeouts) that leaves a lead without a confident
+answer gives the item back for a later attempt rather than settling for free heuristic data.
+Credits another attempt holds only for the length of its call are waited for, not skipped over:
+a lead is SKIPPED no_credits only when the balance plus every reservation in flight would not pay.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import hashlib
 import json
 import logging
 import os
@@ -15,13 +24,12 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import workitems
+from shared import redact, workitems
 from shared.db import get_engine
 from shared.engines import billing
 from shared.engines.billing import Reservation
@@ -33,6 +41,10 @@ from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus, SkipReason
 from shared.workitems import Outcome, Started
 
 log = logging.getLogger(__name__)
+
+CREDIT_POLL_FIRST_SECONDS = 0.05  # first pause before asking again for credits in flight elsewhere
+CREDIT_POLL_MAX_SECONDS = 1.0  # the pause doubles up to this
+LEASE_RENEWALS_PER_LEASE = 3  # renew when a third of the lease has passed: two chances before it runs out
 
 
 class LeadLog(logging.LoggerAdapter):
@@ -103,15 +115,22 @@ class ChunkReport:
 # -- entry point ---------------------------------------------------------------------------------
 
 _providers_cache: dict[str, list[Provider]] = {}
+_providers_lock = threading.Lock()
 
 
 def default_providers(settings: Settings) -> list[Provider]:
     """One set of provider clients per process (they hold HTTP connection pools)."""
     key = settings.model_dump_json(include={"provider_order", "sandbox_url", "apollo_base_url", "hunter_base_url",
-                                            "provider_timeout_seconds", "provider_max_retries"})
-    if key not in _providers_cache:
-        _providers_cache[key] = build_providers(settings)
-    return _providers_cache[key]
+                                            "provider_timeout_seconds", "provider_max_retries",
+                                            "provider_concurrency"})
+    # A rotated key needs new clients; the cache key holds only a digest of it, never the key.
+    secrets = "\x1f".join(v.get_secret_value() if v is not None else "" for v in
+                          (settings.apollo_api_key, settings.hunter_api_key))
+    key += "|" + hashlib.sha256(secrets.encode("utf-8", "surrogatepass")).hexdigest()
+    with _providers_lock:  # chunk threads start together: one set of pools, not one per thread
+        if key not in _providers_cache:
+            _providers_cache[key] = build_providers(settings)
+        return _providers_cache[key]
 
 
 def enrich_chunk(
@@ -141,29 +160,38 @@ def enrich_chunk(
     if not started:
         return report
 
+    leads: list[_Lead] = []
     try:
         with engine.connect() as conn:
             contexts = load_contexts(conn, started)
-        results = run_waterfall(contexts, engine=engine, providers=providers, settings=settings)
+        leads = prepare(contexts)
+        results = _run(leads, engine=engine, providers=providers, settings=settings, report=report)
     except Exception as exc:
-        _give_back(engine, started, exc)
-        raise
-    with engine.begin() as conn:
-        _finish_chunk(conn, results, report)
+        # Only what this chunk still holds goes back: items already finished keep their outcome (and charges).
+        let_go = {lead.ctx.item.id for lead in leads if not lead.held}
+        _give_back(engine, [s for s in started if s.id not in let_go], exc, settings)
+        safe = redact.scrubbed(exc, settings)
+        if safe is exc:
+            raise
+        raise safe from None  # the original's repr carries a secret: it must not reach a log
     report.provider_calls = sum(1 for r in results for a in r.attempts if a.outcome in ("hit", "miss", "error"))
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _give_back(engine: Engine, started: Sequence[Started], exc: Exception) -> None:
+def _give_back(engine: Engine, started: Sequence[Started], exc: Exception, settings: Settings) -> None:
     """A bug or a lost database mid-chunk: hand the items back now rather than at lease expiry."""
     held = [(s.id, s.attempt) for s in started]
+    error = redact.describe(exc, settings)
+    log.error("chunk failed, handing back %d items: %s", len(held), error)
+    if not held:
+        return
     try:
         with engine.begin() as conn:
-            workitems.release(conn, held, error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+            workitems.release(conn, held, error=f"internal error: {error}"[:500])
             billing.refund(conn, held, note="chunk failed")
-    except Exception:  # the database is gone too: recovery will find the expired leases
-        log.exception("could not hand back %d items after a chunk failure", len(held))
+    except Exception as again:  # the database is gone too: recovery will find the expired leases
+        log.error("could not hand back %d items after a chunk failure: %s", len(held), redact.describe(again, settings))
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -219,6 +247,8 @@ def jit_skip_reason(ctx: Context) -> SkipReason | None:
     return None
 
 
+
+
 @dataclass(slots=True)
 class _Lead:
     """One lead on its way down the waterfall."""
@@ -229,21 +259,20 @@ class _Lead:
     result: LeadResult
     best: tuple[float, str] | None = None
     errors: list[str] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)  # paid/remote trouble a later attempt may not meet
+    paid_hit: bool = False  # a paid provider (or its cache) answered: the lead has paid data
     settled: bool = False  # a confident hit, or a final status: no more providers
+    next_provider: int = 0  # index in the waterfall of the next provider to ask
+    parked: bool = False  # waiting for credits that other attempts hold in flight
+    held: bool = True  # this attempt still holds the item in Postgres (not finished, not fenced)
 
     def stop(self, status: ItemStatus | None, *, skip_reason: str | None = None, error: str | None = None) -> None:
         self.result.status, self.result.skip_reason, self.result.error = status, skip_reason, error
         self.settled = True
 
 
-def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Sequence[Provider],
-                  settings: Settings) -> list[LeadResult]:
-    """JIT checks, then the provider waterfall for the whole chunk, one provider at a time.
-
-    Each provider round costs the chunk one cache read, one reservation and one refund statement,
-    whatever its size; the calls themselves run per lead, concurrently up to `lead_concurrency`.
-    A lead stops at the first hit at or above the confidence threshold; later providers fill gaps.
-    """
+def prepare(contexts: Sequence[Context]) -> list[_Lead]:
+    """A _Lead per context, with the JIT checks applied (a lead that must not be worked stops here)."""
     leads: list[_Lead] = []
     for ctx in contexts:
         item = ctx.item
@@ -255,45 +284,132 @@ def run_waterfall(contexts: Sequence[Context], *, engine: Engine, providers: Seq
             lead.stop(ItemStatus.SKIPPED, skip_reason=str(reason))
             lead.log.info("skipped: %s", reason)
         leads.append(lead)
-    lease_renewed = time.monotonic()
-    for provider in providers:
-        if time.monotonic() - lease_renewed > settings.lease_seconds / 2:
-            _renew_leases([lead for lead in leads if not lead.settled], engine, settings)
-            lease_renewed = time.monotonic()
-        _provider_round(provider, [lead for lead in leads if not lead.settled], engine, settings)
-    icps = {ctx.campaign_id: IcpConfig.parse(ctx.icp) for ctx in contexts}  # once per campaign, not per lead
-    for lead in leads:
-        _conclude(lead, icps[lead.ctx.campaign_id])
-    return [lead.result for lead in leads]
+    return leads
 
 
-def _renew_leases(leads: list[_Lead], engine: Engine, settings: Settings) -> None:
-    """A slow waterfall keeps its items: renew the lease; an item recovered meanwhile stops here."""
-    with engine.begin() as conn:
-        renewed = workitems.extend_lease(conn, [(lead.ctx.item.id, lead.ctx.item.attempt) for lead in leads],
-                                         lease_seconds=settings.lease_seconds)
-    lost = set(renewed.lost)
-    for lead in leads:
-        if lead.ctx.item.id in lost:
-            lead.log.warning("lease lost to recovery mid-waterfall; stopping")
-            lead.stop(None, error="fenced: lease lost mid-waterfall")
+class _Leases:
+    """Keeps the chunk's items leased while it works: between rounds, while calls are in flight, while waiting."""
+
+    def __init__(self, leads: list[_Lead], engine: Engine, settings: Settings) -> None:
+        self.leads, self.engine, self.settings = leads, engine, settings
+        self.interval = max(0.05, settings.lease_seconds / LEASE_RENEWALS_PER_LEASE)
+        self.renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        if time.monotonic() - self.renewed >= self.interval:
+            self.renew()
+
+    def renew(self) -> None:
+        """Renew every item still held; one recovered meanwhile is fenced and stops here."""
+        self.renewed = time.monotonic()
+        held = [lead for lead in self.leads if lead.held]
+        if not held:
+            return
+        with self.engine.begin() as conn:
+            renewed = workitems.extend_lease(conn, [(lead.ctx.item.id, lead.ctx.item.attempt) for lead in held],
+                                             lease_seconds=self.settings.lease_seconds)
+        lost = set(renewed.lost)
+        for lead in held:
+            if lead.ctx.item.id in lost:
+                lead.log.warning("lease lost to recovery mid-waterfall; stopping")
+                lead.held, lead.parked = False, False
+                lead.stop(None, error="fenced: lease lost mid-waterfall")
+
+    def sleep(self, seconds: float) -> None:
+        """Pause without letting a lease run out."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.interval))
+            self.renew_if_due()
+
+    def wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        """The future's result, renewing leases each interval while it is pending."""
+        try:
+            while True:
+                done, _ = concurrent.futures.wait([future], timeout=self.interval)
+                if done:
+                    return future.result()
+                self.renew_if_due()
+        except BaseException:
+            future.cancel()  # a failed renewal (or an interrupt) must not leave calls running for nobody
+            raise
 
 
-def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, settings: Settings) -> None:
+def _run(leads: list[_Lead], *, engine: Engine, providers: Sequence[Provider], settings: Settings,
+         report: ChunkReport) -> list[LeadResult]:
+    """The waterfall in passes: finish what is decided, then wait for credits in flight for the rest.
+
+    Finishing before waiting matters: an attempt's kept charges count as "in flight" for other
+    chunks until its items leave IN_PROGRESS, so two chunks waiting while holding their hits would
+    wait on each other.
+    """
+    leases = _Leases(leads, engine, settings)
+    icps = {lead.ctx.campaign_id: IcpConfig.parse(lead.ctx.icp) for lead in leads}  # once per campaign
+    results: list[LeadResult] = []
+    todo = leads
+    pause, waited_since = CREDIT_POLL_FIRST_SECONDS, None
+    while todo:
+        _providers_pass(todo, providers, engine, settings, leases)
+        ready = [lead for lead in todo if not lead.parked]
+        for lead in ready:
+            _conclude(lead, icps[lead.ctx.campaign_id], settings)
+        if ready:
+            with engine.begin() as conn:
+                _finish_chunk(conn, [lead.result for lead in ready], report)
+            for lead in ready:
+                lead.held = False
+            results.extend(lead.result for lead in ready)
+        todo = [lead for lead in todo if lead.parked]
+        if not todo:
+            break
+        waited_since = waited_since or time.monotonic()
+        if time.monotonic() - waited_since > settings.credit_wait_seconds:
+            for lead in todo:  # still in flight after all this time: a later attempt will see it settled
+                lead.parked = False
+                lead.stop(None, error=f"credits held by other attempts did not come back within "
+                                      f"{settings.credit_wait_seconds:g}s")
+            continue
+        leases.sleep(pause)
+        pause = min(pause * 2, CREDIT_POLL_MAX_SECONDS)
+        for lead in todo:
+            lead.parked = False
+    return results
+
+
+def _providers_pass(leads: list[_Lead], providers: Sequence[Provider], engine: Engine, settings: Settings,
+                    leases: _Leases) -> None:
+    """Each provider in turn, for the leads that reached it; a parked lead resumes at the same provider."""
+    for index, provider in enumerate(providers):
+        leases.renew_if_due()
+        asking = [lead for lead in leads if not lead.settled and not lead.parked and lead.next_provider == index]
+        _provider_round(provider, asking, engine, settings, leases)
+        for lead in asking:
+            if not lead.parked:
+                lead.next_provider = index + 1
+
+
+def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, settings: Settings,
+                    leases: _Leases) -> None:
     asking = [(lead, key) for lead in leads if (key := provider.lookup_key(lead.lead_in)) is not None]
     if not asking:
         return
     if provider.cost:
         asking = _use_cache(provider, asking, engine, settings)
         asking = _reserve(provider, asking, engine)
-    answers = _call_all(provider, asking, settings)
+    answers = _call_all(provider, asking, settings, leases)
     unkept: list[tuple[int, int]] = []
     for (lead, key), (answer, ms) in zip(asking, answers, strict=True):
+        if not lead.held:  # fenced while the call was in flight: its answer belongs to nobody
+            unkept.append((lead.ctx.item.id, lead.ctx.item.attempt))
+            continue
         if isinstance(answer, ProviderError):
-            lead.result.attempts.append(ProviderAttempt(provider.name, "error", 0, ms, error=str(answer)[:500]))
-            lead.errors.append(f"{provider.name}: {answer}")
+            error = redact.redact(str(answer), settings)[:500]
+            lead.result.attempts.append(ProviderAttempt(provider.name, "error", 0, ms, error=error))
+            lead.errors.append(f"{provider.name}: {error}")
+            if answer.transient and (provider.cost or getattr(provider, "remote", False)):
+                lead.transient.append(error)
             lead.log.warning("%s: %s error, falling through: %s", provider.name,
-                             "transient" if answer.transient else "permanent", answer)
+                             "transient" if answer.transient else "permanent", error)
             unkept.append((lead.ctx.item.id, lead.ctx.item.attempt))
             continue
         hit = answer.outcome == "hit"
@@ -340,8 +456,13 @@ def _use_cache(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engi
     return rest
 
 
+
 def _reserve(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine) -> list[tuple[_Lead, str]]:
-    """Reserve credits for the round; leads that cannot pay stop here. Returns the leads to call."""
+    """Reserve credits for the round; leads that cannot pay stop here. Returns the leads to call.
+
+    A lead whose credit is only held by other attempts' calls in flight is parked (asked again
+    after this pass), never skipped: their misses come back as refunds.
+    """
     if not asking:
         return asking
     by_client: dict[int, list[tuple[_Lead, str]]] = {}
@@ -356,6 +477,9 @@ def _reserve(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine
             answer = answers[lead.ctx.item.id]
             if answer in (Reservation.RESERVED, Reservation.ALREADY_RESERVED):
                 granted.append((lead, key))
+            elif answer is Reservation.DEFERRED:
+                lead.parked = True
+                lead.log.debug("%s: credits in flight elsewhere; asking again shortly", provider.name)
             elif answer is Reservation.NO_CREDITS:
                 # The paid enrichment did not happen: skip (not DONE on free data alone) so the lead
                 # is picked up again once the client tops up.
@@ -367,45 +491,59 @@ def _reserve(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine
             else:
                 lead.log.warning("%s: attempt %d no longer holds the item; stopping", provider.name,
                                  lead.ctx.item.attempt)
+                lead.held = False
                 lead.stop(None, error="fenced: lease lost before a paid call")
     return granted
 
 
-_gates: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_gates_lock = threading.Lock()
+def _call_all(provider: Provider, asking: list[tuple[_Lead, str]], settings: Settings,
+              leases: _Leases) -> list[tuple[ProviderResult | ProviderError, float]]:
+    """Every call of the round; remote ones together on the provider loop, leases renewed while they run."""
+    if not asking:
+        return []
+    if not (provider.cost or getattr(provider, "remote", False)):
+        return [_call_now(provider, lead.lead_in) for lead, _ in asking]  # CPU-only: nothing to wait on
+    from shared.integrations.providers.loop import provider_loop  # the loop thread starts on first remote use
+
+    loop = provider_loop()
+    future = loop.submit(_call_round(provider, [lead.lead_in for lead, _ in asking], loop.gate,
+                                     settings.provider_concurrency, settings.lead_concurrency))
+    return leases.wait(future)
 
 
-def _gate(provider: Provider, settings: Settings) -> threading.BoundedSemaphore:
-    """One cap per provider per process on calls in flight, shared by every chunk.
+def _call_now(provider: Provider, lead: LeadInput) -> tuple[ProviderResult | ProviderError, float]:
+    t0 = time.perf_counter()
+    try:
+        answer: ProviderResult | ProviderError = provider.enrich(lead)
+    except ProviderError as exc:
+        answer = exc
+    return answer, (time.perf_counter() - t0) * 1000
 
-    Chunks spend part of their time in Postgres; with more chunks than the cap allows calls, the
-    cap stays full while others write, and the provider never sees more than it agreed to.
+
+async def _call_round(provider: Provider, leads: list[LeadInput], gate_for: Any, cap: int,
+                      width: int) -> list[tuple[ProviderResult | ProviderError, float]]:
+    """Runs on the provider loop: at most `width` calls of this chunk and `cap` of this process at once.
+
+    The process-wide cap is shared by every chunk: chunks spend part of their time in Postgres,
+    and with more chunks than the cap allows calls, it stays full while others write.
     """
-    key = (provider.name, settings.provider_concurrency)
-    with _gates_lock:
-        if key not in _gates:
-            _gates[key] = threading.BoundedSemaphore(max(1, settings.provider_concurrency))
-        return _gates[key]
+    gate = gate_for(provider.name, cap)
+    mine = asyncio.Semaphore(max(1, width))
+    aenrich = getattr(provider, "aenrich", None)
 
-
-def _call_all(provider: Provider, asking: list[tuple[_Lead, str]],
-              settings: Settings) -> list[tuple[ProviderResult | ProviderError, float]]:
-    gate = _gate(provider, settings)
-
-    def call(pair: tuple[_Lead, str]) -> tuple[ProviderResult | ProviderError, float]:
-        with gate:
+    async def one(lead: LeadInput) -> tuple[ProviderResult | ProviderError, float]:
+        async with mine, gate:
             t0 = time.perf_counter()
             try:
-                answer: ProviderResult | ProviderError = provider.enrich(pair[0].lead_in)
+                if aenrich is not None:
+                    answer: ProviderResult | ProviderError = await aenrich(lead)
+                else:
+                    answer = await asyncio.to_thread(provider.enrich, lead)
             except ProviderError as exc:
                 answer = exc
             return answer, (time.perf_counter() - t0) * 1000
 
-    width = min(settings.lead_concurrency, len(asking))
-    if width <= 1 or not (provider.cost or getattr(provider, "remote", False)):
-        return [call(pair) for pair in asking]  # CPU-only providers gain nothing from threads
-    with ThreadPoolExecutor(width, thread_name_prefix=f"call-{provider.name}") as pool:
-        return list(pool.map(call, asking))
+    return list(await asyncio.gather(*(one(lead) for lead in leads)))
 
 
 def _apply(lead: _Lead, provider: Provider, answer: ProviderResult, settings: Settings) -> None:
@@ -415,20 +553,27 @@ def _apply(lead: _Lead, provider: Provider, answer: ProviderResult, settings: Se
             lead.stop(ItemStatus.SKIPPED, skip_reason=str(SkipReason.INVALID_LEAD))
         return
     _merge(lead.result.data, answer.data)
+    lead.paid_hit = lead.paid_hit or bool(provider.cost)
     if lead.best is None or answer.confidence >= lead.best[0]:  # on a tie, the later (paid) provider wins
         lead.best = (answer.confidence, provider.name)
     if answer.confidence >= settings.confidence_threshold:
         lead.settled = True
 
 
-def _conclude(lead: _Lead, icp: IcpConfig) -> None:
+def _conclude(lead: _Lead, icp: IcpConfig, settings: Settings) -> None:
     """DONE with the best answer, SKIPPED when nobody knew the lead, or back for a retry."""
     result = lead.result
     if result.status is ItemStatus.DONE:
-        if lead.best is None:
-            tried = [a for a in result.attempts if a.outcome in ("miss", "hit", "cache_hit")]
+        confident = lead.best is not None and lead.best[0] >= settings.confidence_threshold
+        tried = [a for a in result.attempts if a.outcome in ("miss", "hit", "cache_hit")]
+        if lead.transient and not confident and not lead.paid_hit:
+            # A paid provider had trouble that may pass (5xx, rate limit, timeout) and only free data
+            # came back: finishing would mark the lead enriched for good, never to get paid data.
+            # Give it back for a later attempt (FAILED with this error once attempts run out).
+            result.status, result.error = None, "; ".join(lead.transient)[:500]
+        elif lead.best is None:
             if lead.errors and not tried:
-                # Every provider failed (timeouts, 5xx…): nothing says the lead has no data; try again later.
+                # Every provider failed: nothing says the lead has no data; try again later.
                 result.status, result.error = None, "; ".join(lead.errors)[:500]
             else:
                 result.status, result.skip_reason = ItemStatus.SKIPPED, str(SkipReason.NO_PROVIDER_HIT)
@@ -483,8 +628,8 @@ def _finish_chunk(conn: Connection, results: list[LeadResult], report: ChunkRepo
     _write_attempts(conn, results)
     _write_cache(conn, [r for r in finals if r.item.id in ok])
 
-    report.fenced = len(lost)
-    report.retried = len(released.moved) - len(released.failed)
+    report.fenced += len(lost)
+    report.retried += len(released.moved) - len(released.failed)
     report.failed += len(released.failed)
     for r in finals:
         if r.item.id not in ok:

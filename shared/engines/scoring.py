@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from disposable_email_domains import blocklist as _DISPOSABLE_DOMAINS
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, Engine, text
+
+from shared.classify import classify_title, is_disposable, is_free_mail, is_role_address
 
 BREAKDOWN_VERSION = 1
 RESCORE_PAGE_SIZE = 5_000
@@ -44,33 +45,6 @@ _SENIORITY_ALIASES = {
     "head": "director", "manager_level": "manager", "mid": "senior", "junior": "entry", "intern": "entry",
 }
 
-# Title → seniority, most specific first ("Vice President" must not read as "President").
-_SENIORITY_FROM_TITLE: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("vp", re.compile(r"\b(?:vp|svp|evp|avp|vice[\s-]+president)\b", re.I)),
-    ("c_level", re.compile(
-        r"\b(?:chief|ceo|cto|cfo|coo|cmo|cio|ciso|cro|cpo|chro|founder|co-?founder|owner|president|"
-        r"managing\s+director|managing\s+partner|general\s+manager)\b", re.I)),
-    ("director", re.compile(r"\b(?:director|head\s+of|head)\b", re.I)),
-    ("manager", re.compile(r"\b(?:manager|mgr|lead|supervisor|team\s+lead)\b", re.I)),
-    ("senior", re.compile(r"\b(?:senior|sr\.?|principal|staff)\b", re.I)),
-    ("entry", re.compile(r"\b(?:junior|jr\.?|intern|trainee|assistant|graduate|associate)\b", re.I)),
-)
-
-# Title → department, for leads no provider has described yet.
-_DEPARTMENT_FROM_TITLE: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("sales", re.compile(r"\b(?:sales|business\s+development|bdr|sdr|account\s+executive|revenue|cro)\b", re.I)),
-    ("marketing", re.compile(r"\b(?:marketing|growth|brand|demand\s+gen\w*|content|seo|cmo)\b", re.I)),
-    ("engineering", re.compile(r"\b(?:engineer\w*|developer|software|devops|architect|cto)\b", re.I)),
-    ("it", re.compile(r"\b(?:it|information\s+technology|cio|ciso|security|systems?\s+admin\w*)\b", re.I)),
-    ("finance", re.compile(r"\b(?:finance|financial|cfo|accounting|accountant|controller|treasur\w+)\b", re.I)),
-    ("hr", re.compile(r"\b(?:hr|human\s+resources|people|talent|recruit\w*|chro)\b", re.I)),
-    ("operations", re.compile(r"\b(?:operations|ops|coo|supply\s+chain|logistics|procurement)\b", re.I)),
-    ("product", re.compile(r"\b(?:product|cpo)\b", re.I)),
-    ("legal", re.compile(r"\b(?:legal|counsel|compliance|attorney|lawyer)\b", re.I)),
-    ("customer_success", re.compile(r"\b(?:customer\s+success|support|customer\s+experience)\b", re.I)),
-    ("executive", re.compile(r"\b(?:ceo|founder|co-?founder|owner|president|managing\s+director)\b", re.I)),
-)
-
 # Common spellings of the countries leads come from, folded onto ISO 3166 alpha-2 codes.
 _COUNTRY_ALIASES = {
     "usa": "us", "u.s.": "us", "u.s.a.": "us", "united states": "us", "united states of america": "us",
@@ -83,23 +57,6 @@ _COUNTRY_ALIASES = {
     "india": "in", "singapore": "sg", "japan": "jp", "brazil": "br", "mexico": "mx",
     "new zealand": "nz", "israel": "il", "united arab emirates": "ae", "uae": "ae", "south africa": "za",
 }
-
-# Fallbacks for leads without enrichment; a provider's is_free_mail / is_role_address wins when present.
-_FREE_MAIL_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "ymail.com", "hotmail.com",
-    "hotmail.co.uk", "hotmail.fr", "outlook.com", "live.com", "msn.com", "aol.com", "icloud.com", "me.com",
-    "mac.com", "protonmail.com", "proton.me", "pm.me", "gmx.com", "gmx.de", "gmx.net", "web.de",
-    "mail.com", "yandex.com", "yandex.ru", "mail.ru", "zoho.com", "fastmail.com", "tutanota.com",
-    "hey.com", "qq.com", "163.com", "126.com", "naver.com", "free.fr", "orange.fr", "laposte.net",
-    "libero.it", "t-online.de", "comcast.net", "verizon.net", "att.net", "btinternet.com",
-})
-_ROLE_LOCAL_PARTS = frozenset({
-    "info", "sales", "contact", "admin", "administrator", "support", "hello", "hi", "office", "team",
-    "marketing", "hr", "jobs", "careers", "billing", "accounts", "accounting", "finance", "help",
-    "enquiries", "inquiries", "enquiry", "inquiry", "press", "media", "webmaster", "postmaster",
-    "hostmaster", "noreply", "no-reply", "donotreply", "mail", "service", "services", "customerservice",
-    "legal", "privacy", "security", "abuse", "it", "ops", "operations", "partners", "orders", "reception",
-})
 
 _NUMBER = re.compile(r"\d[\d,_]*(?:\.\d+)?")
 _EMAIL_STATUS_CREDIT = {"valid": 1.0, "risky": 0.5, "accept_all": 0.5, "catch_all": 0.5, "unknown": 0.25}
@@ -472,10 +429,8 @@ def _seniority_level(value: str) -> str | None:
 
 
 def _seniority_from_title(title: str) -> str | None:
-    for level, pattern in _SENIORITY_FROM_TITLE:
-        if pattern.search(title):
-            return level
-    return None
+    # The same title rules the providers use (shared.classify), so a lead scores as it was enriched.
+    return classify_title(title)[0]
 
 
 def _department(plan: _Plan, weight: int, given: str | None, title: str | None) -> _Fit:
@@ -488,9 +443,9 @@ def _department(plan: _Plan, weight: int, given: str | None, title: str | None) 
                 return _Fit("department", weight, 1.0, f"department {dept} matches target")
         return _Fit("department", weight, 0.0, f"department {dept} is not a target")
     if title:
-        for dept, pattern in _DEPARTMENT_FROM_TITLE:
-            if pattern.search(title) and _norm(dept) in plan.departments:
-                return _Fit("department", weight, 1.0, f"department {_norm(dept)} (from title) matches target")
+        dept = classify_title(title)[1]
+        if dept is not None and _norm(dept) in plan.departments:
+            return _Fit("department", weight, 1.0, f"department {_norm(dept)} (from title) matches target")
         return _Fit("department", weight, 0.0, "department unknown; title names no target department")
     return _Fit("department", weight, 0.0, "department unknown")
 
@@ -598,13 +553,13 @@ def _penalties(icp: IcpConfig, lead: Mapping[str, Any], enrichment: Mapping[str,
     status = (_text(enrichment.get("email_status")) or "").casefold()
     return [
         _penalty("free_mail", w.free_mail, icp.exclude_free_mail,
-                 _flag(enrichment.get("is_free_mail"), domain in _FREE_MAIL_DOMAINS),
+                 _flag(enrichment.get("is_free_mail"), bool(domain) and is_free_mail(domain)),
                  "free-mail address", "not a free-mail address", "free-mail allowed"),
         _penalty("role_address", w.role_address, icp.exclude_role_addresses,
-                 _flag(enrichment.get("is_role_address"), local in _ROLE_LOCAL_PARTS),
+                 _flag(enrichment.get("is_role_address"), bool(local) and is_role_address(local)),
                  "role address", "not a role address", "role addresses allowed"),
         _penalty("disposable", w.disposable, icp.exclude_disposable,
-                 _flag(enrichment.get("is_disposable"), domain in _DISPOSABLE_DOMAINS),
+                 _flag(enrichment.get("is_disposable"), bool(domain) and is_disposable(domain)),
                  "disposable domain", "not a disposable domain", "disposable domains allowed"),
         _penalty("invalid_email", w.invalid_email, True, status == "invalid",
                  "email invalid", "email not flagged invalid", "invalid emails not penalized"),

@@ -41,12 +41,36 @@ def test_balance_never_negative_under_concurrent_charges(engine):
     with ThreadPoolExecutor(12) as pool:
         results = [r for part in pool.map(worker, [ids[k::12] for k in range(12)]) for r in part]
     assert results.count(Reservation.RESERVED) == 33
-    assert results.count(Reservation.NO_CREDITS) == 120 - 33
+    # The other 87 are not refused: the 33 reservations are still in flight and a miss would refund them.
+    assert results.count(Reservation.DEFERRED) == 120 - 33
     with engine.begin() as conn:
         assert billing.balance(conn, client_id) == 1
         ledger = conn.execute(text("SELECT coalesce(sum(delta), 0) FROM credit_ledger WHERE client_id = :c"),
                               {"c": client_id}).scalar()
         assert ledger == -99
+    reserved = [i for i, r in zip([i for k in range(12) for i in ids[k::12]], results) if r is Reservation.RESERVED]
+    with engine.begin() as conn:  # the calls end as hits: their charges are kept, nothing is in flight any more
+        workitems.finish(conn, [workitems.Outcome(i, 1, "DONE") for i in reserved])
+        again = billing.reserve_many(conn, client_id=client_id, provider="p", cost=3,
+                                     held=[(i, 1) for i in ids if i not in reserved])
+    assert set(again.values()) == {Reservation.NO_CREDITS}
+
+
+def test_short_balance_defers_while_anything_is_in_flight(engine):
+    client_id, ids = _in_progress(engine, 10, credits=5)
+    with engine.begin() as conn:
+        first = billing.reserve_many(conn, client_id=client_id, provider="p", cost=2, held=[(i, 1) for i in ids[:3]])
+        # Two granted; the third waits: if either call misses, its refund pays for it.
+        assert [first[i] for i in ids[:3]] == [Reservation.RESERVED, Reservation.RESERVED, Reservation.DEFERRED]
+        rest = billing.reserve_many(conn, client_id=client_id, provider="p", cost=2, held=[(i, 1) for i in ids[3:]])
+        assert [rest[i] for i in ids[3:]] == [Reservation.DEFERRED] * 7
+        billing.refund(conn, [(ids[0], 1)], note="miss")
+        retry = billing.reserve_many(conn, client_id=client_id, provider="p", cost=2, held=[(ids[3], 1)])
+        assert retry == {ids[3]: Reservation.RESERVED}
+        assert billing.balance(conn, client_id) == 1
+        workitems.finish(conn, [workitems.Outcome(i, 1, "DONE") for i in (ids[1], ids[3])])  # kept: gone for good
+        final = billing.reserve_many(conn, client_id=client_id, provider="p", cost=2, held=[(ids[4], 1)])
+        assert final == {ids[4]: Reservation.NO_CREDITS}
 
 
 def test_same_reservation_from_many_threads_charges_once(engine):

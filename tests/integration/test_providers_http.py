@@ -22,7 +22,7 @@ import httpx
 import pytest
 from werkzeug import Request, Response
 
-from shared.integrations.providers import build_providers, close_providers
+from shared.integrations.providers import ProviderConfigError, build_providers, close_providers, preflight
 from shared.integrations.providers.apollo import ApolloProvider
 from shared.integrations.providers.base import LeadInput, Provider, ProviderError
 from shared.integrations.providers.heuristics import HeuristicsProvider
@@ -419,6 +419,27 @@ def test_hunter_403_is_its_rate_limit_and_transient(httpserver, hunter):
     assert hunter.enrich(HUNTER_LEAD).outcome == "hit"
 
 
+def test_hunter_429_is_an_exhausted_plan_and_permanent(httpserver, hunter):
+    # Hunter's 429 means the plan's monthly searches are used up: no retry can help, so none is made.
+    errors = {"errors": [{"id": "too_many_requests", "code": 429,
+                          "details": "You have used all the searches of your plan. Upgrade to continue."}]}
+    httpserver.expect_request("/v2/email-finder").respond_with_json(errors, status=429, headers={"Retry-After": "0"})
+    with pytest.raises(ProviderError) as info:
+        hunter.enrich(HUNTER_LEAD)
+    assert info.value.transient is False
+    assert "429" in str(info.value) and "searches of your plan" in str(info.value)
+    assert len(httpserver.log) == 1
+
+
+def test_hunter_persistent_403_rate_limit_gives_up_transiently(httpserver, hunter):
+    errors = {"errors": [{"id": "too_many_requests", "code": 403, "details": "You have reached the rate limit"}]}
+    httpserver.expect_request("/v2/email-finder").respond_with_json(errors, status=403)
+    with pytest.raises(ProviderError) as info:
+        hunter.enrich(HUNTER_LEAD)
+    assert info.value.transient is True
+    assert len(httpserver.log) == 3  # 1 + provider_max_retries
+
+
 def test_hunter_401_is_permanent_and_never_echoed(httpserver, hunter):
     errors = {"errors": [{"id": "authentication_failed", "code": 401, "details": f"No user found for {HUNTER_KEY}"}]}
     httpserver.expect_request("/v2/email-finder").respond_with_json(errors, status=401)
@@ -509,15 +530,68 @@ def test_build_providers_follows_the_order(httpserver):
 )
 def test_build_providers_names_the_missing_setting(name, setting):
     settings = Settings(apollo_api_key=None, hunter_api_key=None, sandbox_url=None)
-    with pytest.raises(ValueError, match=f"provider '{name}' needs {setting}"):
+    with pytest.raises(ProviderConfigError, match=f"names '{name}' but {setting} is not set"):
         build_providers(settings, ["heuristics", name])
+    with pytest.raises(ProviderConfigError, match=f"^PROVIDER_ORDER names '{name}' but {setting} is not set$"):
+        preflight(Settings(provider_order=f"heuristics,{name}", apollo_api_key=None, hunter_api_key=None,
+                           sandbox_url=None))
 
 
 def test_build_providers_rejects_unknown_and_repeated_names():
-    with pytest.raises(ValueError, match="unknown provider 'clearbit'"):
+    with pytest.raises(ProviderConfigError, match="unknown provider 'clearbit'"):
         build_providers(Settings(), ["heuristics", "clearbit"])
-    with pytest.raises(ValueError, match="more than once"):
+    with pytest.raises(ProviderConfigError, match="more than once"):
         build_providers(Settings(), ["noop", "noop"])
+
+
+# -- preflight -------------------------------------------------------------------------------------
+
+
+def _bare(**values: object) -> Settings:
+    """Settings from these values only (not the developer's environment or .env)."""
+    base: dict[str, object] = {"apollo_api_key": None, "hunter_api_key": None, "sandbox_url": None}
+    return Settings(_env_file=None, **(base | values))
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({}, ["heuristics"]),
+    ({"hunter_api_key": HUNTER_KEY}, ["heuristics", "hunter"]),
+    ({"apollo_api_key": APOLLO_KEY, "hunter_api_key": HUNTER_KEY}, ["heuristics", "apollo", "hunter"]),
+    ({"apollo_api_key": APOLLO_KEY, "sandbox_url": "http://127.0.0.1:8765"}, ["heuristics", "apollo", "sandbox"]),
+    ({"provider_order": " Heuristics , hunter", "hunter_api_key": HUNTER_KEY}, ["heuristics", "hunter"]),
+])
+def test_preflight_auto_uses_what_is_configured(values, expected):
+    assert _bare(**values).provider_order == values.get("provider_order", "auto")
+    assert preflight(_bare(**values)) == expected
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"provider_order": "heuristics,apollo"}, "PROVIDER_ORDER names 'apollo' but APOLLO_API_KEY is not set"),
+    ({"provider_order": "sandbox"}, "PROVIDER_ORDER names 'sandbox' but SANDBOX_URL is not set"),
+    ({"provider_order": "auto,hunter"}, "PROVIDER_ORDER names unknown provider 'auto'"),
+    ({"provider_order": "heuristics,clearbit"}, "PROVIDER_ORDER names unknown provider 'clearbit'"),
+    ({"provider_order": " , "}, "PROVIDER_ORDER is empty"),
+    ({"hunter_api_key": "hunter-k\u00e9y-123"}, "HUNTER_API_KEY contains a non-ASCII character (position 9); "
+                                               "HTTP headers need ASCII"),
+    ({"apollo_api_key": "apollo-key\n"}, "APOLLO_API_KEY contains a space or control character (position 11)"),
+    ({"sandbox_url": "localhost:8765"}, "SANDBOX_URL must be an http(s) URL"),
+    ({"hunter_api_key": HUNTER_KEY, "hunter_base_url": "ftp://api.hunter.io"}, "HUNTER_BASE_URL must be an http(s) URL"),
+    ({"hunter_api_key": HUNTER_KEY, "provider_concurrency": 0}, "PROVIDER_CONCURRENCY must be at least 1"),
+])
+def test_preflight_names_the_bad_setting_in_one_line_without_its_value(values, message):
+    with pytest.raises(ProviderConfigError) as info:
+        preflight(_bare(**values))
+    text = str(info.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+    for secret in ("k\u00e9y", "apollo-key", HUNTER_KEY):
+        assert secret not in text
+    assert isinstance(info.value, ValueError)
+
+
+def test_build_providers_runs_preflight_first():
+    with pytest.raises(ProviderConfigError, match="non-ASCII"):
+        build_providers(_bare(provider_order="heuristics,hunter", hunter_api_key="cl\u00e9-0123456789"))
 
 
 # -- the sandbox server and its client ------------------------------------------------------------

@@ -210,6 +210,21 @@ def test_a_draft_is_refused_unless_the_operator_asks(engine):
         batches.take(conn, 999999, "A", flow_run_id=None, stale_seconds=60)
 
 
+def test_taking_over_a_dead_runners_batch_hands_back_what_it_claimed_and_never_started(engine):
+    """Without this a resumed batch waited out the 10-minute queue timeout for items nobody would start."""
+    _, b = _batch(engine, 4)
+    with engine.begin() as conn:
+        assert batches.take(conn, b, "dead", flow_run_id=None, stale_seconds=60).taken
+        claimed = [c.id for c in workitems.claim(conn, b, 2)]  # claimed, then the runner was killed
+        conn.execute(text("UPDATE batches SET heartbeat_at = now() - interval '5 minutes' WHERE id = :b"), {"b": b})
+    taken = tasks.start_batch.fn(b, "resumer")
+    assert taken.taken
+    with engine.begin() as conn:
+        assert workitems.counts(conn, b) == {"PENDING": 4}
+        details = {workitems.history(conn, i)[-1][3] for i in claimed}
+    assert details == {"handed back: claimed by an earlier orchestrator that never started it"}
+
+
 def test_send_batches_are_never_taken_or_swept_as_enrichment(engine):
     """outreach_hourly runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
     _, b = _batch(engine, 2)

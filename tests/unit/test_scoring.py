@@ -9,7 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.classify import classify_title, is_free_mail
 from shared.engines.scoring import IcpConfig, IcpError, ScoreResult, score_lead
+from shared.integrations.providers.base import LeadInput
+from shared.integrations.providers.heuristics import HeuristicsProvider
 
 ICP = IcpConfig.parse({
     "seniorities": ["vp", "c_level"],
@@ -229,3 +232,23 @@ def test_score_is_bounded_and_explained_for_any_enrichment(lead, enrichment, icp
     _assert_consistent(result)
     assert result.tier == icp.tier_for(result.score)
     assert score_lead(lead, enrichment, icp) == result
+
+
+def test_scoring_and_the_providers_classify_a_title_the_same_way():
+    """One classifier: an assistant to the CEO is entry level for heuristics, the paid mappers and scoring."""
+    title = "Executive Assistant to the CEO"
+    assert classify_title(title)[0] == "entry"
+    enriched = HeuristicsProvider().enrich(LeadInput(1, "pat@acme-robotics.io", "Pat", "Lee", title))
+    assert enriched.data["seniority"] == "entry"
+    icp = IcpConfig.parse({"seniorities": ["c_level"]})
+    result = score_lead({"email": "pat@acme-robotics.io", "title": title}, {}, icp)
+    assert _signals(result)["seniority"]["reason"] == "seniority entry (from title) is not a target"
+    assert _signals(result)["seniority"]["points"] == 0
+
+
+def test_scoring_and_the_providers_share_one_free_mail_list():
+    """gmx.at and yahoo.co.jp are free mail for the heuristics provider, so they are for scoring too."""
+    icp = IcpConfig.parse({"seniorities": ["vp"]})
+    for email in ("ann@gmx.at", "ann@yahoo.co.jp", "ann@posteo.de"):
+        assert is_free_mail(email.rpartition("@")[2])
+        assert _signals(score_lead({"email": email, "title": "VP Sales"}, {}, icp))["free_mail"]["points"] == -15

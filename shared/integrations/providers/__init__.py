@@ -1,21 +1,38 @@
-"""Enrichment providers and the factory that builds the waterfall from settings."""
+"""Enrichment providers, the preflight that validates their settings, and the factory that builds the waterfall."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
-from shared.integrations.providers.base import LeadInput, Provider, ProviderError, ProviderResult
+from shared.integrations.providers.base import (
+    LeadInput,
+    Provider,
+    ProviderConfigError,
+    ProviderError,
+    ProviderResult,
+)
 from shared.settings import Settings, get_settings
 
 __all__ = [
+    "AUTO",
     "KNOWN_PROVIDERS",
     "LeadInput",
     "Provider",
+    "ProviderConfigError",
     "ProviderError",
     "ProviderResult",
     "build_providers",
     "close_providers",
+    "preflight",
 ]
+
+AUTO = "auto"
+
+# HTTP client libraries log each request's URL at INFO; Hunter's query string carries first and
+# last names, which must stay out of INFO logs (Prefect Cloud, the Modal dashboard).
+_URL_LOGGERS = ("httpx", "httpcore", "aiohttp.client", "urllib3")
 
 
 def _heuristics(settings: Settings) -> Provider:
@@ -31,7 +48,7 @@ def _noop(settings: Settings) -> Provider:
 
 
 def _sandbox(settings: Settings) -> Provider:
-    # Imported lazily: the sandbox module pulls in aiohttp, which workers that never use it skip.
+    # Imported lazily: the sandbox module pulls in the aiohttp server, which workers that never use it skip.
     from shared.integrations.providers.sandbox import SandboxProvider
 
     return SandboxProvider(settings)
@@ -58,21 +75,102 @@ _FACTORIES: dict[str, Callable[[Settings], Provider]] = {
 }
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(_FACTORIES)
 
+# What each provider needs: (setting name as people type it, attribute, kind).
+_NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "apollo": (("APOLLO_API_KEY", "apollo_api_key", "key"), ("APOLLO_BASE_URL", "apollo_base_url", "url")),
+    "hunter": (("HUNTER_API_KEY", "hunter_api_key", "key"), ("HUNTER_BASE_URL", "hunter_base_url", "url")),
+    "sandbox": (("SANDBOX_URL", "sandbox_url", "url"),),
+}
 
-def build_providers(settings: Settings | None = None, names: Sequence[str] | None = None) -> list[Provider]:
-    """Providers in waterfall order: `names` if given, else settings.providers() (PROVIDER_ORDER).
 
-    Raises ValueError for an unknown or repeated name, or when a provider lacks its key/URL
-    (e.g. "provider 'apollo' needs APOLLO_API_KEY"), before any provider is left half-built.
+def resolve_order(settings: Settings) -> list[str]:
+    """PROVIDER_ORDER as names; `auto` means heuristics plus every paid provider whose settings are present."""
+    names = [n.strip().lower() for n in settings.provider_order.split(",") if n.strip()]
+    if names == [AUTO]:
+        names = ["heuristics"]
+        names += ["apollo"] if _secret(settings, "apollo_api_key") else []
+        names += ["hunter"] if _secret(settings, "hunter_api_key") else []
+        names += ["sandbox"] if (settings.sandbox_url or "").strip() else []
+    return names
+
+
+def preflight(settings: Settings | None = None, names: Sequence[str] | None = None) -> list[str]:
+    """The provider names the waterfall would use, after checking their settings. No network call.
+
+    Raises ProviderConfigError with a one-line message naming the missing or bad setting (never its
+    value): an unknown or repeated name, a provider without its key or URL, a key that cannot go
+    in an HTTP header, a base URL that is not http(s), or limits that make no sense.
     """
     settings = settings or get_settings()
-    order = [n.strip().lower() for n in (names if names is not None else settings.providers()) if n.strip()]
-    unknown = [n for n in order if n not in _FACTORIES]
-    if unknown:
-        raise ValueError(f"unknown provider {unknown[0]!r} (known: {', '.join(KNOWN_PROVIDERS)})")
+    order = [n.strip().lower() for n in names if n.strip()] if names is not None else resolve_order(settings)
+    source = "the provider list" if names is not None else "PROVIDER_ORDER"
+    if not order:
+        raise ProviderConfigError(f"{source} is empty (known providers: {', '.join(KNOWN_PROVIDERS)}, or auto)")
+    for name in order:
+        if name not in _FACTORIES:
+            raise ProviderConfigError(f"{source} names unknown provider {name!r} "
+                                      f"(known: {', '.join(KNOWN_PROVIDERS)}, or auto alone)")
     repeated = sorted({n for n in order if order.count(n) > 1})
     if repeated:
-        raise ValueError(f"provider {repeated[0]!r} is listed more than once")
+        raise ProviderConfigError(f"{source} lists provider {repeated[0]!r} more than once")
+    for name in order:
+        for env_name, attr, kind in _NEEDS.get(name, ()):
+            if kind == "key":
+                _check_key(settings, source, name, env_name, attr)
+            else:
+                _check_url(settings, source, name, env_name, attr)
+    if any(name in _NEEDS for name in order):
+        for env_name, attr, low in (("PROVIDER_CONCURRENCY", "provider_concurrency", 1),
+                                    ("LEAD_CONCURRENCY", "lead_concurrency", 1),
+                                    ("PROVIDER_MAX_RETRIES", "provider_max_retries", 0)):
+            if getattr(settings, attr) < low:
+                raise ProviderConfigError(f"{env_name} must be at least {low}, got {getattr(settings, attr)}")
+        if not settings.provider_timeout_seconds > 0:
+            raise ProviderConfigError(f"PROVIDER_TIMEOUT_SECONDS must be positive, got {settings.provider_timeout_seconds}")
+    return order
+
+
+def _secret(settings: Settings, attr: str) -> str:
+    value = getattr(settings, attr, None)
+    return value.get_secret_value() if value is not None else ""
+
+
+def _check_key(settings: Settings, source: str, name: str, env_name: str, attr: str) -> None:
+    key = _secret(settings, attr)
+    if not key.strip():
+        raise ProviderConfigError(f"{source} names {name!r} but {env_name} is not set")
+    for position, char in enumerate(key, start=1):
+        if not char.isascii():
+            raise ProviderConfigError(f"{env_name} contains a non-ASCII character (position {position}); "
+                                      f"HTTP headers need ASCII")
+        if not char.isprintable() or char.isspace():
+            raise ProviderConfigError(f"{env_name} contains a space or control character (position {position}); "
+                                      f"copy the key again without it")
+
+
+def _check_url(settings: Settings, source: str, name: str, env_name: str, attr: str) -> None:
+    url = (getattr(settings, attr, None) or "").strip()
+    if not url:
+        raise ProviderConfigError(f"{source} names {name!r} but {env_name} is not set")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and url.isascii()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ProviderConfigError(f"{env_name} must be an http(s) URL with a host, like https://api.example.com")
+
+
+def build_providers(settings: Settings | None = None, names: Sequence[str] | None = None) -> list[Provider]:
+    """Providers in waterfall order: `names` if given, else PROVIDER_ORDER (`auto` resolved), after preflight.
+
+    Raises ProviderConfigError (see `preflight`) before any provider is built.
+    """
+    settings = settings or get_settings()
+    order = preflight(settings, names)
+    for name in _URL_LOGGERS:
+        if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:
+            logging.getLogger(name).setLevel(logging.WARNING)
     built: list[Provider] = []
     try:
         for provider_name in order:

@@ -24,7 +24,7 @@ from typing import Any
 
 from shared.emails import InvalidEmail, normalize_email
 from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
-from shared.integrations.providers.heuristics import classify_title, is_free_mail, registered_domain
+from shared.classify import classify_title, is_free_mail, registered_domain
 from shared.integrations.providers.http import DEFAULT_BACKOFF_BASE, HttpClient, HttpProviderBase, expect_mapping
 from shared.settings import Settings, get_settings
 
@@ -112,8 +112,8 @@ class ApolloProvider(HttpProviderBase):
             return f"{first}|{last}|{domain}"
         return None
 
-    def enrich(self, lead: LeadInput) -> ProviderResult:
-        payload = self.http.post_json(MATCH_PATH, body=_request_body(lead))
+    async def aenrich(self, lead: LeadInput) -> ProviderResult:
+        payload = await self.http.arequest_json("POST", MATCH_PATH, body=_request_body(lead))
         if payload is None:
             return ProviderResult("miss")
         if "person" not in payload:

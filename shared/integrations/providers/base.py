@@ -35,6 +35,10 @@ class ProviderResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class ProviderConfigError(ValueError):
+    """The provider settings cannot work (a missing key or URL, an unknown name); the message names the setting."""
+
+
 class ProviderError(Exception):
     """A provider call failed; `transient` says whether trying again later could help."""
 

@@ -1,57 +1,73 @@
-"""The HTTP layer the paid and sandbox providers share: pooling, retries, rate limits, error mapping.
+"""The HTTP layer the paid and sandbox providers share: async pooling, retries, rate limits, error mapping.
 
-One `HttpClient` per provider instance owns its connection pool (a few `httpx.Client` shards, see
-`__init__`), so the ~200 worker threads of a process share keep-alive connections. Every failure leaves as a
+Calls are asynchronous (aiohttp) and run on the process's provider loop (`loop.provider_loop()`),
+which owns one connection pool per provider: chunk threads hand a whole round to the loop and wait,
+instead of a thread per call. Retries are tenacity's (the one retry loop). Every failure leaves as a
 `ProviderError` whose `transient` flag tells the engine whether a later attempt could help:
 
-- connect errors / pool waits, 429 and 5xx: retried here (exponential backoff with jitter, or the
-  server's Retry-After) up to `max_retries`, then ProviderError(transient=True);
-- read/write timeouts: ProviderError(transient=True) at once, without a retry here, because the
-  provider may already have done (and billed) the work: the engine decides about trying again;
-- 401/403: the key was refused, ProviderError(transient=False); other 4xx likewise permanent, except
-  the statuses an adapter declares as "not found" (returned as None, i.e. a miss);
+- connect errors, 5xx and rate limits (429, or the statuses an adapter declares as its rate limit):
+  retried here up to `max_retries` (exponential backoff with jitter, or the server's Retry-After
+  when it sends one), then ProviderError(transient=True); a Retry-After longer than
+  `max_retry_after` is not waited out: ProviderError(transient=True) at once;
+- read timeouts and broken responses: ProviderError(transient=True) at once, without a retry here,
+  because the provider may already have done (and billed) the lookup: the engine decides;
+- 401/403: the key was refused, ProviderError(transient=False), unless the adapter declares the
+  status as its rate limit (Hunter's 403); other 4xx likewise permanent, except the statuses an
+  adapter declares as "not found" (returned as None, i.e. a miss) when the body is JSON;
 - a 2xx body that is not a JSON object: ProviderError(transient=False, "malformed response …").
 
 Secrets (API keys) are redacted from every message and log line, and URLs are logged without their
-query string.
+query string (Hunter's carries first and last names).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import itertools
 import json
 import logging
-import math
 import random
-import threading
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from shared.integrations.providers.base import ProviderError
+from shared import redact as redaction
+from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
+from shared.integrations.providers.loop import provider_loop
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BACKOFF_BASE = 0.5  # seconds; doubled per retry, with jitter
-DEFAULT_BACKOFF_MAX = 8.0
-DEFAULT_MAX_RETRY_AFTER = 30.0  # a server asking for a longer pause gets a transient error instead
-DEFAULT_MAX_CONNECTIONS = 256  # ~200 worker threads per process, plus headroom
-_SHARD_SIZE = 16
-_MAX_SHARDS = 16
-USER_AGENT = "outbound-enrichment/0.1 (+httpx)"
-REDACTED = "***"
+DEFAULT_BACKOFF_MAX = 8.0  # seconds
+DEFAULT_MAX_RETRY_AFTER = 30.0  # seconds; a server asking for a longer pause gets a transient error instead
+CONNECTION_HEADROOM = 16  # connections beyond the cap on calls in flight (keep-alive churn)
+KEEPALIVE_SECONDS = 30.0
+USER_AGENT = "outbound-enrichment/0.2 (+aiohttp)"
+REDACTED = redaction.REDACTED
 
 _ERROR_DETAIL_CHARS = 200
 
 
+class _Retry(Exception):
+    """One try failed in a way a retry may fix; `retry_after` is the server's own pause, if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
 class HttpClient:
-    """JSON over HTTP for one provider, with the retry and error policy described in the module doc."""
+    """JSON over HTTP for one provider, with the retry and error policy described in the module doc.
+
+    The `a…` methods are coroutines for the provider loop; the plain ones run them there and wait
+    (for scripts and tests that call one provider directly).
+    """
 
     def __init__(
         self,
@@ -67,11 +83,10 @@ class HttpClient:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         miss_statuses: Collection[int] = (),
         rate_limit_statuses: Collection[int] = (429,),
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        max_connections: int = 64 + CONNECTION_HEADROOM,
     ) -> None:
         self.provider = provider
+        self.base_url = base_url.rstrip("/")
         self.max_retries = max(0, int(max_retries))
         self.timeout_seconds = float(timeout_seconds)
         self.backoff_base = float(backoff_base)
@@ -79,45 +94,36 @@ class HttpClient:
         self.max_retry_after = float(max_retry_after)
         self.miss_statuses = frozenset(miss_statuses)
         self.rate_limit_statuses = frozenset(rate_limit_statuses)
+        self.max_connections = max(1, int(max_connections))
+        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **dict(headers or {})}
         self._secrets = tuple(s for s in secrets if s)
-        self._sleep = sleep
-        # Several small pools rather than one big one: httpcore's pool does work proportional to
-        # its size under one lock on every request, and with ~200 threads on a 256-connection pool
-        # throughput fell to ~100 req/s against a 200 ms server, where 16 pools of 16 gave ~800.
-        # Each thread sticks to one shard, so its keep-alive connection is reused.
-        shards = 1 if transport is not None else max(1, min(_MAX_SHARDS, math.ceil(max_connections / _SHARD_SIZE)))
-        per_shard = math.ceil(max_connections / shards)
-        ssl_context = httpx.create_ssl_context()  # built once: each one loads the CA bundle
-        self._shards = tuple(
-            httpx.Client(
-                base_url=base_url.rstrip("/"),
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json", **dict(headers or {})},
-                timeout=httpx.Timeout(self.timeout_seconds),
-                limits=httpx.Limits(
-                    max_connections=per_shard,
-                    max_keepalive_connections=per_shard,
-                    keepalive_expiry=30.0,
-                ),
-                verify=ssl_context,
-                transport=transport,
-                follow_redirects=False,
-            )
-            for _ in range(shards)
-        )
-        self._local = threading.local()
-        self._next_shard = itertools.count()
+        redaction.register(*self._secrets)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
-    # -- public -----------------------------------------------------------------------------------
+    # -- public (sync) ----------------------------------------------------------------------------
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        return self.request_json("GET", path, params=params)
+        return provider_loop().run(self.arequest_json("GET", path, params=params))
 
     def post_json(
         self, path: str, *, body: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:
-        return self.request_json("POST", path, params=params, body=body)
+        return provider_loop().run(self.arequest_json("POST", path, params=params, body=body))
 
-    def request_json(
+    def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            provider_loop().run(self._session.close(), timeout=10)
+        self._session = None
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    # -- public (async) ---------------------------------------------------------------------------
+
+    async def arequest_json(
         self,
         method: str,
         path: str,
@@ -127,85 +133,78 @@ class HttpClient:
     ) -> dict[str, Any] | None:
         """The response's JSON object, or None for a declared "not found" status. Raises ProviderError."""
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-        for attempt in range(self.max_retries + 1):
-            last_try = attempt == self.max_retries
-            response = self._send(method, path, clean_params, body, attempt=attempt, last_try=last_try)
-            if response is None:  # a retryable transport failure; _send already slept
-                continue
-            status = response.status_code
-            if 200 <= status < 300:
-                return self._parse(response, method, path)
-            if status in self.rate_limit_statuses:
-                self._wait_for_rate_limit(response, method, path, attempt=attempt, last_try=last_try)
-                continue
-            if status >= 500:
-                if last_try:
-                    raise self._error(
-                        f"HTTP {status} from {method} {path} after {attempt + 1} attempts{self._detail(response)}",
-                        transient=True,
-                    )
-                self._backoff(attempt, f"HTTP {status}", method, path)
-                continue
-            return self._client_error(response, method, path)
-        # Unreachable: the last attempt always returns or raises.
-        raise self._error(f"{method} {path} gave up", transient=True)
-
-    def close(self) -> None:
-        for client in self._shards:
-            client.close()
-
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = self._shards[next(self._next_shard) % len(self._shards)]
-            self._local.client = client
-        return client
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    # -- one attempt ------------------------------------------------------------------------------
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any],
-        body: Mapping[str, Any] | None,
-        *,
-        attempt: int,
-        last_try: bool,
-    ) -> httpx.Response | None:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retry),
+            before_sleep=lambda state: self._log_retry(state, method, path),
+            reraise=True,
+        )
+        tries = 0
         try:
-            return self._client().request(method, path, params=params or None, json=body)
-        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-            # The request never reached the provider: safe to try again right away (after backoff).
-            if last_try:
-                raise self._error(
-                    f"cannot reach {method} {path} after {attempt + 1} attempts ({type(exc).__name__})",
-                    transient=True,
-                ) from None
-            self._backoff(attempt, type(exc).__name__, method, path)
-            return None
-        except httpx.TimeoutException as exc:
-            # Read/write timeout: the provider may have done (and billed) the lookup; don't repeat it here.
-            raise self._error(
-                f"timed out after {self.timeout_seconds:g}s on {method} {path} ({type(exc).__name__})",
-                transient=True,
-            ) from None
-        except httpx.TransportError as exc:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    return await self._once(method, path, clean_params, body)
+        except _Retry as exc:
+            raise self._error(f"{exc.message} after {tries} attempts", transient=True) from None
+        raise self._error(f"{method} {path} gave up", transient=True)  # unreachable: the loop returns or raises
+
+    # -- one try ----------------------------------------------------------------------------------
+
+    async def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        # A session belongs to the loop that made it (a forked child gets a new loop, so a new session).
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session_loop = loop
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
+                                             keepalive_timeout=KEEPALIVE_SECONDS, ttl_dns_cache=300)
+            # connect covers waiting for a pooled connection too; sock_read is the read timeout.
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_seconds,
+                                            sock_connect=self.timeout_seconds, sock_read=self.timeout_seconds)
+            self._session = aiohttp.ClientSession(headers=self.headers, connector=connector, timeout=timeout,
+                                                  trust_env=False, auto_decompress=True)
+            provider_loop().track(self._session)
+        return self._session
+
+    async def _once(self, method: str, path: str, params: Mapping[str, Any],
+                    body: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        session = await self._client()
+        try:
+            async with session.request(method, f"{self.base_url}{path}", params=params or None, json=body,
+                                       allow_redirects=False) as response:
+                status = response.status
+                raw = await response.read()
+                retry_after_header = response.headers.get("Retry-After")
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            # The request never reached the provider: safe to try again (after a backoff).
+            raise _Retry(f"cannot reach {method} {path} ({type(exc).__name__})") from None
+        except (asyncio.TimeoutError, aiohttp.SocketTimeoutError) as exc:
+            # A read timeout: the provider may have done (and billed) the lookup; don't repeat it here.
+            raise self._error(f"timed out after {self.timeout_seconds:g}s on {method} {path} ({type(exc).__name__})",
+                              transient=True) from None
+        except aiohttp.ClientError as exc:
             raise self._error(f"transport error on {method} {path} ({type(exc).__name__})", transient=True) from None
+        if 200 <= status < 300:
+            return self._parse(raw, status, method, path)
+        if status in self.rate_limit_statuses:
+            wait = parse_retry_after(retry_after_header)
+            if wait is not None and wait > self.max_retry_after:
+                raise self._error(
+                    f"rate limited on {method} {path}: Retry-After {wait:.0f}s exceeds {self.max_retry_after:g}s",
+                    transient=True,
+                )
+            raise _Retry(f"rate limited on {method} {path} (HTTP {status})", retry_after=wait)
+        if status >= 500:
+            raise _Retry(f"HTTP {status} from {method} {path}{self._detail(raw)}")
+        return self._client_error(raw, status, method, path)
 
-    def _parse(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+    def _parse(self, raw: bytes, status: int, method: str, path: str) -> dict[str, Any]:
         try:
-            payload = response.json()
+            payload = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise self._error(
-                f"malformed response from {method} {path}: not JSON (HTTP {response.status_code})",
-                transient=False,
-            ) from None
+            raise self._error(f"malformed response from {method} {path}: not JSON (HTTP {status})",
+                              transient=False) from None
         if not isinstance(payload, dict):
             raise self._error(
                 f"malformed response from {method} {path}: expected a JSON object, got {type(payload).__name__}",
@@ -213,59 +212,38 @@ class HttpClient:
             )
         return payload
 
-    def _client_error(self, response: httpx.Response, method: str, path: str) -> None:
-        status = response.status_code
-        if status in self.miss_statuses and _is_json(response):
+    def _client_error(self, raw: bytes, status: int, method: str, path: str) -> None:
+        if status in self.miss_statuses and _is_json(raw):
             # The provider answered "no such person" in its own format; a bare 404 (HTML, empty)
             # more likely means a wrong base URL, which must not pass silently as a miss.
             return None
         if status in (401, 403):
-            raise self._error(
-                f"HTTP {status} from {method} {path}: the API key was refused{self._detail(response)}",
-                transient=False,
-            )
-        raise self._error(f"HTTP {status} from {method} {path}{self._detail(response)}", transient=False)
+            raise self._error(f"HTTP {status} from {method} {path}: the API key was refused{self._detail(raw)}",
+                              transient=False)
+        raise self._error(f"HTTP {status} from {method} {path}{self._detail(raw)}", transient=False)
 
     # -- waiting ----------------------------------------------------------------------------------
 
-    def _wait_for_rate_limit(
-        self, response: httpx.Response, method: str, path: str, *, attempt: int, last_try: bool
-    ) -> None:
-        wait = parse_retry_after(response.headers.get("Retry-After"))
-        if wait is not None and wait > self.max_retry_after:
-            raise self._error(
-                f"rate limited on {method} {path}: Retry-After {wait:.0f}s exceeds {self.max_retry_after:g}s",
-                transient=True,
-            )
-        if last_try:
-            raise self._error(
-                f"rate limited on {method} {path} (HTTP {response.status_code}) after {attempt + 1} attempts",
-                transient=True,
-            )
-        if wait is None:
-            self._backoff(attempt, f"HTTP {response.status_code}", method, path)
-            return
-        logger.warning(
-            "%s: HTTP %s on %s %s, honouring Retry-After %.2fs (attempt %d/%d)",
-            self.provider, response.status_code, method, path, wait, attempt + 1, self.max_retries + 1,
-        )
-        self._sleep(wait)
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retry) and exc.retry_after is not None:
+            return exc.retry_after
+        return backoff_delay(state.attempt_number - 1, self.backoff_base, self.backoff_max)
 
-    def _backoff(self, attempt: int, reason: str, method: str, path: str) -> None:
-        delay = backoff_delay(attempt, self.backoff_base, self.backoff_max)
-        logger.warning(
-            "%s: %s on %s %s, retrying in %.2fs (attempt %d/%d)",
-            self.provider, reason, method, path, delay, attempt + 1, self.max_retries + 1,
-        )
-        self._sleep(delay)
+    def _log_retry(self, state: RetryCallState, method: str, path: str) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = exc.message if isinstance(exc, _Retry) else type(exc).__name__
+        delay = state.next_action.sleep if state.next_action else 0.0
+        logger.warning("%s: %s, retrying in %.2fs (attempt %d/%d)", self.provider, self.redact(reason), delay,
+                       state.attempt_number, self.max_retries + 1)
 
     # -- messages ---------------------------------------------------------------------------------
 
     def _error(self, message: str, *, transient: bool) -> ProviderError:
         return ProviderError(self.redact(f"{self.provider}: {message}"), transient=transient)
 
-    def _detail(self, response: httpx.Response) -> str:
-        detail = error_detail(response)
+    def _detail(self, raw: bytes) -> str:
+        detail = error_detail(raw)
         return f": {self.redact(detail)}" if detail else ""
 
 
@@ -298,12 +276,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
-def error_detail(response: httpx.Response) -> str:
+def error_detail(raw: bytes) -> str:
     """A short human description from an error body: Hunter's errors[], Apollo's error/message, or text."""
     try:
-        payload = response.json()
+        payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        text = " ".join(response.text.split())
+        text = " ".join(raw.decode("utf-8", "replace").split())
         return text[:_ERROR_DETAIL_CHARS]
     parts: list[str] = []
     if isinstance(payload, dict):
@@ -322,9 +300,9 @@ def error_detail(response: httpx.Response) -> str:
     return "; ".join(parts)[:_ERROR_DETAIL_CHARS]
 
 
-def _is_json(response: httpx.Response) -> bool:
+def _is_json(raw: bytes) -> bool:
     try:
-        response.json()
+        json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return False
     return True
@@ -341,11 +319,19 @@ def expect_mapping(value: object, what: str, provider: str) -> dict[str, Any]:
 
 
 class HttpProviderBase:
-    """What the HTTP-backed adapters share: an HttpClient, `close()` and use as a context manager."""
+    """What the HTTP-backed adapters share: an HttpClient, `enrich()` over `aenrich()`, `close()`."""
 
     name: str
     cost: int
+    remote = True  # the engine runs its calls on the provider loop
     http: HttpClient
+
+    async def aenrich(self, lead: LeadInput) -> ProviderResult:
+        raise NotImplementedError
+
+    def enrich(self, lead: LeadInput) -> ProviderResult:
+        """One lookup from synchronous code (the engine itself submits `aenrich` calls in bulk)."""
+        return provider_loop().run(self.aenrich(lead))
 
     def _api_key(self, secret: SecretStr | None, env_name: str) -> str:
         if secret is None or not secret.get_secret_value():
@@ -353,9 +339,10 @@ class HttpProviderBase:
         return secret.get_secret_value()
 
     def _http(self, settings: Settings, *, base_url: str, backoff_base: float, **options: Any) -> HttpClient:
-        """The adapter's client, with the timeouts and retries every provider shares from settings."""
+        """The adapter's client, with the timeouts, retries and pool size every provider shares from settings."""
         return HttpClient(provider=self.name, base_url=base_url, timeout_seconds=settings.provider_timeout_seconds,
-                          max_retries=settings.provider_max_retries, backoff_base=backoff_base, **options)
+                          max_retries=settings.provider_max_retries, backoff_base=backoff_base,
+                          max_connections=settings.provider_concurrency + CONNECTION_HEADROOM, **options)
 
     def close(self) -> None:
         self.http.close()

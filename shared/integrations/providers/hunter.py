@@ -8,7 +8,8 @@ Based on Hunter's API v2 docs (https://hunter.io/api-documentation/v2), checked 
   "position", "twitter", "linkedin_url", "phone_number", "company", "sources": [...],
   "verification": {"date", "status"}}, "meta": {...}}`; `email: null` means not found.
 - Errors: `{"errors": [{"id", "code", "details"}]}`. Statuses: 400 bad request, 401 bad key,
-  403 *rate limit reached* (so transient here, like 429), 404 not found, 429 usage limit,
+  403 *rate limit reached* (transient: retried with backoff), 404 not found, 429 *usage limit
+  reached* (the plan is exhausted until it renews or is upgraded: permanent, never retried),
   451 the person asked Hunter to stop processing their data (a miss for us), 5xx.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from shared.emails import InvalidEmail, normalize_email
 from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
-from shared.integrations.providers.heuristics import classify_title, is_free_mail, registered_domain
+from shared.classify import classify_title, is_free_mail, registered_domain
 from shared.integrations.providers.http import DEFAULT_BACKOFF_BASE, HttpClient, HttpProviderBase, expect_mapping
 from shared.settings import Settings, get_settings
 
@@ -58,9 +59,10 @@ class HunterProvider(HttpProviderBase):
             backoff_base=backoff_base,
             headers={"X-API-KEY": key},
             secrets=(key,),
-            # Hunter's docs: 403 means "rate limit reached"; 404/451 mean nobody found.
+            # Hunter's docs: 403 means "rate limit reached" (retry); 429 "usage limit reached", i.e. the
+            # plan is used up, which no retry fixes (it falls to the permanent 4xx branch); 404/451: nobody found.
             miss_statuses=(404, 451),
-            rate_limit_statuses=(429, 403),
+            rate_limit_statuses=(403,),
         )
 
     def lookup_key(self, lead: LeadInput) -> str | None:
@@ -70,12 +72,12 @@ class HunterProvider(HttpProviderBase):
         name = query.get("full_name") or f"{query['first_name']} {query['last_name']}"
         return f"{query['domain']}|{name.lower()}"
 
-    def enrich(self, lead: LeadInput) -> ProviderResult:
+    async def aenrich(self, lead: LeadInput) -> ProviderResult:
         query = finder_query(lead)
         if query is None:
             # The engine asks lookup_key first and skips us; being called anyway is a caller bug.
             raise ProviderError("hunter: needs a company domain and a name", transient=False)
-        payload = self.http.get_json(FINDER_PATH, params=query)
+        payload = await self.http.arequest_json("GET", FINDER_PATH, params=query)
         if payload is None:
             return ProviderResult("miss")
         if "data" not in payload:

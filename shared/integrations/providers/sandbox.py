@@ -11,7 +11,7 @@ come from a hash of (seed, email): the same seed gives the same answers on every
 failures (503 at `error_rate`, 429 with Retry-After at `rate_limit_rate`) are drawn per request from
 a seeded generator, so a retry can succeed. `GET /health` and `GET /stats` help scripts.
 
-Client: `SandboxProvider`, a provider like Apollo's, over the shared HTTP layer.
+Client: `SandboxProvider`, a provider like Apollo's, over the shared (async) HTTP layer.
 """
 
 from __future__ import annotations
@@ -32,13 +32,8 @@ from aiohttp import web
 
 from shared.emails import InvalidEmail, normalize_email
 from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
-from shared.integrations.providers.heuristics import (
-    classify_title,
-    company_name_from_domain,
-    is_free_mail,
-    name_from_local_part,
-    registered_domain,
-)
+from shared.classify import classify_title, is_free_mail, registered_domain
+from shared.integrations.providers.heuristics import company_name_from_domain, name_from_local_part
 from shared.integrations.providers.http import DEFAULT_BACKOFF_BASE, HttpClient, HttpProviderBase, expect_mapping
 from shared.settings import Settings, get_settings
 
@@ -402,7 +397,7 @@ class SandboxProvider(HttpProviderBase):
         except InvalidEmail:
             return None  # the sandbox needs a valid email
 
-    def enrich(self, lead: LeadInput) -> ProviderResult:
+    async def aenrich(self, lead: LeadInput) -> ProviderResult:
         email = self.lookup_key(lead)
         if email is None:
             raise ProviderError("sandbox: needs a valid email", transient=False)
@@ -413,7 +408,7 @@ class SandboxProvider(HttpProviderBase):
             "company_domain": lead.company_domain,
             "title": lead.title,
         }
-        payload = self.http.post_json(ENRICH_PATH, body={k: v for k, v in body.items() if v})
+        payload = await self.http.arequest_json("POST", ENRICH_PATH, body={k: v for k, v in body.items() if v})
         if payload is None:
             return ProviderResult("miss")
         return map_sandbox_response(payload)
