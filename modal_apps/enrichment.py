@@ -116,20 +116,6 @@ def configure_logging() -> None:
 _ready = False
 
 
-def provider_preflight() -> list[str]:
-    """shared.integrations.providers.preflight(): the waterfall, or ProviderConfigError naming what is missing."""
-    from shared.integrations import providers as waterfall
-
-    check = getattr(waterfall, "preflight", None)
-    if check is None:
-        # MERGE(engine): until the engine branch's preflight() is merged, building (and closing) the
-        # providers performs the same key and URL checks. Delete this branch after the merge.
-        built = waterfall.build_providers()
-        waterfall.close_providers(built)
-        return [provider.name for provider in built]
-    return check()
-
-
 def container_start() -> None:
     """Once per container, before its first chunk touches an item: logging, then the configuration check.
 
@@ -141,7 +127,9 @@ def container_start() -> None:
         return
     if in_modal_container():  # a process's logging belongs to whoever runs it; in a container, that is us
         configure_logging()
-    waterfall = provider_preflight()
+    from shared.integrations.providers import preflight
+
+    waterfall = preflight()
     logging.getLogger(f"{ENGINE_LOGGER}.modal").info("container ready: waterfall %s", ",".join(waterfall))
     _ready = True
 
@@ -175,7 +163,9 @@ def check_config() -> list[str]:
     """
     if in_modal_container():
         configure_logging()
-    return provider_preflight()
+    from shared.integrations.providers import preflight
+
+    return preflight()
 
 
 @app.local_entrypoint()
