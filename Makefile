@@ -1,5 +1,6 @@
 # Two commands a fresh machine needs: `make demo` (the main job) and `make test`.
-# Both create or reuse .venv; reinstalling only happens when pyproject.toml or requirements.lock change.
+# Both create or reuse .venv; reinstalling only happens when pyproject.toml or a lock file changes.
+# requirements.lock pins the runtime (what production installs), requirements-dev.lock the dev extra's tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,9 +9,9 @@ DENO := node_modules/.bin/deno
 
 .PHONY: venv deno demo test test-e2e bench chaos clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -c requirements-dev.lock -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

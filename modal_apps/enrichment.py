@@ -1,49 +1,137 @@
-"""Modal App `outbound-enrichment`: one function that runs the enrichment engine on a chunk of items.
+"""Modal App `outbound-enrichment`: the enrichment engine on a chunk of items, and a configuration check.
 
 Deploy: `modal deploy modal_apps/enrichment.py`. The orchestrator reaches it with
-`modal.Function.from_name("outbound-enrichment", "enrich_chunk")` and `.map` / `.spawn_map`.
+`modal.Function.from_name("outbound-enrichment", "enrich_chunk")` and `.map` / `.spawn_map`, and
+asks `check_config` before it claims anything (orchestrator.executor.ModalExecutor.preflight).
+
+The containers' environment is exactly the two Modal Secrets docs/deploy.md creates:
+`postgres-connection-string` (DATABASE_URL) and `provider-api-keys` (APOLLO_API_KEY,
+HUNTER_API_KEY); every other setting keeps its default (PROVIDER_ORDER=auto builds the
+waterfall from the keys present).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
 import modal
 
-app = modal.App("outbound-enrichment")
+APP_NAME = "outbound-enrichment"
+app = modal.App(APP_NAME)
 
-# Pinned to requirements.lock (tests/unit/test_modal_app.py keeps them in step).
-RUNTIME_PACKAGES = [
-    "sqlalchemy==2.1.9",
-    "psycopg2-binary==2.9.13",
-    "pydantic==2.14.3",
-    "pydantic-settings==2.16.3",
-    "python-dotenv==1.2.4",
-    "httpx==0.28.1",
-    "tenacity==9.2.1",
-    "email-validator==2.4.0",
-    "disposable-email-domains==0.0.293",
-    "nameparser==2.6.0",
-    "tldextract==5.4.0",
-]
-
-image = (
-    modal.Image.debian_slim(python_version="3.11")
-    .pip_install(*RUNTIME_PACKAGES)
-    .add_local_python_source("shared")
+RUNTIME_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
+LOCK_IN_IMAGE = "/opt/outbound/requirements.lock"
+# What `shared` imports (every image ships the whole package: the engine, its providers, settings,
+# and the email modules beside them). Names only: every version, and every transitive
+# dependency's, comes from the runtime lock installed as pip constraints, so an image cannot drift
+# from what the tests ran (tests/unit/test_modal_app.py checks the list against shared/'s imports).
+WORKER_DISTRIBUTIONS = (
+    "sqlalchemy",
+    "psycopg2-binary",
+    "pydantic",
+    "pydantic-settings",
+    "python-dotenv",
+    "httpx",
+    "aiohttp",
+    "tenacity",
+    "email-validator",
+    "disposable-email-domains",
+    "nameparser",
+    "tldextract",
+    "imap-tools",
+    "flufl.bounce",
+    "mail-parser-reply",
+    "standardwebhooks",
+    "jinja2",
+    "phonenumbers",
+    "tzdata",  # zoneinfo's data: debian_slim has no system time zone database
 )
 
-postgres = modal.Secret.from_name("postgres-connection-string", required_keys=["DATABASE_URL"])
-providers = modal.Secret.from_name("provider-api-keys", required_keys=["APOLLO_API_KEY", "HUNTER_API_KEY"])
+
+def lock_image(*distributions: str, sources: tuple[str, ...] = ("shared",)) -> modal.Image:
+    """debian_slim with `distributions` at the runtime lock's versions, and our `sources` packages.
+
+    The lock goes into the image and pip installs with it as constraints (`-c`): the names pick
+    what, the lock alone says which version, transitive dependencies included.
+    """
+    return (
+        modal.Image.debian_slim(python_version="3.11")
+        .add_local_file(RUNTIME_LOCK, LOCK_IN_IMAGE, copy=True)
+        .pip_install(*distributions, extra_options=f"-c {LOCK_IN_IMAGE}")
+        .add_local_python_source(*sources)
+    )
+
+
+image = lock_image(*WORKER_DISTRIBUTIONS)
+
+# The Secret names and keys docs/deploy.md and README create; Modal refuses to start without them.
+SECRET_KEYS = {
+    "postgres-connection-string": ("DATABASE_URL",),
+    "provider-api-keys": ("APOLLO_API_KEY", "HUNTER_API_KEY"),
+}
+postgres = modal.Secret.from_name("postgres-connection-string",
+                                  required_keys=list(SECRET_KEYS["postgres-connection-string"]))
+providers = modal.Secret.from_name("provider-api-keys", required_keys=list(SECRET_KEYS["provider-api-keys"]))
 
 RETRIES = modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=2.0, max_delay=30.0)
 TIMEOUT_SECONDS = 15 * 60
+CHECK_TIMEOUT_SECONDS = 60
 # Each container holds a pool of Postgres connections: cap containers so the database is not swamped.
 MAX_CONTAINERS = int(os.environ.get("MODAL_MAX_CONTAINERS", "20"))
+
+# The engine's per-lead lines already carry "lead_id=… item_id=… batch_id=…" in the message.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ENGINE_LOGGER = "shared"
+
+
+def in_modal_container() -> bool:
+    """True inside a Modal container (Modal sets MODAL_IS_REMOTE=1 there), False for `.local()` in our tests."""
+    return os.environ.get("MODAL_IS_REMOTE") == "1"
 
 
 class TransientChunkError(RuntimeError):
     """The chunk could not reach Postgres; raised so modal.Retries tries it again."""
+
+
+def configure_logging() -> None:
+    """Engine INFO lines to stderr, which Modal shows in the dashboard; everything else at WARNING.
+
+    Only the `shared` loggers go to INFO: httpx logs each request URL at INFO, and Hunter's URL
+    carries the lead's first and last name in its query string (personal data stays out of logs).
+    """
+    root = logging.getLogger()
+    if not any(getattr(h, "_outbound", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._outbound = True  # type: ignore[attr-defined]  # mark ours, so a second call adds none
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger(ENGINE_LOGGER).setLevel(logging.INFO)
+
+
+_ready = False
+
+
+def container_start() -> None:
+    """Once per container, before its first chunk touches an item: logging, then the configuration check.
+
+    A missing setting raises ProviderConfigError naming it, so the chunk fails at once instead of
+    every item failing one by one (or sitting QUEUED until the queue timeout).
+    """
+    global _ready
+    if _ready:
+        return
+    if in_modal_container():  # a process's logging belongs to whoever runs it; in a container, that is us
+        configure_logging()
+    from shared.integrations.providers import preflight
+
+    waterfall = preflight()
+    logging.getLogger(f"{ENGINE_LOGGER}.modal").info("container ready: waterfall %s", ",".join(waterfall))
+    _ready = True
 
 
 @app.function(
@@ -53,8 +141,9 @@ class TransientChunkError(RuntimeError):
     timeout=TIMEOUT_SECONDS,
     max_containers=MAX_CONTAINERS,
 )
-def enrich_chunk(item_ids: list[int]) -> dict:
+def enrich_chunk(item_ids: list[int]) -> dict[str, Any]:
     """Start, check, enrich, score and finish these work items; returns the chunk report."""
+    container_start()
     import sqlalchemy.exc
 
     from shared.engines.enrichment import enrich_chunk as run
@@ -65,11 +154,26 @@ def enrich_chunk(item_ids: list[int]) -> dict:
         raise TransientChunkError(str(exc).splitlines()[0]) from exc
 
 
+@app.function(image=image, secrets=[postgres, providers], timeout=CHECK_TIMEOUT_SECONDS)
+def check_config() -> list[str]:
+    """The waterfall these containers would run; raises ProviderConfigError naming a missing setting.
+
+    Runs the same check as a worker's start, in the workers' own image and Secrets, so the flow
+    can fail before it claims anything (orchestrator.executor.ModalExecutor.preflight).
+    """
+    if in_modal_container():
+        configure_logging()
+    from shared.integrations.providers import preflight
+
+    return preflight()
+
+
 @app.local_entrypoint()
 def smoke(batch_id: int, batch_size: int = 50) -> None:
-    """`modal run modal_apps/enrichment.py --batch-id N`: claim one chunk of a batch and run it remotely."""
+    """`modal run modal_apps/enrichment.py --batch-id N`: check the configuration, then run one chunk remotely."""
     from shared.db import get_engine
     from shared.engines.batches import chunks
 
+    print(f"waterfall: {', '.join(check_config.remote())}")
     chunk = next(chunks(get_engine(), batch_id, batch_size), None)
     print(enrich_chunk.remote(chunk) if chunk else f"batch {batch_id} has no PENDING items")

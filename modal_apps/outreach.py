@@ -11,18 +11,13 @@ import os
 
 import modal
 
-from modal_apps.enrichment import RUNTIME_PACKAGES as ENRICHMENT_PACKAGES
+from modal_apps.enrichment import WORKER_DISTRIBUTIONS, lock_image
 
 app = modal.App("outbound-outreach")
 
-# Pinned to requirements.lock (tests/unit/test_modal_app.py keeps them in step).
-RUNTIME_PACKAGES = [*ENRICHMENT_PACKAGES, "jinja2==3.1.6", "phonenumbers==9.0.43", "tzdata==2026.6"]
-
-image = (
-    modal.Image.debian_slim(python_version="3.11")
-    .pip_install(*RUNTIME_PACKAGES)
-    .add_local_python_source("shared")
-)
+# The send engine lives in `shared` too: the enrichment workers' packages, at the lock's versions.
+DISTRIBUTIONS = WORKER_DISTRIBUTIONS
+image = lock_image(*DISTRIBUTIONS)
 
 postgres = modal.Secret.from_name("postgres-connection-string", required_keys=["DATABASE_URL"])
 outreach = modal.Secret.from_name("outreach", required_keys=["OUTREACH_SECRET", "PUBLIC_BASE_URL"])

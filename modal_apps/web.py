@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import modal
 
-from modal_apps.outreach import RUNTIME_PACKAGES
+from modal_apps.enrichment import WORKER_DISTRIBUTIONS, lock_image
 
 app = modal.App("outbound-web")
 
-image = (
-    modal.Image.debian_slim(python_version="3.11")
-    .pip_install(*RUNTIME_PACKAGES, "fastapi==0.150.0")
-    .add_local_python_source("shared", "web")
-)
+# `shared` plus the ASGI app in `web/`, at the runtime lock's versions.
+DISTRIBUTIONS = (*WORKER_DISTRIBUTIONS, "fastapi")
+image = lock_image(*DISTRIBUTIONS, sources=("shared", "web"))
 
 postgres = modal.Secret.from_name("postgres-connection-string", required_keys=["DATABASE_URL"])
 outreach = modal.Secret.from_name("outreach", required_keys=["OUTREACH_SECRET", "PUBLIC_BASE_URL"])

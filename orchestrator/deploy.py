@@ -21,7 +21,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
-LOCK_FILE = REPO_ROOT / "requirements.lock"
+LOCK_FILE = REPO_ROOT / "requirements.lock"  # runtime
+DEV_LOCK_FILE = REPO_ROOT / "requirements-dev.lock"  # the dev extra's tools, never deployed
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 MANAGED_POOL = "managed-production"
@@ -115,30 +116,36 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pinned_packages(lock: Path = LOCK_FILE, pyproject: Path = PYPROJECT) -> list[str]:
-    """`name==version` for each runtime dependency in pyproject.toml, versions from requirements.lock.
-
-    Only the direct runtime dependencies: pip resolves the rest, and dev tools (pytest, ...) stay
-    out of production containers.
-    """
-    from packaging.requirements import Requirement
-
-    locked: dict[str, str] = {}
+def read_lock(lock: Path) -> dict[str, str]:
+    """{normalized name: 'Name==version'} for each pin of a lock file (comments and blank lines skipped)."""
+    pins: dict[str, str] = {}
     for line in lock.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            locked[_normalize(name.split("[", 1)[0])] = version.strip()
-    direct = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    pins: list[str] = []
-    for spec in direct:
-        requirement = Requirement(spec)
-        version = locked.get(_normalize(requirement.name))
-        if version is None:
-            raise DeployError(f"{requirement.name} is a dependency in {pyproject.name} but not pinned in {lock.name}")
-        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
-        pins.append(f"{requirement.name}{extras}=={version}")
+            pins[_normalize(name.split("[", 1)[0])] = f"{name.strip()}=={version.strip()}"
     return pins
+
+
+def pinned_packages(lock: Path = LOCK_FILE, pyproject: Path = PYPROJECT, dev_lock: Path = DEV_LOCK_FILE) -> list[str]:
+    """Every pin of the runtime lock (requirements.lock), for the managed pool's `pip_packages`.
+
+    The whole runtime lock, not only the direct dependencies: pip would otherwise resolve the
+    transitive ones afresh in each container, and production would run versions nobody tested.
+    Refuses a lock that misses a direct runtime dependency of pyproject.toml, or that carries a
+    development tool (anything in requirements-dev.lock): those never go to production.
+    """
+    from packaging.requirements import Requirement
+
+    locked = read_lock(lock)
+    for spec in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+        name = Requirement(spec).name
+        if _normalize(name) not in locked:
+            raise DeployError(f"{name} is a dependency in {pyproject.name} but not pinned in {lock.name}")
+    dev_tools = sorted(set(locked) & set(read_lock(dev_lock))) if dev_lock.exists() else []
+    if dev_tools:
+        raise DeployError(f"{lock.name} pins development tools {dev_tools}; they belong in {dev_lock.name} only")
+    return sorted(locked.values(), key=str.lower)
 
 
 # -- source and pool checks ----------------------------------------------------------------------
@@ -213,9 +220,12 @@ def _deployment_name(spec: DeploymentSpec, main_name: str | None) -> str:
 
 # -- the two targets -----------------------------------------------------------------------------
 
+# Engine loggers (`shared.*`) to the Prefect UI as well as Prefect's own: Prefect attaches its API
+# handler to the loggers this names when a flow run's process starts.
+PREFECT_LOG_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}
 # Managed runs dispatch per-lead work to the deployed Modal App; credentials come from Secret blocks
 # (orchestrator.secrets.ensure_runtime_secrets), never from job variables, which are stored in clear.
-MANAGED_ENV = {"EXECUTOR": "modal"}
+MANAGED_ENV = {"EXECUTOR": "modal", **PREFECT_LOG_ENV}
 
 
 def deploy_managed(
@@ -274,6 +284,8 @@ def deploy_local(
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,
+            # The worker's environment is the flow's, plus where engine logs go.
+            job_variables={"env": dict(PREFECT_LOG_ENV)},
             tags=list(spec.tags),
             parameters=spec.parameters,
             description=spec.description,

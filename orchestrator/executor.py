@@ -7,8 +7,10 @@ happens as the executor pulls, so items stay PENDING until a worker is about to 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from shared.engines.enrichment import enrich_chunk
@@ -16,9 +18,21 @@ from shared.settings import Settings, get_settings
 
 ChunkResult = dict[str, Any] | BaseException
 
+# The Modal App's configuration check (modal_apps/enrichment.py defines it beside enrich_chunk).
+MODAL_CHECK_FUNCTION = "check_config"
+ENGINE_LOGGER = "shared"
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot run chunks at all (for Modal: the App is not deployed); the message says what to do."""
+
 
 class Executor(Protocol):
     name: str
+
+    def preflight(self) -> None:
+        """Fail now, naming the missing setting, if chunks could not run; call before claiming anything."""
+        ...
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
         """Run every chunk; yield each chunk's report (or its exception) as it completes."""
@@ -33,6 +47,46 @@ def _enrich_chunk_report(item_ids: list[int]) -> dict[str, Any]:
     return enrich_chunk(item_ids).as_dict()
 
 
+@contextmanager
+def engine_logs_to_prefect() -> Iterator[None]:
+    """Inside a flow run, let the engine's INFO lines from our worker threads reach the Prefect UI.
+
+    With PREFECT_LOGGING_EXTRA_LOGGERS=shared, Prefect attaches its API handler to the `shared`
+    logger, but (1) that logger inherits the root's WARNING, so INFO lines never reach it, and
+    (2) the handler files a record under the flow run found in the *current context*, which our
+    thread pool (and the engine's per-lead threads) do not carry: the record is dropped with a
+    warning. So for the duration of the run: `shared` logs at INFO, and records reaching Prefect's
+    handlers on it are stamped with this flow run's id. Outside a flow run this does nothing.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.logging.handlers import APILogHandler
+
+    flow_run = getattr(FlowRunContext.get(), "flow_run", None)
+    if flow_run is None:
+        yield
+        return
+    run_id = flow_run.id
+
+    def stamp(record: logging.LogRecord) -> bool:
+        if getattr(record, "flow_run_id", None) is None:
+            record.flow_run_id = run_id
+        return True
+
+    logger = logging.getLogger(ENGINE_LOGGER)
+    handlers = [h for h in logger.handlers if isinstance(h, APILogHandler)]
+    previous_level = logger.level
+    if handlers and logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.addFilter(stamp)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(stamp)
+        logger.setLevel(previous_level)
+
+
 class LocalExecutor:
     """A bounded thread pool in this process; at most `workers` chunks in flight."""
 
@@ -42,9 +96,15 @@ class LocalExecutor:
         self.workers = max(1, workers)
         self.fn = fn
 
+    def preflight(self) -> None:
+        """The providers' configuration in this process's environment (raises ProviderConfigError)."""
+        from shared.integrations.providers import preflight
+
+        preflight()
+
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
         source = iter(chunks)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="chunk") as pool:
+        with engine_logs_to_prefect(), ThreadPoolExecutor(self.workers, thread_name_prefix="chunk") as pool:
             in_flight: set[Future[dict[str, Any]]] = set()
             exhausted = False
             while True:
@@ -72,12 +132,35 @@ class ModalExecutor:
 
     name = "modal"
 
-    def __init__(self, app_name: str, function_name: str, function: Any | None = None) -> None:
+    def __init__(self, app_name: str, function_name: str, function: Any | None = None,
+                 check: Any | None = None) -> None:
+        self.app_name = app_name
         if function is None:
             import modal
 
             function = modal.Function.from_name(app_name, function_name)
         self.function = function
+        self.check = check  # looked up on first preflight()
+
+    def preflight(self) -> None:
+        """Run the App's `check_config` in the workers' own image and Secrets.
+
+        Raises what the containers would (ProviderConfigError naming the missing setting, e.g. a
+        PROVIDER_ORDER in the Secret that names apollo while APOLLO_API_KEY is empty), or
+        ExecutorUnavailable when the App is not deployed, before the flow claims a single item.
+        """
+        import modal
+        from modal.exception import NotFoundError
+
+        if self.check is None:
+            self.check = modal.Function.from_name(self.app_name, MODAL_CHECK_FUNCTION)
+        try:
+            self.check.remote()
+        except NotFoundError as exc:
+            raise ExecutorUnavailable(
+                f"Modal function {self.app_name}/{MODAL_CHECK_FUNCTION} not found ({exc}): "
+                f"deploy the workers with `modal deploy modal_apps/enrichment.py`"
+            ) from None
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
         yield from self.function.map(chunks, order_outputs=False, return_exceptions=True)

@@ -144,14 +144,15 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
         "work_pool_name": "managed-production",
-        "job_variables": {"pip_packages": packages, "env": {"EXECUTOR": "modal"}},
+        "job_variables": {"pip_packages": packages,
+                          "env": {"EXECUTOR": "modal", "PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}},
         "tags": ["outbound", "orchestrator", "batch"],
         "parameters": {"batch_size": 50},
     }
     assert daily["name"] == "enrichment-daily"
     [schedule] = daily["schedules"]
     assert (schedule.cron, schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
-    assert daily["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
+    assert daily["job_variables"] == main["job_variables"]
     assert campaign["name"] == "campaign-activation" and "schedules" not in campaign
     assert sweep["name"] == "batch-sweep" and sweep["work_pool_name"] == "managed-production"
     [every] = sweep["schedules"]
@@ -159,7 +160,7 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert outreach["name"] == "outreach-hourly"
     [hourly] = outreach["schedules"]
     assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
-    assert outreach["job_variables"] == {"pip_packages": packages, "env": {"EXECUTOR": "modal"}}
+    assert outreach["job_variables"] == main["job_variables"]
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
@@ -172,23 +173,51 @@ def test_managed_deploy_with_a_custom_name_and_subset():
     assert deploy.main_deployment_id(deployed, "data-enrichment-orchestrator") == flows.ids["data-enrichment-orchestrator"]
 
 
-def test_pip_packages_are_the_runtime_dependencies_pinned_from_the_lock():
+DEV_TOOLS = {"pytest", "pytest-timeout", "pytest-httpserver", "hypothesis", "faker", "import-linter", "grimp"}
+
+
+def _name(pin: str) -> str:
+    return pin.split("==")[0].lower().replace("_", "-")
+
+
+def test_pip_packages_are_the_whole_runtime_lock_and_no_dev_tool():
     packages = deploy.pinned_packages()
-    lock = {line.split("==")[0].lower(): line for line in deploy.LOCK_FILE.read_text().splitlines() if "==" in line}
-    assert "prefect==3.8.8" in packages
-    assert all("==" in p for p in packages)
-    for p in packages:
-        assert lock[p.split("==")[0].lower()].lower() == p.lower()
-    names = {p.split("==")[0].lower() for p in packages}
-    assert {"prefect", "psycopg2-binary", "sqlalchemy", "modal", "httpx"} <= names
-    assert not names & {"pytest", "hypothesis", "faker", "import-linter"}  # dev tools stay out
+    runtime = deploy.read_lock(deploy.LOCK_FILE)
+    assert sorted(p.lower() for p in packages) == sorted(p.lower() for p in runtime.values())  # every runtime pin
+    assert "prefect==3.8.8" in packages and all("==" in p for p in packages)
+    names = {_name(p) for p in packages}
+    assert {"prefect", "psycopg2-binary", "sqlalchemy", "modal", "httpx", "aiohttp", "pyyaml", "packaging"} <= names
+    assert not names & DEV_TOOLS  # dev tools stay out of production containers
+    assert not names & {_name(p) for p in deploy.read_lock(deploy.DEV_LOCK_FILE).values()}
+
+
+def test_the_dev_extra_is_pinned_in_the_dev_lock_only():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dev = tomllib.loads(deploy.PYPROJECT.read_text())["project"]["optional-dependencies"]["dev"]
+    runtime, dev_lock = deploy.read_lock(deploy.LOCK_FILE), deploy.read_lock(deploy.DEV_LOCK_FILE)
+    for spec in dev:
+        name = deploy._normalize(Requirement(spec).name)
+        assert name in dev_lock or name in runtime, f"{spec} is not pinned in either lock"
+    assert {"pytest", "hypothesis", "faker", "import-linter"} <= set(dev_lock)
 
 
 def test_pinned_packages_refuses_an_unpinned_dependency(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["prefect>=3", "left-out>=1"]\n')
     (tmp_path / "requirements.lock").write_text("prefect==3.8.8\n")
     with pytest.raises(DeployError, match="left-out"):
-        deploy.pinned_packages(tmp_path / "requirements.lock", tmp_path / "pyproject.toml")
+        deploy.pinned_packages(tmp_path / "requirements.lock", tmp_path / "pyproject.toml", tmp_path / "none.lock")
+
+
+def test_pinned_packages_refuses_a_dev_tool_in_the_runtime_lock(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["prefect>=3"]\n')
+    (tmp_path / "requirements.lock").write_text("# runtime\nprefect==3.8.8\npytest==9.2.0\n")
+    (tmp_path / "requirements-dev.lock").write_text("pytest==9.2.0\n")
+    with pytest.raises(DeployError, match="pytest"):
+        deploy.pinned_packages(tmp_path / "requirements.lock", tmp_path / "pyproject.toml",
+                               tmp_path / "requirements-dev.lock")
 
 
 # -- local target ----------------------------------------------------------------------------------
@@ -199,7 +228,8 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     assert client.created == [("local-process", "process")]
     assert {s["source"] for s in flows.sources} == {str(deploy.REPO_ROOT)}
     assert {d["work_pool_name"] for d in flows.deploys} == {"local-process"}
-    assert "job_variables" not in flows.deploys[0]  # the worker's environment is the flow's
+    # The worker's environment is the flow's, plus Prefect's handler on the engine's loggers.
+    assert {str(d["job_variables"]) for d in flows.deploys} == {str({"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}})}
     assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
                                           "outreach-hourly"]
 
@@ -231,6 +261,8 @@ def test_prefect_yaml_is_valid_for_prefect_and_has_every_deployment():
     clone, install = raw["pull"]
     assert "prefect.deployments.steps.git_clone" in clone
     assert install["prefect.deployments.steps.pip_install_requirements"]["requirements_file"] == "requirements.lock"
+    for pool in raw["definitions"]["work_pools"].values():  # engine logs reach the UI from every pool
+        assert pool["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "shared"
 
 
 def test_specs_from_prefect_yaml():

@@ -242,6 +242,10 @@ def test_edge_function_launches_a_batch_on_the_real_server(prefect_server, deplo
         assert keyless.status_code == 400 and "idempotency_key" in keyless.json()["error"]
 
         launch = {"batch_id": batch_id, "idempotency_key": _launch_key(e2e_engine, batch_id)}  # as the trigger sends
+        # Another batch's id under this launch's key: refused before Prefect is asked.
+        mismatch = httpx.post(url, json={**launch, "batch_id": batch_id + 1000}, headers=auth, timeout=10)
+        assert mismatch.status_code == 400
+        assert mismatch.json()["error"] == f"idempotency_key names batch {batch_id} but batch_id is {batch_id + 1000}"
         first = httpx.post(url, json=launch, headers=auth, timeout=30)
         assert first.status_code == 201, first.text
         assert first.json()["idempotency_key"] == launch["idempotency_key"]

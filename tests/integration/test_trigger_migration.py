@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import select
 import time
 from collections.abc import Iterator
 from datetime import timezone
+from pathlib import Path
 
 import psycopg2
 import psycopg2.extensions
@@ -21,12 +23,22 @@ from tests import factories
 pytestmark = pytest.mark.integration
 
 CHANNEL = "batch_launched"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _edge_function_prefect_timeout_ms() -> int:
+    """PREFECT_TIMEOUT_MS as the Edge Function declares it, so the two timeouts cannot drift apart."""
+    source = (REPO_ROOT / "supabase" / "functions" / "launch-batch" / "index.ts").read_text()
+    return int(re.search(r"const PREFECT_TIMEOUT_MS = ([\d_]+);", source).group(1).replace("_", ""))
+
+
+EDGE_FUNCTION_PREFECT_TIMEOUT_MS = _edge_function_prefect_timeout_ms()
 
 # A stand-in for Supabase's pg_net with the same signature as pg_net >= 0.6, recording each call
 # in a table instead of sending it: enough to prove what the trigger would POST.
 FAKE_PG_NET = """
 CREATE SCHEMA net;
-CREATE TABLE net.calls (id bigserial PRIMARY KEY, url text, body jsonb, headers jsonb);
+CREATE TABLE net.calls (id bigserial PRIMARY KEY, url text, body jsonb, headers jsonb, timeout_milliseconds int);
 CREATE FUNCTION net.http_post(
     url text,
     body jsonb DEFAULT '{}'::jsonb,
@@ -34,7 +46,8 @@ CREATE FUNCTION net.http_post(
     headers jsonb DEFAULT '{"Content-Type": "application/json"}'::jsonb,
     timeout_milliseconds int DEFAULT 5000
 ) RETURNS bigint LANGUAGE sql AS $$
-    INSERT INTO net.calls (url, body, headers) VALUES (url, body, headers) RETURNING id
+    INSERT INTO net.calls (url, body, headers, timeout_milliseconds)
+    VALUES (url, body, headers, timeout_milliseconds) RETURNING id
 $$;
 """
 
@@ -158,11 +171,13 @@ def test_with_pg_net_posts_to_the_edge_function(fake_pg_net, listener):
     with engine.begin() as conn:
         batch_id = factories.batch(conn, client_id, [], status="launched")
     with engine.connect() as conn:
-        calls = conn.execute(text("SELECT url, body, headers FROM net.calls")).all()
+        calls = conn.execute(text("SELECT url, body, headers, timeout_milliseconds FROM net.calls")).all()
     assert [tuple(c) for c in calls] == [(
         "https://proj.supabase.co/functions/v1/launch-batch",
         _launch(engine, batch_id),
         {"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+        # Longer than the Edge Function's own 10 s wait on Prefect (pg_net's default is 5 s).
+        EDGE_FUNCTION_PREFECT_TIMEOUT_MS + 5_000,
     )]
     assert _drain(listener, 0.5) == []  # delivered by HTTP, not by notify
 
@@ -218,3 +233,65 @@ def test_downgrade_removes_everything_and_upgrade_restores(database_url, engine)
     finally:
         migrate.upgrade("head", database_url)
     assert _trigger_objects(database_url) == {"schema": True, "function": True, "trigger": True}
+
+
+def test_downgrade_to_0003_restores_0002s_call_without_a_timeout(fake_pg_net, database_url):
+    """0004 only adds timeout_milliseconds; its downgrade puts 0002's function back as it was."""
+    engine = fake_pg_net
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbound_private.app_config (key, value) VALUES "
+            "('edge_function_url', 'https://proj.supabase.co/functions/v1/launch-batch'), "
+            "('launch_shared_secret', 's3cret')"
+        ))
+    engine.dispose()
+    migrate.downgrade("0003", database_url)
+    try:
+        client_id = _client(engine)
+        with engine.begin() as conn:
+            batch_id = factories.batch(conn, client_id, [], status="launched")
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT body, timeout_milliseconds FROM net.calls")).one()
+        assert row.body == _launch(engine, batch_id)
+        assert row.timeout_milliseconds == 5000  # pg_net's own default: 0002 passed none
+    finally:
+        engine.dispose()
+        migrate.upgrade("head", database_url)
+
+
+def _relaunch_statement() -> str:
+    """The statement docs/deploy.md schedules with pg_cron (the part between the $cron$ quotes)."""
+    doc = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    block = doc.split("<!-- relaunch-sql:", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    return block.split("$cron$", 2)[1]
+
+
+def test_the_documented_pg_cron_relaunch_resends_only_lost_launches_with_their_own_keys(fake_pg_net):
+    engine = fake_pg_net
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbound_private.app_config (key, value) VALUES "
+            "('edge_function_url', 'https://proj.supabase.co/functions/v1/launch-batch'), "
+            "('launch_shared_secret', 's3cret')"
+        ))
+    client_id = _client(engine)
+    with engine.begin() as conn:
+        lost = factories.batch(conn, client_id, [], status="launched")
+        recent = factories.batch(conn, client_id, [], status="launched")
+        started = factories.batch(conn, client_id, [], status="launched")
+        draft = factories.batch(conn, client_id, [])
+        conn.execute(text("UPDATE batches SET launched_at = now() - interval '10 minutes' WHERE id IN (:a, :b, :d)"),
+                     {"a": lost, "b": started, "d": draft})
+        conn.execute(text("UPDATE batches SET flow_run_id = 'f1e2d3c4' WHERE id = :b"), {"b": started})
+        conn.execute(text("DELETE FROM net.calls"))
+    with engine.begin() as conn:
+        conn.execute(text(_relaunch_statement()))
+    with engine.connect() as conn:
+        calls = conn.execute(text("SELECT url, body, headers, timeout_milliseconds FROM net.calls")).all()
+    assert [tuple(c) for c in calls] == [(
+        "https://proj.supabase.co/functions/v1/launch-batch",
+        _launch(engine, lost),  # the same key as the original launch: Prefect dedupes one that got through
+        {"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+        15_000,
+    )]
+    assert recent and draft  # launched too recently / never launched: left alone

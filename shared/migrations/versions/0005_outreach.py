@@ -1,7 +1,7 @@
 """outreach: mailboxes, sequences and steps, enrollments, messages, suppressions; send items
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-23 10:40:00
 
 Outreach reuses the work-item state machine: a batch gets a `kind` ('enrich' | 'send'), a send
@@ -27,7 +27,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"  # re-pointed at merge: 0004 (row-level security) and 0005 were written in parallel
 branch_labels = None
 depends_on = None
 

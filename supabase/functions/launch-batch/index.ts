@@ -9,7 +9,8 @@
 // `batch-<id>-launch-<launch time>` (coalesce(launched_at, created_at) in UTC, to the
 // microsecond), built by the trigger: only the database knows the launch time, so the body must
 // carry the key (400 without it). A key of the batch id alone would hand back an earlier launch's
-// run after a database reset or when a cancelled batch is launched again.
+// run after a database reset or when a cancelled batch is launched again. A `batch-` key must
+// name the body's batch_id (400 otherwise): another batch's key would dedupe against its run.
 //
 // Environment (Supabase: `supabase secrets set NAME=value`):
 //   LAUNCH_SHARED_SECRET   required; the trigger's bearer token
@@ -24,6 +25,8 @@ const REQUIRED_ENV = ["LAUNCH_SHARED_SECRET", "PREFECT_API_URL", "PREFECT_DEPLOY
 const FLOW_RUN_TAGS = ["trigger:edge-function"];
 const PREFECT_TIMEOUT_MS = 10_000;
 const EXCERPT_CHARS = 500;
+// The trigger's keys: batch-<id>-launch-<launch time, UTC, YYYYMMDDHHMMSS + microseconds>.
+const TRIGGER_KEY = /^batch-(\d+)-launch-(\d+)$/;
 
 type Env = (name: string) => string | undefined;
 
@@ -75,6 +78,17 @@ export function parseLaunch(body: unknown): LaunchRequest | string {
   }
   if (typeof key !== "string" || key.length === 0 || key.length > 255) {
     return "idempotency_key must be a non-empty string of at most 255 characters";
+  }
+  // A key in the trigger's namespace must name this batch: with another batch's key Prefect would
+  // hand back (or later hand out) that batch's run, and one of the two batches would never run.
+  if (key.startsWith("batch-")) {
+    const match = TRIGGER_KEY.exec(key);
+    if (match === null) {
+      return "idempotency_key starting with batch- must be batch-<batch_id>-launch-<launch time digits>";
+    }
+    if (match[1] !== String(batchId)) {
+      return `idempotency_key names batch ${match[1]} but batch_id is ${batchId}`;
+    }
   }
   return { batch_id: batchId, idempotency_key: key };
 }

@@ -173,6 +173,12 @@ Deno.test("validates the body and names the field", async () => {
       [{ batch_id: 1, idempotency_key: 5 }, "idempotency_key"],
       [{ batch_id: 1, idempotency_key: "" }, "idempotency_key"],
       [{ batch_id: 1, idempotency_key: "k".repeat(256) }, "idempotency_key"],
+      // The key of another batch's launch: Prefect would answer with (or later hand out) that run.
+      [{ batch_id: 7, idempotency_key: KEY_42 }, "idempotency_key names batch 42 but batch_id is 7"],
+      [{ batch_id: 4, idempotency_key: KEY_42 }, "batch_id is 4"],
+      [{ batch_id: 42, idempotency_key: "batch-42-launch-" }, "idempotency_key"],
+      [{ batch_id: 42, idempotency_key: "batch-042x-launch-1" }, "idempotency_key"],
+      [{ batch_id: 42, idempotency_key: "batch-41-launch-20261122093015123456" }, "names batch 41"],
     ];
     for (const [body, field] of cases) {
       const res = await handler(launchRequest(body), fullEnv(apiUrl));
@@ -263,6 +269,10 @@ Deno.test("parseLaunch and constantTimeEqual", () => {
     assert(typeof error === "string" && error.startsWith("idempotency_key is required"), String(error));
   }
   assertEquals(parseLaunch({ batch_id: Number.MAX_SAFE_INTEGER + 1 }), "batch_id must be a positive integer");
+  assertEquals(parseLaunch({ batch_id: 6, idempotency_key: key }), "idempotency_key names batch 5 but batch_id is 6");
+  // Keys outside the trigger's batch- namespace (manual checks) are passed through as given.
+  assertEquals(parseLaunch({ batch_id: 6, idempotency_key: "manual-check-1" }),
+    { batch_id: 6, idempotency_key: "manual-check-1" });
   assert(constantTimeEqual("abc", "abc"));
   assert(!constantTimeEqual("abc", "abd"));
   assert(!constantTimeEqual("abc", "abcd"));
