@@ -29,6 +29,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from orchestrator.executor import get_executor
 from orchestrator.secrets import ensure_runtime_secrets
 from orchestrator.tasks import (
     batch_summary,
@@ -123,8 +124,11 @@ def orchestrator_main(batch_id: int, batch_size: int = 50, allow_draft: bool = F
         logger.warning("batch_id=%s %s; this run leaves it alone", batch_id, message)
         return batch_summary(batch_id) | {"note": "busy" if taken.busy else "finished", "message": message}
     logger.info("batch_id=%s taken by %s", batch_id, me)
-    # Preflight (executor configuration) belongs here: after taking the batch, before any claim.
     try:
+        # After taking the batch, before any claim: a misconfigured worker environment (a missing
+        # API key, an undeployed Modal App) fails the run now, naming the setting, with every item
+        # still PENDING, instead of failing chunk by chunk until the queue timeout.
+        get_executor(settings).preflight()
         with Heartbeat(batch_id, me, settings.batch_heartbeat_seconds) as heartbeat:
             _run_rounds(batch_id, batch_size, me, heartbeat, no_progress_cap(settings.max_attempts))
     except BaseException:

@@ -100,3 +100,24 @@ def test_engine_info_lines_from_worker_threads_reach_the_prefect_ui(prefect_harn
     engine_lines = [log for log in logs if log.name == "shared.engines.enrichment"]
     assert [log.message for log in engine_lines] == [marker, marker]
     assert {log.level for log in engine_lines} == {logging.INFO}
+
+
+def test_orchestrator_main_fails_before_claiming_anything_and_lets_go(engine, prefect_harness, env):
+    """Issue 10.1: a misconfigured run names the setting at once; every item stays PENDING for the next run."""
+    from sqlalchemy import text
+
+    from orchestrator.flows.batch import orchestrator_main
+    from shared import workitems
+    from tests import factories
+
+    env(PROVIDER_ORDER="heuristics,apollo", APOLLO_API_KEY="")
+    with engine.begin() as conn:
+        client = factories.client(conn, credits=10)
+        batch = factories.batch(conn, client, factories.leads(conn, client, 5), status="launched")
+    with pytest.raises(providers.ProviderConfigError, match="APOLLO_API_KEY"):
+        orchestrator_main(batch_id=batch)
+    with engine.begin() as conn:
+        assert workitems.counts(conn, batch) == {"PENDING": 5}
+        assert conn.execute(text("SELECT count(*) FROM status_history")).scalar() == 0
+        runner = conn.execute(text("SELECT runner_id FROM batches WHERE id = :b"), {"b": batch}).scalar()
+    assert runner is None  # let go: a fixed configuration is picked up by the next run or the sweep
