@@ -123,16 +123,22 @@ def test_modal_function_runs_the_engine_locally(engine, providers):
 
 
 def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env, monkeypatch):
-    from modal_apps.enrichment import enrich_chunk
+    from modal_apps.enrichment import check_config, enrich_chunk
 
     fake = FakeModalFunction(enrich_chunk.local)
+    checks = []
+    # The preflight's `check_config.remote()` runs the deployed function's real body here.
+    check = type("Check", (), {"remote": staticmethod(lambda: checks.append(check_config.local()))})()
     looked_up = []
-    monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: looked_up.append((app, name)) or fake)
+    functions = {"enrich_chunk": fake, "check_config": check}
+    monkeypatch.setattr(modal.Function, "from_name",
+                        lambda app, name, **kw: looked_up.append((app, name)) or functions[name])
     env(EXECUTOR="modal", MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test")
     _, b = _batch(engine, 120)
     summary = orchestrator_main(batch_id=b, batch_size=25, allow_draft=True)
     assert summary["status"] == "completed" and summary["total"] == 120
-    assert looked_up == [("outbound-enrichment", "enrich_chunk")]
+    assert set(looked_up) == {("outbound-enrichment", "enrich_chunk"), ("outbound-enrichment", "check_config")}
+    assert len(checks) == 1  # the preflight ran once, before any chunk
     assert fake.calls == ["map(order_outputs=False, return_exceptions=True)"]
 
 
