@@ -82,10 +82,11 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
         return
     table = Table("id", "address", "smtp", "cap now", "sent 24h", "gap s", "status", title=f"Mailboxes of {client}")
     for r in rows:
-        status = r["status"] if r["status"] == "active" else f"paused: {r['status_reason']}"
+        status = r["status"] if r["status"] == "active" else \
+            f"paused since {(r['paused_at'] or '?')[:16]}: {r['status_reason']}"
         table.add_row(str(r["id"]), r["from_address"], f"{r['smtp_host']}:{r['smtp_port']} ({r['tls_mode']})",
                       str(r["cap_now"]), str(r["sent_24h"]), f"{r['min_gap_seconds']}+{r['jitter_seconds']}", status)
-    console.print(table)
+    console().print(table)
 
 
 @mailboxes_app.command("pause")
@@ -103,6 +104,7 @@ def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., h
 
 @mailboxes_app.command("resume")
 def mailboxes_resume(client: str, address: str) -> None:
+    """Send from a paused mailbox again (a bounce-shield pause is only ever lifted this way)."""
     from shared.engines.outreach.store import OutreachError, set_mailbox_status
 
     with db.transaction() as conn:
@@ -250,11 +252,11 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
                   title=f"Forecast for {name}: {result.leads} leads × {result.steps} steps")
     for day, counts in sorted(result.per_day.items()):
         table.add_row(day, *[str(counts.get(b, 0)) for b in boxes], str(sum(counts.values())))
-    console.print(table)
+    console().print(table)
     last = result.last_send_at.strftime("%Y-%m-%d %H:%M UTC") if result.last_send_at else "never"
-    console.print(f"last step goes out: [bold]{last}[/bold]"
+    console().print(f"last step goes out: [bold]{last}[/bold]"
                   + (f"; {result.unfinished} leads never finish (no usable mailbox?)" if result.unfinished else ""))
-    console.print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
+    console().print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
                   f"{result.enrichment_credits_max} credits ({per_lead} per lead through the paid providers); "
                   f"balance {result.credit_balance}")
 
@@ -278,4 +280,4 @@ def mailboxes_in_doubt(client: str, reconcile: bool = typer.Option(
     for r in rows:
         table.add_row(str(r["id"]), r["status"], str(r["step"]), r["email"], r["from_address"],
                       r["reserved_at"].isoformat(), r["error"] or "")
-    console.print(table)
+    console().print(table)

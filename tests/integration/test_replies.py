@@ -267,3 +267,41 @@ def test_unmatched_webhook_mail_is_stored_and_not_acted_on(engine, sink, world, 
     with engine.connect() as conn:
         row = conn.execute(text("SELECT client_id, outcome FROM inbound_messages")).one()
     assert row.client_id is None and row.outcome == ingest.UNMATCHED
+
+
+# -- bounce shield -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sends, bounces, paused", [(19, 1, False), (50, 1, False), (50, 2, True)])
+def test_bounce_shield(engine, env, sink, sends, bounces, paused):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    w = _setup(engine, env, sink[1], n_leads=sends, steps=1)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    first = _sent(engine)
+    assert len(first) == sends
+    for m in list(first.values())[:bounces]:
+        raw = dsn(recipient=m.email, original_message_id=m.message_id, original_subject=m.subject, to="rep1@acme.test")
+        result = _ingest(engine, raw)
+        assert result.kind == "hard_bounce"
+    with engine.connect() as conn:
+        box = conn.execute(text("SELECT status, status_reason, paused_at FROM mailboxes")).one()
+        camp = conn.execute(text("SELECT status, status_reason FROM campaigns")).one()
+    assert (box.status == "paused") is paused and (camp.status == "paused") is paused
+    runner = CliRunner()
+    env(COLUMNS="400")  # one table row per line, whatever the terminal
+    shown = runner.invoke(app, ["mailboxes", "list", "acme"]).output
+    listed = runner.invoke(app, ["campaigns", "list", "--client", "acme"]).output
+    if paused:
+        assert box.status_reason == ("bounce shield: hard-bounce rate 4.0 % (2 of 50 sends in 7 days) is above 2 %")
+        assert box.paused_at is not None and "hard-bounce rate 4.0 %" in camp.status_reason
+        assert "paused since" in shown and "hard-bounce rate 4.0" in shown
+        assert "paused since" in listed and "bounce shield" in listed
+        # Resuming is explicit: the campaign command clears the reason.
+        assert runner.invoke(app, ["campaigns", "status", "acme", "seq", "active"]).exit_code == 0
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT status, status_reason FROM campaigns")).one() == ("active", None)
+    else:
+        assert box.status_reason is None and "paused" not in shown
