@@ -305,3 +305,107 @@ def test_bounce_shield(engine, env, sink, sends, bounces, paused):
             assert conn.execute(text("SELECT status, status_reason FROM campaigns")).one() == ("active", None)
     else:
         assert box.status_reason is None and "paused" not in shown
+
+
+# -- reply recovery over IMAP --------------------------------------------------------------------
+
+
+def _append_all(server, folder, raws):
+    with server.mailbox() as box:
+        for raw in raws:
+            box.append(raw, folder, flag_set=[])
+
+
+def test_dropped_webhooks_are_backfilled_by_one_recovery_run(engine, env, sink, imap_server, prefect_harness):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from orchestrator.flows.replies import reply_recovery
+
+    w = _setup(engine, env, sink[1], n_leads=200, imap=imap_server, steps=2)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    first = _sent(engine)
+    assert len(first) == 200
+    raws = [_reply_to(m) for m in first.values()]
+    _append_all(imap_server, "INBOX", raws)  # every reply reaches the mailbox
+    rng = random.Random(9)
+    dropped = {i for i in range(200) if rng.random() < 0.30}
+    port = free_port()
+    with background(create_app(engine, SECRET), port=port) as base, httpx.Client(base_url=base) as http:
+        for i, raw in enumerate(raws):
+            if i not in dropped:
+                body, headers = standard_webhook(raw)
+                assert http.post("/webhooks/inbound", content=body, headers=headers).status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM leads WHERE status = 'replied'")).scalar() == 200 - len(dropped)
+    result = reply_recovery()
+    assert result["backfilled"] == {"replies": len(dropped), "bounces": 0, "complaints": 0}
+    [row] = result["mailboxes"]
+    assert (row["fetched"], row["already_recorded"], row["error"]) == (200, 200 - len(dropped), None)
+    with engine.connect() as conn:
+        counts = conn.execute(text(
+            "SELECT count(*) AS rows, count(DISTINCT dedupe_key) AS keys, count(DISTINCT lead_id) AS leads, "
+            "count(*) FILTER (WHERE processed_at IS NULL) AS pending FROM inbound_messages")).one()
+        replied = conn.execute(text("SELECT count(*) FROM leads WHERE status = 'replied'")).scalar()
+    assert tuple(counts) == (200, 200, 200, 0) and replied == 200  # 100 % recorded, none twice
+    assert all("\\Seen" not in f for f in imap_server.flags("INBOX").values())  # never marked seen
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["reply-recovery"])))
+
+    artifacts = asyncio.run(read())
+    assert any(f"{len(dropped)} replies, 0 bounces, 0 complaints" in a.data for a in artifacts)
+    # A second run finds nothing new: the cursor moved past every UID.
+    again = recovery.recover_mailbox(w["box"])
+    assert (again.fetched, again.backfilled["replies"]) == (0, 0)
+    # Step 2 goes to nobody: they all replied.
+    outreach_pass.fn(WEDNESDAY_10_UTC, True)
+    assert _sent(engine, step=2) == {}
+
+
+def test_uidvalidity_change_rescans_without_duplicates(engine, env, sink, imap_server):
+    w = _setup(engine, env, sink[1], n_leads=4, imap=imap_server)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    first = list(_sent(engine).values())
+    raws = [_reply_to(m) for m in first]
+    _append_all(imap_server, "INBOX", raws[:3])
+    one = recovery.recover_mailbox(w["box"])
+    assert (one.fetched, one.backfilled["replies"], one.rescanned) == (3, 3, [])
+    imap_server.restart()  # new UIDVALIDITY, UIDs start over
+    _append_all(imap_server, "INBOX", raws)
+    two = recovery.recover_mailbox(w["box"])
+    assert two.rescanned == ["INBOX"]
+    assert (two.fetched, two.already_recorded, two.backfilled["replies"]) == (4, 3, 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM inbound_messages")).scalar() == 4
+
+
+def test_our_follow_up_in_sent_or_copied_back_is_not_a_reply(engine, env, sink, imap_server):
+    s, _ = sink
+    w = _setup(engine, env, sink[1], n_leads=2, imap=imap_server)
+    env(REPLY_FOLDERS="INBOX,Sent")
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    outreach_pass.fn(WEDNESDAY_10_UTC, True)
+    follow_ups = [m.as_bytes() for _, _, m in s.messages if m["In-Reply-To"]]
+    assert len(follow_ups) == 2
+    _append_all(imap_server, "Sent", follow_ups)
+    _append_all(imap_server, "INBOX", follow_ups[:1])  # a BCC-to-self copy
+    result = recovery.recover_mailbox(w["box"])
+    assert (result.fetched, result.ours, result.backfilled["replies"]) == (3, 2, 0)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM leads WHERE status = 'replied'")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM enrollments WHERE status = 'stopped'")).scalar() == 0
+
+
+def test_a_bounce_only_in_the_inbox_is_recovered(engine, env, sink, imap_server):
+    w = _setup(engine, env, sink[1], n_leads=2, imap=imap_server)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = next(iter(_sent(engine).values()))
+    _append_all(imap_server, "INBOX", [dsn(recipient=m.email, original_message_id=m.message_id,
+                                           original_subject=m.subject, to="rep1@acme.test")])
+    result = recovery.recover_mailbox(w["box"])
+    assert result.backfilled == {"replies": 0, "bounces": 1, "complaints": 0}
+    assert _lead(engine, m.lead_id).status == "bounced"
