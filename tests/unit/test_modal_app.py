@@ -51,3 +51,18 @@ def test_outreach_apps_are_pinned_named_and_use_the_same_engine_and_app_factory(
     assert isinstance(getattr(outreach, s.modal_outreach_function_name), modal.Function)
     assert isinstance(outreach.smtp_passwords, modal.Secret)
     assert isinstance(web.unsubscribe, modal.Function)
+
+
+def test_replies_app_is_pinned_named_and_runs_one_mailbox_per_call():
+    from modal_apps import replies, web
+    from shared.settings import Settings
+
+    locked = {line.split("==")[0].lower(): line.split("==")[1].strip() for line in LOCK.read_text().splitlines()
+              if "==" in line}
+    for pin in replies.RUNTIME_PACKAGES:
+        name, version = pin.split("==")
+        assert locked.get(name.lower().replace("_", "-")) == version, pin
+    s = Settings()
+    assert replies.app.name == s.modal_replies_app_name
+    assert isinstance(getattr(replies, s.modal_replies_function_name), modal.Function)
+    assert isinstance(replies.smtp_passwords, modal.Secret) and isinstance(web.inbound_webhooks, modal.Secret)
