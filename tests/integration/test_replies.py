@@ -409,3 +409,23 @@ def test_a_bounce_only_in_the_inbox_is_recovered(engine, env, sink, imap_server)
     result = recovery.recover_mailbox(w["box"])
     assert result.backfilled == {"replies": 0, "bounces": 1, "complaints": 0}
     assert _lead(engine, m.lead_id).status == "bounced"
+
+
+def test_another_clients_mailbox_never_acts_on_this_clients_leads(engine, env, sink, imap_server):
+    w = _setup(engine, env, sink[1], n_leads=2)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = next(iter(_sent(engine).values()))
+    with engine.begin() as conn:
+        other = factories.client(conn, "globex")
+        box = store.add_mailbox(conn, other, from_address="rep@globex.test", smtp_host="127.0.0.1", smtp_port=25,
+                                username="demouser", secret_name="IMAP_TEST_PASSWORD", imap_host=imap_server.host,
+                                imap_port=imap_server.port, imap_tls_mode="none")
+    # Acme's lead's reply (naming Acme's Message-ID) lands in Globex's inbox.
+    _append_all(imap_server, "INBOX", [_reply_to(m)])
+    result = recovery.recover_mailbox(box)
+    assert (result.unmatched, result.backfilled["replies"]) == (1, 0)
+    assert _lead(engine, m.lead_id).status != "replied"
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT client_id, message_pk, outcome FROM inbound_messages")).one()
+    assert (row.client_id, row.message_pk, row.outcome) == (other, None, ingest.UNMATCHED)
+    assert w["client"] != other
