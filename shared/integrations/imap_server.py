@@ -15,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from imap_tools import MailBoxUnencrypted
@@ -119,3 +120,13 @@ class ImapServer:
             if uid:
                 found[int(uid.group(1))] = tuple(f.decode() for f in imaplib.ParseFlags(line))
         return found
+
+
+@contextmanager
+def running_imap_server(folders: Iterable[str] = DEFAULT_FOLDERS) -> Iterator[ImapServer]:
+    """A started server for the block, stopped after it (also on errors)."""
+    server = ImapServer(folders).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -343,3 +343,30 @@ def inbound_summary(conn: Connection, client_id: int) -> list[dict[str, Any]]:
         text("SELECT i.id, i.source, i.kind, i.evidence, i.status_code, i.from_address, i.subject, i.received_at, "
              "i.outcome, l.email AS lead FROM inbound_messages i LEFT JOIN leads l ON l.id = i.lead_id "
              "AND l.client_id = i.client_id WHERE i.client_id = :c ORDER BY i.id DESC"), {"c": client_id}).mappings()]
+
+
+def sent_messages(conn: Connection, campaign_id: int, *, step: int, mailbox_address: str | None = None,
+                  exclude_email: str | None = None, limit: int = 6) -> list[Any]:
+    """Sent messages of one step (id, lead, addresses, Message-ID, subject), oldest first: the demo answers them."""
+    return list(conn.execute(
+        text("SELECT s.id, s.lead_id, s.message_id, s.subject, l.email, m.from_address FROM messages s "
+             "JOIN leads l ON l.id = s.lead_id AND l.client_id = s.client_id "
+             "JOIN mailboxes m ON m.id = s.mailbox_id AND m.client_id = s.client_id "
+             "WHERE s.campaign_id = :camp AND s.step = :step AND s.status = 'sent' "
+             "AND (CAST(:box AS text) IS NULL OR m.from_address = :box) "
+             "AND (CAST(:ex AS text) IS NULL OR l.email <> :ex) ORDER BY s.sent_at, s.id LIMIT :n"),
+        {"camp": campaign_id, "step": step, "box": mailbox_address, "ex": exclude_email, "n": limit}))
+
+
+def lead_outcomes(conn: Connection, campaign_id: int, lead_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per lead: steps sent, steps that will never be sent (its sequence stopped), and the enrollment's state."""
+    rows = conn.execute(
+        text("SELECT e.lead_id, e.status, e.stop_reason, "
+             "(SELECT count(*) FROM messages s WHERE s.campaign_id = e.campaign_id AND s.lead_id = e.lead_id "
+             " AND s.status = 'sent') AS sent, "
+             "(SELECT count(*) FROM sequence_steps st WHERE st.campaign_id = e.campaign_id) AS steps "
+             "FROM enrollments e WHERE e.campaign_id = :camp AND e.lead_id = ANY(:ids)"),
+        {"camp": campaign_id, "ids": list(lead_ids)})
+    # Only a stopped sequence has sends that will never go out; an active one still continues.
+    return {r.lead_id: {"sent": int(r.sent), "not_sent": int(r.steps) - int(r.sent) if r.status == "stopped" else 0,
+                        "enrollment": r.status + (f": {r.stop_reason}" if r.stop_reason else "")} for r in rows}
