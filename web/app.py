@@ -5,7 +5,8 @@ web endpoint. A token is checked (HMAC) before anything is read; the message it 
 looked up in Postgres, and only that message's lead is suppressed, within its own client.
 
 Inbound mail: POST /webhooks/inbound (Standard Webhooks, secret STANDARD_WEBHOOK_SECRET) and
-POST /webhooks/mailgun (Mailgun route forward to a URL ending in `mime`, MAILGUN_SIGNING_KEY).
+POST /webhooks/mailgun/mime (a Mailgun route's forward(); the URL ends in `mime` so the raw
+message is posted; MAILGUN_SIGNING_KEY).
 The declared Content-Length is checked before the body is read (413), the body is read with a
 cap, the signature and timestamp are verified (401), the MIME is parsed (422 with the reason),
 then the message is stored and only then acted on (`shared.engines.replies.ingest`). A replay
@@ -117,6 +118,7 @@ def create_app(engine: Engine | None = None, secret: str | None = None) -> FastA
         return await _accept(verified, "standard_webhooks")
 
     @app.post("/webhooks/mailgun")
+    @app.post("/webhooks/mailgun/mime")  # Mailgun posts the raw message only to URLs ending in "mime"
     async def inbound_mailgun(request: Request):  # type: ignore[no-untyped-def]
         """A Mailgun route's forward() to a URL ending in `mime` (raw MIME in `body-mime`)."""
         settings = get_settings()

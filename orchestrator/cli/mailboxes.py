@@ -47,7 +47,7 @@ def mailboxes_add(
     ramp_ceiling: Optional[int] = typer.Option(None, help="Ramp-up: never above this."),
     gap: int = typer.Option(600, help="Minimum seconds between two sends."),
     jitter: int = typer.Option(120, help="Up to this many random seconds added to each gap."),
-    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler (same login)."),
+    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler and reply recovery (same login)."),
     imap_port: int = typer.Option(993, help="IMAP port."),
     imap_tls: str = typer.Option("tls", help="tls, starttls or none."),
     sent_folder: Optional[str] = typer.Option(None, help="Sent folder name (default: the one flagged \\Sent)."),
@@ -213,7 +213,7 @@ def suppressions_export(client: str) -> None:
 
 @serve_app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Run the web app (one-click unsubscribe) with uvicorn."""
+    """Run the web app with uvicorn: one-click unsubscribe (/u/…), inbound mail (/webhooks/inbound, /webhooks/mailgun/mime)."""
     import uvicorn
 
     from web.app import create_app

@@ -251,7 +251,7 @@ def test_mailgun_route_webhook(engine, sink, world, web):
     outreach_pass.fn(MONDAY_10_UTC, True)
     m = _sent(engine)[world["leads"][1]]
     form = mailgun_form(_reply_to(m), MAILGUN_KEY)
-    ok = httpx.post(f"{web}/webhooks/mailgun", data=form)
+    ok = httpx.post(f"{web}/webhooks/mailgun/mime", data=form)
     forged = httpx.post(f"{web}/webhooks/mailgun", data=mailgun_form(_reply_to(m), "wrong-key"))
     stale = httpx.post(f"{web}/webhooks/mailgun", data=mailgun_form(_reply_to(m), MAILGUN_KEY,
                                                                      timestamp=datetime.now(UTC).timestamp() - 3600))
