@@ -83,3 +83,20 @@ def mailgun_form(raw: bytes, key: str, *, timestamp: float | None = None) -> dic
     sig = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
     return {"timestamp": ts, "token": token, "signature": sig, "body-mime": raw.decode("utf-8", "replace"),
             "recipient": "rep1@acme.test", "sender": "x@example.com"}
+
+
+def arf(*, recipient: str, return_path: str, original_subject: str, feedback_type: str = "abuse") -> bytes:
+    """An RFC 5965 feedback report whose returned original carries only our VERP Return-Path (no Message-ID)."""
+    boundary = f"arf-{uuid.uuid4().hex}"
+    return (
+        f"From: <abusedesk@mail-provider.example>\r\nTo: <fbl@acme.test>\r\nSubject: FW: {original_subject}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\nMessage-ID: <{uuid.uuid4()}@mail-provider.example>\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"{boundary}\"\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThis is an email abuse report.\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: {feedback_type}\r\n"
+        f"User-Agent: SomeGenerator/1.0\r\nVersion: 1\r\nOriginal-Mail-From: <{return_path}>\r\n"
+        f"Original-Rcpt-To: <{recipient}>\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n"
+        f"Return-Path: <{return_path}>\r\nFrom: Rep <rep1@acme.test>\r\nTo: <{recipient}>\r\n"
+        f"Subject: {original_subject}\r\n\r\nHi.\r\n\r\n--{boundary}--\r\n"
+    ).encode()

@@ -474,3 +474,27 @@ def test_recovery_flow_maps_one_mailbox_per_modal_call_and_reports_a_dead_imap(e
     assert good["backfilled"]["replies"] == 1 and good["error"] is None
     assert dead["error"] and "login failed" in dead["error"] and DEMO_PASSWORD not in dead["error"]
     assert "rep2@acme.test" in result["markdown"] and _lead(engine, m.lead_id).status == "replied"
+
+
+def test_a_complaint_found_by_its_verp_address_suppresses_and_trips_the_complaint_shield(engine, env, sink):
+    from tests.replies_mail import arf
+
+    s, port = sink
+    _setup(engine, env, port, n_leads=20, steps=2)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    envelope_from, rcpts, original = s.messages[0]
+    report = arf(recipient=rcpts[0], return_path=envelope_from, original_subject=original["Subject"])
+    result = _ingest(engine, report)
+    assert (result.kind, result.match.by) == ("complaint", "verp")
+    with engine.connect() as conn:
+        supp = conn.execute(text("SELECT value, reason FROM suppressions")).one()
+        box = conn.execute(text("SELECT status, status_reason FROM mailboxes")).one()
+    assert tuple(supp) == (rcpts[0], "complaint")
+    assert box.status == "paused" and "complaint rate 5.0 % (1 of 20 sends" in box.status_reason
+    assert _lead(engine, result.match.lead_id).status == "unsubscribed"
+    # A forged VERP token names nothing.
+    other_from, other_rcpts, _ = s.messages[1]
+    local, _, domain = other_from.partition("@")
+    forged = arf(recipient=other_rcpts[0], return_path=f"{local.rsplit('-', 1)[0]}-{'0' * 12}@{domain}",
+                 original_subject="other")
+    assert _ingest(engine, forged).match is None
