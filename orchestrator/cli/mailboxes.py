@@ -19,6 +19,8 @@ sequences_app = typer.Typer(help="A campaign's sequence: schedule, steps, enroll
                             no_args_is_help=True)
 suppressions_app = typer.Typer(help="Per-client suppression list (emails and whole domains).", no_args_is_help=True)
 serve_app = typer.Typer()  # `serve` joins the top level
+replies_app = typer.Typer(help="Received mail: replies, bounces, complaints, and what was done about them.",
+                          no_args_is_help=True)
 
 
 def _client(conn, name: str) -> int:
@@ -281,3 +283,59 @@ def mailboxes_in_doubt(client: str, reconcile: bool = typer.Option(
         table.add_row(str(r["id"]), r["status"], str(r["step"]), r["email"], r["from_address"],
                       r["reserved_at"].isoformat(), r["error"] or "")
     console().print(table)
+
+
+@sequences_app.command("replies")
+def sequences_replies(client: str, campaign: str,
+                      stop_company: Optional[bool] = typer.Option(
+                          None, "--stop-company/--no-stop-company",
+                          help="A human reply also stops every lead of the same company in this campaign."),
+                      auto_reply_wait: Optional[int] = typer.Option(
+                          None, help="Days the next step waits after an out-of-office (0-60).")) -> None:
+    """Show or change what a reply does to the rest of the campaign."""
+    from shared.engines.replies.ingest import set_reply_policy
+
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            policy = set_reply_policy(conn, client_id, campaign_id, stop_company_on_reply=stop_company,
+                                      auto_reply_wait_days=auto_reply_wait)
+        except ValueError as exc:
+            _usage(str(exc))
+    typer.echo(f"campaign {campaign}: a reply stops {'the whole company' if policy['stop_company_on_reply'] else 'the lead'}; "
+               f"an out-of-office delays the next step {policy['auto_reply_wait_days']} days")
+
+
+@replies_app.command("list")
+def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Received mail of one client, newest first: class, evidence, outcome."""
+    from rich.table import Table
+
+    from orchestrator.cli.common import literal
+    from shared.engines.replies.ingest import inbound_summary
+
+    with db.transaction() as conn:
+        rows = inbound_summary(conn, _client(conn, client))
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("id", "via", "class", "evidence", "lead", "from", "outcome", title=f"Received mail of {client}")
+    for r in rows:
+        table.add_row(str(r["id"]), r["source"], r["kind"], literal(r["evidence"] or ""), literal(r["lead"] or "-"),
+                      literal(r["from_address"] or ""), literal(r["outcome"] or "not processed yet"))
+    console().print(table)
+
+
+@replies_app.command("unmatched")
+def replies_unmatched(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Webhook mail that matched no send of any client (stored, never acted on)."""
+    from shared.engines.replies.ingest import unmatched_summary
+
+    with db.transaction() as conn:
+        rows = unmatched_summary(conn)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']}  {r['received_at']:%Y-%m-%d %H:%M}  {r['provider']}  {r['kind']}  "
+                   f"{r['from_address']!r}  {r['subject']!r}")

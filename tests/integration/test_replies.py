@@ -498,3 +498,27 @@ def test_a_complaint_found_by_its_verp_address_suppresses_and_trips_the_complain
     forged = arf(recipient=other_rcpts[0], return_path=f"{local.rsplit('-', 1)[0]}-{'0' * 12}@{domain}",
                  original_subject="other")
     assert _ingest(engine, forged).match is None
+
+
+def test_cli_reply_policy_received_mail_and_unmatched(engine, sink, world):
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["sequences", "replies", "acme", "seq", "--stop-company", "--auto-reply-wait", "5"])
+    assert ok.exit_code == 0 and "the whole company" in ok.output and "5 days" in ok.output
+    bad = runner.invoke(app, ["sequences", "replies", "acme", "seq", "--auto-reply-wait", "99"])
+    assert bad.exit_code == 2 and "0 to 60" in bad.output
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = _sent(engine)[world["leads"][0]]
+    _ingest(engine, _reply_to(m))
+    _ingest(engine, reply(frm="stranger@else.example", to="rep1@acme.test", subject="Hi", in_reply_to=None))
+    rows = json.loads(runner.invoke(app, ["replies", "list", "acme", "--json"]).output)
+    assert [(r["kind"], r["lead"]) for r in rows] == [("human_reply", m.email)]
+    assert rows[0]["outcome"].startswith("replied: 1 enrollment(s) stopped")
+    unmatched = json.loads(runner.invoke(app, ["replies", "unmatched", "--json"]).output)
+    assert [u["from_address"] for u in unmatched] == ["stranger@else.example"]
+    assert runner.invoke(app, ["replies", "list", "acme"]).exit_code == 0

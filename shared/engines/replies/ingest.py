@@ -370,3 +370,25 @@ def lead_outcomes(conn: Connection, campaign_id: int, lead_ids: list[int]) -> di
     # Only a stopped sequence has sends that will never go out; an active one still continues.
     return {r.lead_id: {"sent": int(r.sent), "not_sent": int(r.steps) - int(r.sent) if r.status == "stopped" else 0,
                         "enrollment": r.status + (f": {r.stop_reason}" if r.stop_reason else "")} for r in rows}
+
+
+def set_reply_policy(conn: Connection, client_id: int, campaign_id: int, *, stop_company_on_reply: bool | None = None,
+                     auto_reply_wait_days: int | None = None) -> dict[str, Any]:
+    """Change a campaign's reply policy (only the given fields); returns the policy now in force."""
+    if auto_reply_wait_days is not None and not 0 <= auto_reply_wait_days <= 60:
+        raise ValueError(f"auto-reply wait must be 0 to 60 days, got {auto_reply_wait_days}")
+    row = conn.execute(
+        text("UPDATE sequences SET stop_company_on_reply = coalesce(CAST(:s AS boolean), stop_company_on_reply), "
+             "auto_reply_wait_days = coalesce(CAST(:w AS integer), auto_reply_wait_days) "
+             "WHERE campaign_id = :camp AND client_id = :c RETURNING stop_company_on_reply, auto_reply_wait_days"),
+        {"s": stop_company_on_reply, "w": auto_reply_wait_days, "camp": campaign_id, "c": client_id}).first()
+    if row is None:
+        raise ValueError(f"campaign {campaign_id} has no sequence yet (add a step first)")
+    return dict(row._mapping)
+
+
+def unmatched_summary(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Webhook mail no send of ours matched (no client): sender, subject, class, when. Operators only."""
+    return [dict(r) for r in conn.execute(
+        text("SELECT id, provider, kind, from_address, subject, received_at FROM inbound_messages "
+             "WHERE client_id IS NULL ORDER BY id DESC LIMIT :n"), {"n": limit}).mappings()]
