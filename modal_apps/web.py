@@ -1,6 +1,9 @@
-"""Modal App `outbound-web`: the one-click unsubscribe app as a Modal web endpoint (same factory as `outbound serve`).
+"""Modal App `outbound-web`: the web app (one-click unsubscribe, inbound-mail webhooks) as a Modal web endpoint.
 
-Deploy: `modal deploy modal_apps/web.py`; its https URL is the PUBLIC_BASE_URL put in List-Unsubscribe.
+The same factory as `outbound serve`. Deploy: `modal deploy modal_apps/web.py`; its https URL is
+the PUBLIC_BASE_URL put in List-Unsubscribe, and `<URL>/webhooks/inbound` (Standard Webhooks) or
+`<URL>/webhooks/mailgun` is where the inbound provider posts received mail. The webhook secrets
+come from the `inbound-webhooks` Secret (STANDARD_WEBHOOK_SECRET and/or MAILGUN_SIGNING_KEY).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ image = lock_image(*DISTRIBUTIONS, sources=("shared", "web"))
 
 postgres = modal.Secret.from_name("postgres-connection-string", required_keys=["DATABASE_URL"])
 outreach = modal.Secret.from_name("outreach", required_keys=["OUTREACH_SECRET", "PUBLIC_BASE_URL"])
+inbound_webhooks = modal.Secret.from_name("inbound-webhooks")
 
 
-@app.function(image=image, secrets=[postgres, outreach])
+@app.function(image=image, secrets=[postgres, outreach, inbound_webhooks])
 @modal.asgi_app()
 def unsubscribe():
     from web.app import create_app

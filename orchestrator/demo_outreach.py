@@ -3,11 +3,14 @@
 Everything is local and real: an aiosmtpd sink stands in for the mail servers, the unsubscribe
 app runs with uvicorn on a real socket, and the hourly flow runs under Prefect on a simulated
 clock, so a week of sending takes seconds. Mid-week one lead unsubscribes by POSTing its
-List-Unsubscribe URL, exactly as a mailbox provider would.
+List-Unsubscribe URL, exactly as a mailbox provider would, and six more answer (part three,
+`orchestrator/demo_replies.py`): replies through the signed webhook and only in the IMAP inbox
+(a local pymap server), an out-of-office and a hard bounce, then a reply-recovery run.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,21 +54,30 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
 
     from orchestrator.flows.outreach import outreach_hourly
     from shared.engines.outreach import store, suppression
+    from orchestrator.demo_replies import replies_midweek, report_after_week
+    from shared.integrations.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
     from shared.integrations.smtp_sink import free_port, smtp_sink
     from web.app import create_app
     from web.server import background
 
     console.rule("[bold]outreach: a three-step sequence on a simulated week")
     secret = secrets.token_urlsafe(24)
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     web_port = free_port()
     start = _next_monday(datetime.now(UTC))
-    with smtp_sink() as (sink, smtp_port), \
-            environment(OUTREACH_SECRET=secret, PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}"), \
+    with smtp_sink() as (sink, smtp_port), running_imap_server() as imap, \
+            environment(OUTREACH_SECRET=secret, PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}",
+                        STANDARD_WEBHOOK_SECRET=webhook_secret, DEMO_IMAP_PASSWORD=DEMO_PASSWORD), \
             background(create_app(db.get_engine(), secret), port=web_port) as base:
-        console.print(f"SMTP sink: 127.0.0.1:{smtp_port}   unsubscribe app: {base}")
+        console.print(f"SMTP sink: 127.0.0.1:{smtp_port}   web app (unsubscribe, webhooks): {base}   "
+                      f"IMAP: {imap.host}:{imap.port}")
+        # The first mailbox also has IMAP (the local pymap server; SMTP and IMAP share the login).
+        imap_box = {"username": DEMO_USER, "secret_name": "DEMO_IMAP_PASSWORD", "imap_host": imap.host,
+                    "imap_port": imap.port, "imap_tls_mode": "none"}
         with db.transaction() as conn:
             boxes = [store.add_mailbox(conn, client_id, smtp_host="127.0.0.1", smtp_port=smtp_port, tls_mode="none",
-                                       ramp_started_at=start, **box) for box in MAILBOXES]
+                                       ramp_started_at=start, **box, **(imap_box if i == 0 else {}))
+                     for i, box in enumerate(MAILBOXES)]
             store.set_schedule(conn, client_id, campaign_id, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
                                fallback_timezone="America/New_York")
             for step, subject, body, delay, unit in STEPS:
@@ -102,6 +114,8 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
         console.print(f"Wednesday noon: {email} clicks one-click unsubscribe → HTTP {answer.status_code} "
                       f"{answer.text.strip()!r}")
+        replies = replies_midweek(campaign_id, base=base, webhook_secret=webhook_secret, imap=imap,
+                                  mailbox_address=MAILBOXES[0]["from_address"], exclude=email, console=console)
         rest = outreach_hourly(now=start + timedelta(days=2, hours=12), until=start + WEEK, campaign_id=campaign_id)
         with db.transaction() as conn:
             per_day = store.sends_per_day(conn, campaign_id)
@@ -115,9 +129,10 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
         messages = list(sink.messages)
     _report(console, per_day, limits, skips, stops, messages)
     console.print(f"sent to {email} after the unsubscribe: {to_unsubscribed}")
+    replies.update(report_after_week(campaign_id, replies["events"], console))
     return {"sent": half["sent"] + rest["sent"], "per_day": {f"{d} {m}": n for (d, m), n in per_day.items()},
             "skips": skips, "unsubscribed": email, "sent_after_unsubscribe": to_unsubscribed,
-            "delivered": len(messages)}
+            "delivered": len(messages), "replies": replies}
 
 
 def _report(console: Console, per_day: dict[tuple[str, str], int], limits: dict[str, Any],

@@ -10,6 +10,7 @@ from sqlalchemy import (
     TIMESTAMP,
     Column,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Text,
@@ -487,3 +489,94 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+
+
+# -- replies (0006) ------------------------------------------------------------------------------
+
+INBOUND_SOURCES = ("webhook", "imap")
+INBOUND_KINDS = ("human_reply", "auto_reply", "unsubscribe_request", "hard_bounce", "soft_bounce", "complaint")
+MATCH_KINDS = ("message_id", "verp", "sender_subject")
+
+Enrollment.__table__.append_column(Column("soft_bounces", Integer, nullable=False, server_default="0"))
+Enrollment.__table__.append_constraint(CheckConstraint("soft_bounces >= 0", name="soft_bounces_not_negative"))
+Sequence_.__table__.append_column(
+    Column("stop_company_on_reply", Boolean, nullable=False, server_default=text("false")))
+Sequence_.__table__.append_column(Column("auto_reply_wait_days", Integer, nullable=False, server_default="3"))
+Sequence_.__table__.append_constraint(
+    CheckConstraint("auto_reply_wait_days BETWEEN 0 AND 60", name="auto_reply_wait_days_range"))
+Campaign.__table__.append_column(Column("status_reason", Text, nullable=True))
+Campaign.__table__.append_column(Column("paused_at", TS, nullable=True))
+
+
+class InboundMessage(Base):
+    """A received message (webhook or IMAP), stored before anything is acted on; one row per client and dedupe key."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("client_id", "dedupe_key", name="uq_inbound_messages_client_dedupe",
+                         postgresql_nulls_not_distinct=True),
+        ForeignKeyConstraint(["message_pk", "client_id"], ["messages.id", "messages.client_id"],
+                             name="fk_inbound_messages_message_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
+                             name="fk_inbound_messages_lead_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_inbound_messages_campaign_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
+                             name="fk_inbound_messages_mailbox_client", ondelete="CASCADE"),
+        CheckConstraint(_in("source", INBOUND_SOURCES), name="source"),
+        CheckConstraint(_in("kind", INBOUND_KINDS), name="kind"),
+        CheckConstraint("match_kind IS NULL OR " + _in("match_kind", MATCH_KINDS), name="match_kind"),
+        CheckConstraint("(message_pk IS NULL) = (match_kind IS NULL) AND (message_pk IS NULL OR (lead_id IS NOT "
+                        "NULL AND campaign_id IS NOT NULL AND client_id IS NOT NULL))", name="match_complete"),
+        CheckConstraint("source <> 'imap' OR (client_id IS NOT NULL AND mailbox_id IS NOT NULL AND folder IS NOT "
+                        "NULL AND imap_uid IS NOT NULL)", name="imap_has_place"),
+        CheckConstraint("source <> 'webhook' OR (provider IS NOT NULL AND webhook_id IS NOT NULL)",
+                        name="webhook_has_id"),
+        CheckConstraint("(processed_at IS NULL) = (outcome IS NULL)", name="processed_has_outcome"),
+        CheckConstraint("octet_length(raw) <= raw_bytes AND dedupe_key <> ''", name="raw_bounded"),
+        Index("uq_inbound_messages_webhook", "provider", "webhook_id", unique=True,
+              postgresql_where=text("webhook_id IS NOT NULL")),
+        Index("ix_inbound_messages_message_pk", "message_pk"),
+        Index("ix_inbound_messages_unprocessed", "received_at", postgresql_where=text("processed_at IS NULL")),
+    )
+    id: Mapped[int] = _id()
+    # NULL only for webhook mail no send of ours matched: stored and reported, never acted on.
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(Text)  # standard_webhooks | mailgun
+    webhook_id: Mapped[str | None] = mapped_column(Text)
+    mailbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    folder: Mapped[str | None] = mapped_column(Text)
+    imap_uid: Mapped[int | None] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # the first `inbound_raw_max_bytes` bytes
+    raw_bytes: Mapped[int] = mapped_column(Integer)  # the full message's size
+    from_address: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    message_pk: Mapped[int | None] = mapped_column(BigInteger)
+    lead_id: Mapped[int | None] = mapped_column(BigInteger)
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    match_kind: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = _created()
+    processed_at: Mapped[datetime | None] = mapped_column(TS)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class ImapCursor(Base):
+    """Where reply recovery stopped in one folder of one mailbox."""
+
+    __tablename__ = "imap_cursors"
+    __table_args__ = (
+        ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
+                             name="fk_imap_cursors_mailbox_client", ondelete="CASCADE"),
+        CheckConstraint("uidvalidity > 0 AND last_uid >= 0", name="uids_valid"),
+    )
+    mailbox_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    folder: Mapped[str] = mapped_column(Text, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _created()

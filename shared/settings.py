@@ -92,6 +92,28 @@ class Settings(BaseSettings):
     modal_outreach_app_name: str = "outbound-outreach"
     modal_outreach_function_name: str = "send_chunk"
 
+    # -- replies and bounces -------------------------------------------------------------------
+    standard_webhook_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks secret (whsec_…) for POST /webhooks/inbound.")
+    mailgun_signing_key: SecretStr | None = Field(
+        default=None, description="Mailgun HTTP webhook signing key for POST /webhooks/mailgun.")
+    webhook_max_bytes: int = Field(default=25 * 1024 * 1024, description="Largest webhook body accepted (bytes).")
+    inbound_raw_max_bytes: int = Field(default=1024 * 1024,
+                                       description="Bytes of each received message kept in Postgres.")
+    reply_folders: str = Field(default="INBOX", description="Comma-separated IMAP folders reply recovery reads.")
+    imap_fetch_limit: int = 500  # messages per IMAP call; recovery loops until the folder is read
+    soft_bounce_retries: int = Field(default=2, description="Soft bounces retried per lead before it counts as hard.")
+    soft_bounce_retry_hours: float = 24.0  # a soft-bounced step is tried again this long after the bounce
+    shield_hard_bounce_pct: float = Field(default=2.0, description="Pause above this hard-bounce rate (percent).")
+    shield_complaint_pct: float = Field(default=0.3, description="Pause above this complaint rate (percent).")
+    shield_min_sends: int = Field(default=20, description="The shield judges a rate only over at least this many sends.")
+    shield_window_days: int = 7  # rolling window of the shield's rates
+    modal_replies_app_name: str = "outbound-replies"
+    modal_replies_function_name: str = "recover_mailbox"
+
+    def reply_folder_list(self) -> list[str]:
+        return [f.strip() for f in self.reply_folders.split(",") if f.strip()]
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

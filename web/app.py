@@ -1,8 +1,17 @@
-"""The ASGI app: RFC 8058 one-click unsubscribe (POST) and its confirmation page (GET).
+"""The ASGI app: RFC 8058 one-click unsubscribe (POST) and its confirmation page (GET), inbound-mail webhooks.
 
 `outbound serve` runs it with uvicorn; `modal_apps/web.py` serves the same factory as a Modal
 web endpoint. A token is checked (HMAC) before anything is read; the message it names is then
 looked up in Postgres, and only that message's lead is suppressed, within its own client.
+
+Inbound mail: POST /webhooks/inbound (Standard Webhooks, secret STANDARD_WEBHOOK_SECRET) and
+POST /webhooks/mailgun/mime (a Mailgun route's forward(); the URL ends in `mime` so the raw
+message is posted; MAILGUN_SIGNING_KEY).
+The declared Content-Length is checked before the body is read (413), the body is read with a
+cap, the signature and timestamp are verified (401), the MIME is parsed (422 with the reason),
+then the message is stored and only then acted on (`shared.engines.replies.ingest`). A replay
+answers 200 and changes nothing. Which client the mail belongs to is decided by the send it
+matches, read from Postgres; unmatched mail is stored and reported, never acted on.
 """
 
 from __future__ import annotations
@@ -11,11 +20,13 @@ import html
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from sqlalchemy import Engine
+from fastapi.concurrency import run_in_threadpool
 
 from shared.db import get_engine
 from shared.engines.outreach import suppression
+from shared.engines.replies import ingest, webhooks
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,5 +76,60 @@ def create_app(engine: Engine | None = None, secret: str | None = None) -> FastA
                 '<button type="submit">Unsubscribe</button></form>')
         return HTMLResponse(_PAGE.format(title="Unsubscribe", text="Stop all further emails to this address?",
                                          form=form))
+
+    async def _body(request: Request, limit: int) -> bytes:
+        """The body, refused (413) as soon as it passes `limit`, whatever Content-Length said."""
+        webhooks.check_size(request.headers.get("content-length"), limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise webhooks.BodyTooLarge(f"more than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _accept(verified: webhooks.InboundMessage, provider: str) -> JSONResponse:
+        settings = get_settings()
+        received = ingest.Received(verified.raw, verified.message, "webhook", provider=provider,
+                                   webhook_id=verified.delivery_id, envelope_to=verified.envelope_to)
+        result = await run_in_threadpool(ingest.ingest, _engine(), received, settings=settings)
+        log.info("inbound_id=%s %s: %s, %s", result.inbound_id, webhooks.summary(verified), result.kind,
+                 "replay" if not result.new else (result.outcome or "stored"))
+        return JSONResponse({"stored": result.inbound_id, "duplicate": not result.new, "kind": result.kind,
+                             "matched": result.match is not None and not result.ours})
+
+    def _refuse(exc: webhooks.WebhookError) -> PlainTextResponse:
+        log.warning("webhook refused (%s): %s", exc.status, exc)
+        return PlainTextResponse(f"{exc}\n", status_code=exc.status)
+
+    @app.post("/webhooks/inbound")
+    async def inbound_standard(request: Request):  # type: ignore[no-untyped-def]
+        """A received message, signed with Standard Webhooks (body shape: shared/engines/replies/webhooks.py)."""
+        settings = get_settings()
+        try:
+            body = await _body(request, settings.webhook_max_bytes)
+            secret = settings.standard_webhook_secret
+            if secret is None:
+                raise webhooks.BadSignature("no STANDARD_WEBHOOK_SECRET configured")
+            verified = webhooks.verify_standard(body, dict(request.headers), secret.get_secret_value(),
+                                                max_bytes=settings.webhook_max_bytes)
+        except webhooks.WebhookError as exc:
+            return _refuse(exc)
+        return await _accept(verified, "standard_webhooks")
+
+    @app.post("/webhooks/mailgun")
+    @app.post("/webhooks/mailgun/mime")  # Mailgun posts the raw message only to URLs ending in "mime"
+    async def inbound_mailgun(request: Request):  # type: ignore[no-untyped-def]
+        """A Mailgun route's forward() to a URL ending in `mime` (raw MIME in `body-mime`)."""
+        settings = get_settings()
+        try:
+            body = await _body(request, settings.webhook_max_bytes)
+            key = settings.mailgun_signing_key
+            verified = webhooks.verify_mailgun(body, request.headers.get("content-type", ""),
+                                               key.get_secret_value() if key else "",
+                                               max_bytes=settings.webhook_max_bytes)
+        except webhooks.WebhookError as exc:
+            return _refuse(exc)
+        return await _accept(verified, "mailgun")
 
     return app

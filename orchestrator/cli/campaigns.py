@@ -85,7 +85,9 @@ def campaigns_update(client: str, name: str,
 @campaigns_app.command("status")
 def campaigns_status(client: str, name: str,
                      status: CampaignStatus = typer.Argument(..., help="The new status.")) -> None:
-    """Pause, resume or complete a campaign (workers re-check this just in time)."""
+    """Pause, resume or complete a campaign (workers re-check this just in time).
+
+    `active` resumes a campaign the bounce shield paused; nothing resumes it on its own."""
     from shared.engines import accounts, batches
 
     with transaction() as conn:
@@ -109,7 +111,9 @@ def campaigns_list(client: Optional[str] = typer.Option(None, help="Only this cl
         return
     table = Table("id", "client", "name", "status", "leads")
     for r in rows:
-        table.add_row(str(r["id"]), literal(r["client"]), literal(r["name"]), literal(r["status"]), str(r["leads"]))
+        status = r["status"] if r["status"] != "paused" else \
+            f"paused since {r['paused_at']} UTC: {r['status_reason'] or 'by hand'}"
+        table.add_row(str(r["id"]), literal(r["client"]), literal(r["name"]), literal(status), str(r["leads"]))
     console().print(table)
 
 

@@ -19,6 +19,8 @@ sequences_app = typer.Typer(help="A campaign's sequence: schedule, steps, enroll
                             no_args_is_help=True)
 suppressions_app = typer.Typer(help="Per-client suppression list (emails and whole domains).", no_args_is_help=True)
 serve_app = typer.Typer()  # `serve` joins the top level
+replies_app = typer.Typer(help="Received mail: replies, bounces, complaints, and what was done about them.",
+                          no_args_is_help=True)
 
 
 def _client(conn, name: str) -> int:
@@ -47,7 +49,7 @@ def mailboxes_add(
     ramp_ceiling: Optional[int] = typer.Option(None, help="Ramp-up: never above this."),
     gap: int = typer.Option(600, help="Minimum seconds between two sends."),
     jitter: int = typer.Option(120, help="Up to this many random seconds added to each gap."),
-    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler (same login)."),
+    imap_host: Optional[str] = typer.Option(None, help="IMAP host for the Sent-folder reconciler and reply recovery (same login)."),
     imap_port: int = typer.Option(993, help="IMAP port."),
     imap_tls: str = typer.Option("tls", help="tls, starttls or none."),
     sent_folder: Optional[str] = typer.Option(None, help="Sent folder name (default: the one flagged \\Sent)."),
@@ -82,10 +84,11 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
         return
     table = Table("id", "address", "smtp", "cap now", "sent 24h", "gap s", "status", title=f"Mailboxes of {client}")
     for r in rows:
-        status = r["status"] if r["status"] == "active" else f"paused: {r['status_reason']}"
+        status = r["status"] if r["status"] == "active" else \
+            f"paused since {(r['paused_at'] or '?')[:16]}: {r['status_reason']}"
         table.add_row(str(r["id"]), r["from_address"], f"{r['smtp_host']}:{r['smtp_port']} ({r['tls_mode']})",
                       str(r["cap_now"]), str(r["sent_24h"]), f"{r['min_gap_seconds']}+{r['jitter_seconds']}", status)
-    console.print(table)
+    console().print(table)
 
 
 @mailboxes_app.command("pause")
@@ -103,6 +106,7 @@ def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., h
 
 @mailboxes_app.command("resume")
 def mailboxes_resume(client: str, address: str) -> None:
+    """Send from a paused mailbox again (a bounce-shield pause is only ever lifted this way)."""
     from shared.engines.outreach.store import OutreachError, set_mailbox_status
 
     with db.transaction() as conn:
@@ -211,7 +215,7 @@ def suppressions_export(client: str) -> None:
 
 @serve_app.command("serve")
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Run the web app (one-click unsubscribe) with uvicorn."""
+    """Run the web app with uvicorn: one-click unsubscribe (/u/…), inbound mail (/webhooks/inbound, /webhooks/mailgun/mime)."""
     import uvicorn
 
     from web.app import create_app
@@ -252,11 +256,11 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
                   title=f"Forecast for {name}: {result.leads} leads × {result.steps} steps")
     for day, counts in sorted(result.per_day.items()):
         table.add_row(day, *[str(counts.get(b, 0)) for b in boxes], str(sum(counts.values())))
-    console.print(table)
+    console().print(table)
     last = result.last_send_at.strftime("%Y-%m-%d %H:%M UTC") if result.last_send_at else "never"
-    console.print(f"last step goes out: [bold]{last}[/bold]"
+    console().print(f"last step goes out: [bold]{last}[/bold]"
                   + (f"; {result.unfinished} leads never finish (no usable mailbox?)" if result.unfinished else ""))
-    console.print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
+    console().print(f"enrichment: {result.enrichment_leads} leads not enriched yet, up to "
                   f"{result.enrichment_credits_max} credits ({per_lead} per lead through the paid providers); "
                   f"balance {result.credit_balance}")
 
@@ -280,4 +284,60 @@ def mailboxes_in_doubt(client: str, reconcile: bool = typer.Option(
     for r in rows:
         table.add_row(str(r["id"]), r["status"], str(r["step"]), r["email"], r["from_address"],
                       r["reserved_at"].isoformat(), r["error"] or "")
-    console.print(table)
+    console().print(table)
+
+
+@sequences_app.command("replies")
+def sequences_replies(client: str, campaign: str,
+                      stop_company: Optional[bool] = typer.Option(
+                          None, "--stop-company/--no-stop-company",
+                          help="A human reply also stops every lead of the same company in this campaign."),
+                      auto_reply_wait: Optional[int] = typer.Option(
+                          None, help="Days the next step waits after an out-of-office (0-60).")) -> None:
+    """Show or change what a reply does to the rest of the campaign."""
+    from shared.engines.replies.ingest import set_reply_policy
+
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            policy = set_reply_policy(conn, client_id, campaign_id, stop_company_on_reply=stop_company,
+                                      auto_reply_wait_days=auto_reply_wait)
+        except ValueError as exc:
+            _usage(str(exc))
+    typer.echo(f"campaign {campaign}: a reply stops {'the whole company' if policy['stop_company_on_reply'] else 'the lead'}; "
+               f"an out-of-office delays the next step {policy['auto_reply_wait_days']} days")
+
+
+@replies_app.command("list")
+def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Received mail of one client, newest first: class, evidence, outcome."""
+    from rich.table import Table
+
+    from orchestrator.cli.common import literal
+    from shared.engines.replies.ingest import inbound_summary
+
+    with db.transaction() as conn:
+        rows = inbound_summary(conn, _client(conn, client))
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("id", "via", "class", "evidence", "lead", "from", "outcome", title=f"Received mail of {client}")
+    for r in rows:
+        table.add_row(str(r["id"]), r["source"], r["kind"], literal(r["evidence"] or ""), literal(r["lead"] or "-"),
+                      literal(r["from_address"] or ""), literal(r["outcome"] or "not processed yet"))
+    console().print(table)
+
+
+@replies_app.command("unmatched")
+def replies_unmatched(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Webhook mail that matched no send of any client (stored, never acted on)."""
+    from shared.engines.replies.ingest import unmatched_summary
+
+    with db.transaction() as conn:
+        rows = unmatched_summary(conn)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']}  {r['received_at']:%Y-%m-%d %H:%M}  {r['provider']}  {r['kind']}  "
+                   f"{r['from_address']!r}  {r['subject']!r}")

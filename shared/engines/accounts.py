@@ -125,7 +125,11 @@ def update_campaign(conn: Connection, campaign_id: int, *, status: CampaignStatu
         changes["icp"] = (row.icp or {}, icp_json)
     if changes:
         conn.execute(
-            text("UPDATE campaigns SET status = :s, icp = CAST(:i AS jsonb) WHERE id = :id"),
+            # A pause says why and since when (the bounce shield's, or "paused by hand"); any other
+            # status clears both.
+            text("UPDATE campaigns SET status = :s, icp = CAST(:i AS jsonb), "
+                 "status_reason = CASE WHEN :s = 'paused' THEN coalesce(status_reason, 'paused by hand') END, "
+                 "paused_at = CASE WHEN :s = 'paused' THEN coalesce(paused_at, now()) END WHERE id = :id"),
             {"s": changes.get("status", (None, row.status))[1],
              "i": json.dumps(changes.get("icp", (None, row.icp or {}))[1]), "id": campaign_id},
         )
@@ -135,7 +139,8 @@ def update_campaign(conn: Connection, campaign_id: int, *, status: CampaignStatu
 def list_campaigns(conn: Connection, client_id: int | None = None) -> list[dict[str, Any]]:
     """Campaigns (of one client, or all) with their client's name and lead count."""
     rows = conn.execute(
-        text("SELECT c.id, cl.name AS client, c.name, c.status, "
+        text("SELECT c.id, cl.name AS client, c.name, c.status, c.status_reason, "
+             "to_char(c.paused_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS paused_at, "
              "(SELECT count(*) FROM leads l WHERE l.campaign_id = c.id) AS leads "
              "FROM campaigns c JOIN clients cl ON cl.id = c.client_id "
              "WHERE CAST(:c AS bigint) IS NULL OR c.client_id = :c ORDER BY c.id"),

@@ -16,6 +16,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -39,11 +40,16 @@ class Sink:
         return "250 2.0.0 Ok: queued"
 
 
+def _any_login(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001 (aiosmtpd's signature)
+    """The sink accepts every login: a mailbox whose SMTP and IMAP share one account can send to it."""
+    return AuthResult(success=True)
+
+
 @contextmanager
 def smtp_sink(delay_seconds: float = 0.0) -> Iterator[tuple[Sink, int]]:
     sink = Sink(delay_seconds)
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=_any_login, auth_require_tls=False)
     controller.start()
     try:
         yield sink, port

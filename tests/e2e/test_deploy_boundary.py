@@ -138,8 +138,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
         {"source": GIT, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
         {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_hourly"},
+        {"source": GIT, "entrypoint": "orchestrator/flows/replies.py:reply_recovery"},
     ]
-    main, daily, campaign, sweep, outreach = flows.deploys
+    main, daily, campaign, sweep, outreach, recovery = flows.deploys
     assert main == {
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
@@ -161,6 +162,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     [hourly] = outreach["schedules"]
     assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
     assert outreach["job_variables"] == main["job_variables"]
+    assert recovery["name"] == "reply-recovery" and recovery["job_variables"] == main["job_variables"]
+    [six] = recovery["schedules"]
+    assert (six.cron, six.timezone) == ("0 */6 * * *", "UTC")
     assert deploy.main_deployment_id(deployed) == flows.ids["orchestrator-main"]
 
 
@@ -231,7 +235,7 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     # The worker's environment is the flow's, plus Prefect's handler on the engine's loggers.
     assert {str(d["job_variables"]) for d in flows.deploys} == {str({"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}})}
     assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
-                                          "outreach-hourly"]
+                                          "outreach-hourly", "reply-recovery"]
 
     deploy.deploy_local(client=client, flow_source=flows)  # second time: pool reused
     assert client.created == [("local-process", "process")]
@@ -251,7 +255,7 @@ def test_prefect_yaml_is_valid_for_prefect_and_has_every_deployment():
     model = PrefectYamlModel.model_validate(raw)  # Prefect's own schema for `prefect deploy`
     by_name = {d.name: d for d in model.deployments}
     assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
-                            "outreach-hourly"}
+                            "outreach-hourly", "reply-recovery"}
     assert specs_hourly(raw) == ("0 * * * *", "UTC")
     assert by_name["orchestrator-main"].parameters == {"batch_size": 50}
     assert all(d.work_pool.name == "managed-production" for d in model.deployments)
@@ -269,8 +273,10 @@ def test_specs_from_prefect_yaml():
     specs = {s.name: s for s in deploy.load_specs()}
     assert specs["enrichment-daily"].crons == (("0 2 * * *", "UTC"),)
     assert specs["orchestrator-main"].entrypoint == "orchestrator/flows/batch.py:orchestrator_main"
+    assert specs["reply-recovery"].crons == (("0 */6 * * *", "UTC"),)
+    assert specs["reply-recovery"].entrypoint == "orchestrator/flows/replies.py:reply_recovery"
     with pytest.raises(DeployError, match="unknown deployment"):
-        deploy.load_specs(only=["reply-recovery"])
+        deploy.load_specs(only=["reply-recovery-typo"])
 
 
 def test_a_schedule_without_timezone_is_refused(tmp_path):

@@ -140,7 +140,8 @@ def test_status_commands_speak_json(engine):
     clients = json.loads(_run("clients", "list", "--json").stdout)
     assert clients == [{"id": client, "name": "acme", "ok": True, "reason": None, "credits": 7}]
     campaigns = json.loads(_run("campaigns", "list", "--json").stdout)
-    assert campaigns == [{"id": camp, "client": "acme", "name": "q4", "status": "active", "leads": 3}]
+    assert campaigns == [{"id": camp, "client": "acme", "name": "q4", "status": "active", "status_reason": None,
+                         "paused_at": None, "leads": 3}]
 
 
 def test_batch_run_on_a_finished_batch_shows_its_summary_and_runs_nothing(engine):

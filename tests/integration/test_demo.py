@@ -30,6 +30,15 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
     outreach = summary["outreach"]  # part two: a simulated week of the sequence on the local SMTP sink
     assert outreach["sent"] > 0 and outreach["delivered"] == outreach["sent"]
     assert outreach["sent_after_unsubscribe"] == 0
+    replies = outreach["replies"]  # part three: webhook and IMAP-only replies, a bounce, one recovery run
+    events = replies["events"]
+    assert [e["http"] for e in events if e["path"] == "webhook"] == ["200"] * 3
+    imap_only = [e for e in events if e["path"] == "imap only"]
+    assert replies["backfilled"] == {"replies": sum(e["event"] == "reply" for e in imap_only),
+                                     "bounces": sum(e["event"] == "hard_bounce" for e in imap_only), "complaints": 0}
+    stopped = [replies["per_lead"][e["email"]] for e in events if e["event"] in ("reply", "hard_bounce")]
+    assert stopped and all(p["enrollment"].startswith("stopped") and p["not_sent"] > 0 for p in stopped)
+    assert all(replies["per_lead"][e["email"]]["enrollment"] == "active" for e in events if e["event"] == "auto_reply")
     # the demo's settings and log handler were for the demo only
     import logging
     import os

@@ -103,6 +103,15 @@ def seed(conn: psycopg2.extensions.connection) -> dict[str, int]:
                         (client, campaign, lead, mailbox, f"<m-{name}@example>"))
             cur.execute("INSERT INTO suppressions (client_id, kind, value, reason, source) "
                         "VALUES (%s, 'domain', %s, 'asked', 'manual')", (client, f"{name.lower()}.example"))
+            # Replies (0007): a matched inbound reply and an IMAP cursor.
+            cur.execute("SELECT id FROM messages WHERE client_id = %s", (client,))
+            message = cur.fetchone()[0]
+            cur.execute("INSERT INTO inbound_messages (client_id, source, mailbox_id, folder, imap_uid, dedupe_key, raw, "
+                        "raw_bytes, message_pk, lead_id, campaign_id, match_kind, kind, evidence) VALUES "
+                        "(%s, 'imap', %s, 'INBOX', 1, %s, 'From: x', 7, %s, %s, %s, 'message_id', 'human_reply', 'x')",
+                        (client, mailbox, f"<r-{name}@example>", message, lead, campaign))
+            cur.execute("INSERT INTO imap_cursors (mailbox_id, folder, client_id, uidvalidity, last_uid) "
+                        "VALUES (%s, 'INBOX', %s, 1, 1)", (mailbox, client))
     conn.commit()
     return ids
 
@@ -336,7 +345,7 @@ def test_tenant_sees_only_its_own_rows_in_every_table(database_url, engine):
             assert _denied(_attempt(cur, "UPDATE batches SET status = 'launched'"))
         assert set(visible) == {"clients", "campaigns", "leads", "batches", "work_items", "status_history",
                                 "enrichment_attempts", "credit_ledger", "mailboxes", "sequences", "sequence_steps",
-                                "enrollments", "messages", "suppressions"}
+                                "enrollments", "messages", "suppressions", "inbound_messages"}
 
         with _as_tenant(conn, None) as cur:  # no client set: nothing at all
             cur.execute("SELECT count(*) FROM leads")

@@ -16,9 +16,8 @@ SHIPPED = ("shared", "orchestrator", "modal_apps", "web")
 OURS = set(SHIPPED)
 # Declared but never imported by name, each for a reason.
 DECLARED_NOT_IMPORTED = {
-    "fastapi": "pinned below 0.151 for Prefect's server, which imports it",
     "python-dotenv": "pydantic-settings reads .env through it",
-    "tenacity": "the provider retry loop (engine branch); kept declared by decision",
+    "pymap": "run as a program (`python -m pymap`): the IMAP server make demo starts",
     "tzdata": "zoneinfo's time zone data where the system has none (Modal's debian_slim)",
 }
 

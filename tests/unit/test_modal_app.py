@@ -131,3 +131,16 @@ def test_outreach_apps_are_pinned_named_and_use_the_same_engine_and_app_factory(
     assert isinstance(getattr(outreach, s.modal_outreach_function_name), modal.Function)
     assert isinstance(outreach.smtp_passwords, modal.Secret)
     assert isinstance(web.unsubscribe, modal.Function)
+
+
+def test_replies_app_is_pinned_named_and_runs_one_mailbox_per_call():
+    from modal_apps import replies, web
+    from shared.settings import Settings
+
+    runtime = deploy.read_lock(deploy.LOCK_FILE)
+    for name in replies.DISTRIBUTIONS:  # versions from the runtime lock only
+        assert _norm(name) in runtime and "==" not in name, name
+    s = Settings()
+    assert replies.app.name == s.modal_replies_app_name
+    assert isinstance(getattr(replies, s.modal_replies_function_name), modal.Function)
+    assert isinstance(replies.smtp_passwords, modal.Secret) and isinstance(web.inbound_webhooks, modal.Secret)

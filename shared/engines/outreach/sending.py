@@ -3,7 +3,7 @@
 Per item, in this order, so that each (campaign, lead, step) is sent at most once:
 1. start it (QUEUED → IN_PROGRESS, fenced by attempt), as enrichment items are;
 2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
-   replied, bounced or invalid; campaign not active; subscription inactive; mailbox paused;
+   replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
    'sending' — committed *before* any SMTP command;
 3. SMTP, one message per transaction. A failure before DATA marks the message 'failed' (the
@@ -84,7 +84,7 @@ _CONTEXT = text(
            c.subscription_status, camp.status AS campaign_status, camp.name AS campaign_name,
            l.id AS lead_id, l.email, l.first_name, l.last_name, l.title, l.company_name, l.company_domain,
            l.phone, l.country, l.linkedin_url, l.status AS lead_status, l.enrichment,
-           e.id AS enrollment_id, e.status AS enrollment_status, e.next_step, e.timezone, e.mailbox_id AS sticky_mailbox,
+           e.id AS enrollment_id, e.status AS enrollment_status, e.next_step, e.next_due_at, e.timezone, e.mailbox_id AS sticky_mailbox,
            m.from_address, m.from_name, m.smtp_host, m.smtp_port, m.tls_mode, m.username, m.secret_name,
            m.status AS mailbox_status, m.status_reason AS mailbox_reason,
            st.subject_template, st.body_template,
@@ -122,6 +122,9 @@ def jit_skip_reason(ctx: Any, conn: Connection, now: datetime) -> str | None:
         return "step_already_sent" if ctx.next_step > ctx.step else "step_out_of_order"
     if ctx.subject_template is None:
         return "step_missing"
+    # Pushed back after it was queued (an auto-reply's wait, a soft bounce's retry): not yet.
+    if ctx.next_due_at > now:
+        return "not_due"
     if ctx.mailbox_status != "active":
         return "mailbox_paused"
     if ctx.sticky_mailbox is not None and ctx.sticky_mailbox != ctx.mailbox_id:
