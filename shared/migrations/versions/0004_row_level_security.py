@@ -37,7 +37,7 @@ table; a later migration that adds a table calls it (tests/integration/test_row_
 walks every table in `public` and fails for one that is not secured).
 
 It also re-creates the launch trigger's function (0002) with `timeout_milliseconds := 15000` on
-`net.http_post`: pg_net's default 5 s is shorter than the Edge Function's own 10 s wait on
+`net.http_post`: pg_net's default 5 s is shorter than the Edge Function's own 12 s of tries on
 Prefect, so a slow Prefect answer was recorded as a failed delivery while the run was created.
 
 Downgrade drops the policies, triggers, functions and grants to the two outbound roles, disables
@@ -63,7 +63,7 @@ SUPABASE_ROLES = ("anon", "authenticated", "service_role")
 TENANT_ROLE = "outbound_tenant"
 OPERATOR_ROLE = "outbound_operator"
 TENANT_SETTING = "outbound.client_id"
-# pg_net's wait for the Edge Function; above the Edge Function's own 10 s timeout on Prefect.
+# pg_net's wait for the Edge Function; above the Edge Function's own 12 s of tries on Prefect.
 LAUNCH_HTTP_TIMEOUT_MS = 15_000
 
 # (table, column naming its client, visible to outbound_tenant). Order: no dependency.

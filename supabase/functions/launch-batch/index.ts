@@ -23,7 +23,13 @@
 
 const REQUIRED_ENV = ["LAUNCH_SHARED_SECRET", "PREFECT_API_URL", "PREFECT_DEPLOYMENT_ID"] as const;
 const FLOW_RUN_TAGS = ["trigger:edge-function"];
-const PREFECT_TIMEOUT_MS = 10_000;
+// All tries together stay inside pg_net's 15 s wait (migration 0004), so the database records
+// Prefect's real answer rather than its own timeout.
+const PREFECT_BUDGET_MS = 12_000;
+// A busy Prefect (429, 502-504) or a dropped connection is tried again after these pauses: the
+// idempotency key makes a repeat return the run the first try created, never a second one.
+const RETRY_PAUSES_MS = [500, 1_000, 2_000];
+const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
 const EXCERPT_CHARS = 500;
 // The trigger's keys: batch-<id>-launch-<launch time, UTC, YYYYMMDDHHMMSS + microseconds>.
 const TRIGGER_KEY = /^batch-(\d+)-launch-(\d+)$/;
@@ -132,22 +138,37 @@ export async function handler(req: Request, env: Env = (n) => Deno.env.get(n)): 
   const apiKey = env("PREFECT_API_KEY");
   if (apiKey) headers["Authorization"] = `Bearer ${apiKey}`;
 
-  let prefect: Response;
-  try {
-    prefect = await fetch(url, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        parameters: { batch_id: launch.batch_id },
-        idempotency_key: launch.idempotency_key,
-        tags: [...FLOW_RUN_TAGS, `batch:${launch.batch_id}`],
-      }),
-      signal: AbortSignal.timeout(PREFECT_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    console.error(`launch-batch: Prefect API unreachable: ${reason}`);
-    return json(502, { error: "Prefect API unreachable", detail: reason.slice(0, EXCERPT_CHARS) });
+  const request = JSON.stringify({
+    parameters: { batch_id: launch.batch_id },
+    idempotency_key: launch.idempotency_key,
+    tags: [...FLOW_RUN_TAGS, `batch:${launch.batch_id}`],
+  });
+  const deadline = Date.now() + PREFECT_BUDGET_MS;
+  let prefect: Response | null = null;
+  let unreachable = "";
+  for (let attempt = 0; ; attempt++) {
+    try {
+      prefect = await fetch(url, {
+        method: "POST",
+        headers,
+        body: request,
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+      });
+      unreachable = "";
+    } catch (err) {
+      prefect = null;
+      unreachable = err instanceof Error ? err.message : String(err);
+    }
+    const pause = RETRY_PAUSES_MS[attempt];
+    const retryable = prefect === null || RETRYABLE_STATUSES.has(prefect.status);
+    if (!retryable || pause === undefined || Date.now() + pause >= deadline) break;
+    console.warn(`launch-batch: batch ${launch.batch_id}: Prefect ${prefect === null ? "unreachable" : `answered ${prefect.status}`}, retry ${attempt + 1} in ${pause} ms`);
+    await prefect?.body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+  if (prefect === null) {
+    console.error(`launch-batch: Prefect API unreachable: ${unreachable}`);
+    return json(502, { error: "Prefect API unreachable", detail: unreachable.slice(0, EXCERPT_CHARS) });
   }
 
   const text = await prefect.text();

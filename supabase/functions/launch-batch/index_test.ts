@@ -227,6 +227,31 @@ Deno.test("a Prefect error is passed on as 502 with its status and body", async 
   });
 });
 
+Deno.test("a busy Prefect (503, 429) is tried again with the same key; one run results", async () => {
+  let calls = 0;
+  const busyTwice = () => {
+    calls++;
+    if (calls === 1) return new Response('{"exception_message":"Service Unavailable"}', { status: 503 });
+    if (calls === 2) return new Response('{"detail":"slow down"}', { status: 429 });
+    return flowRun(201);
+  };
+  await withFakePrefect(busyTwice, async (apiUrl, seen) => {
+    const res = await handler(launchRequest({ batch_id: 3, idempotency_key: "batch-3-launch-1" }), fullEnv(apiUrl));
+    assertEquals(res.status, 201);
+    assertEquals(seen.length, 3);
+    assertEquals(new Set(seen.map((s) => JSON.stringify(s.body))).size, 1); // the same body, the same key
+  });
+});
+
+Deno.test("a Prefect that stays busy is a 502 naming its last status", async () => {
+  await withFakePrefect(() => new Response("busy", { status: 503 }), async (apiUrl, seen) => {
+    const res = await handler(launchRequest({ batch_id: 3, idempotency_key: "k" }), fullEnv(apiUrl));
+    assertEquals(res.status, 502);
+    assertEquals((await res.json()).prefect_status, 503);
+    assertEquals(seen.length, 4); // the first try and three retries
+  });
+});
+
 Deno.test("an unreachable Prefect API is a 502", async () => {
   // Bind a port, then free it: nothing listens there during the request.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
