@@ -58,21 +58,14 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
 
 def _fresh_client(credits: int) -> tuple[int, int]:
     """The demo owns its client: start from scratch so every run shows the whole story."""
-    from sqlalchemy import text
-
-    from shared.engines import billing
+    from shared.engines import accounts
 
     with db.transaction() as conn:
         # The cache is per client: deleting the client drops its cached answers too, so every run
         # pays for its lookups again instead of showing free cache hits.
-        conn.execute(text("DELETE FROM clients WHERE name = :n"), {"n": CLIENT})
-        client_id = conn.execute(text("INSERT INTO clients (name, subscription_status) VALUES (:n, 'active') "
-                                      "RETURNING id"), {"n": CLIENT}).scalar_one()
-        billing.add_credits(conn, client_id, credits, key=f"demo:{client_id}:initial", note="demo credits")
-        campaign_id = conn.execute(
-            text("INSERT INTO campaigns (client_id, name, status, icp) VALUES (:c, :n, 'active', CAST(:i AS jsonb)) "
-                 "RETURNING id"), {"c": client_id, "n": CAMPAIGN, "i": __import__("json").dumps(ICP)},
-        ).scalar_one()
+        accounts.delete_client(conn, CLIENT)
+        client_id = accounts.create_client(conn, CLIENT, credits=credits)
+        campaign_id = accounts.create_campaign(conn, client_id, CAMPAIGN, icp_json=ICP)
     console.print(f"Client [bold]{CLIENT}[/bold] with {credits} credits, campaign [bold]{CAMPAIGN}[/bold]")
     return client_id, campaign_id
 

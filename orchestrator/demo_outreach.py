@@ -50,9 +50,9 @@ def _next_monday(now: datetime) -> datetime:
 
 def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dict[str, Any]:
     import httpx
-    from sqlalchemy import text
 
     from orchestrator.flows.outreach import outreach_hourly
+    from shared.engines import accounts
     from shared.engines.outreach import store, suppression
     from orchestrator.demo_replies import replies_midweek, report_after_week
     from shared.integrations.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
@@ -83,32 +83,30 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
             for step, subject, body, delay, unit in STEPS:
                 store.set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body,
                                delay_amount=delay, delay_unit=unit)
-            lead_ids = conn.execute(
-                text("SELECT id FROM leads WHERE client_id = :c AND status = 'enriched' AND first_name IS NOT NULL "
-                     "ORDER BY score DESC NULLS LAST, id LIMIT :n"), {"c": client_id, "n": LEADS}).scalars().all()
+            lead_ids = store.best_enriched_leads(conn, client_id, LEADS)
             if len(lead_ids) < 2:
                 console.print("too few enriched leads to run a sequence; skipping the outreach part")
                 return {"sent": 0}
             sources = store.enroll(conn, client_id, campaign_id, now=start, lead_ids=lead_ids)
             # One lead without a title: the strict template refuses activation and says exactly why.
-            conn.execute(text("UPDATE leads SET title = NULL WHERE id = :l"), {"l": lead_ids[-1]})
+            accounts.set_lead_title(conn, lead_ids[-1], None)
             problems = store.activate(conn, client_id, campaign_id)
         console.print(f"{len(boxes)} mailboxes, {len(STEPS)} steps, {len(lead_ids)} leads enrolled "
                       f"(timezones from {sources})")
         for line in problems:
             console.print(f"  activation refused: {line}", style="yellow")
         with db.transaction() as conn:
-            conn.execute(text("UPDATE sequence_steps SET body_template = replace(body_template, '{{ title }}', "
-                              "'{{ title | default(\"sales\") }}') WHERE campaign_id = :c AND step = 1"),
-                         {"c": campaign_id})
+            step, subject, body, delay, unit = STEPS[0]
+            store.set_step(conn, client_id, campaign_id, step=step, subject=subject, delay_amount=delay, delay_unit=unit,
+                           body=body.replace("{{ title }}", '{{ title | default("sales") }}'))
             assert store.activate(conn, client_id, campaign_id) == []
         console.print("template fixed with a default; campaign activated")
 
         half = outreach_hourly(now=start, until=start + timedelta(days=2, hours=12), campaign_id=campaign_id)
         with db.transaction() as conn:
-            pk, email = conn.execute(
-                text("SELECT s.id, l.email FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
-                     "AND s.status = 'sent' AND s.step = 1 ORDER BY s.id DESC LIMIT 1"), {"c": campaign_id}).one()
+            latest = store.latest_first_step_sent(conn, campaign_id)
+        assert latest is not None, "the first half-week sent no first step"
+        pk, email = latest
         url = f"{base}/u/{suppression.make_token(pk, secret)}"
         answer = httpx.post(url, content=b"List-Unsubscribe=One-Click",
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -123,9 +121,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
             stops = store.enrollment_states(conn, campaign_id)
             names = {r["id"]: r["from_address"] for r in store.list_mailboxes(conn, client_id, start)}
             limits = {names[m.id]: m.limits for m in store.mailbox_states(conn, [client_id], start)}
-            to_unsubscribed = conn.execute(
-                text("SELECT count(*) FROM messages s JOIN leads l ON l.id = s.lead_id WHERE l.email = :e "
-                     "AND s.sent_at > :t"), {"e": email, "t": start + timedelta(days=2, hours=12)}).scalar()
+            to_unsubscribed = store.sent_to_since(conn, campaign_id, email, start + timedelta(days=2, hours=12))
         messages = list(sink.messages)
     _report(console, per_day, limits, skips, stops, messages)
     console.print(f"sent to {email} after the unsubscribe: {to_unsubscribed}")

@@ -107,7 +107,8 @@ def _database_error(exc: BaseException) -> str | None:
         first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else ""
         return f"cannot use the database: {first}"
     if isinstance(exc, ProgrammingError) and "does not exist" in str(exc.orig):
-        return "the database has no schema: run: outbound db upgrade"
+        first = str(exc.orig).strip().splitlines()[0]
+        return f"{first} (is the schema at the latest migration? run: outbound db upgrade)"
     return None
 
 

@@ -6,39 +6,23 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import text
 
 from orchestrator.flows.batch import orchestrator_main
 from orchestrator.secrets import ensure_runtime_secrets
 from shared.db import transaction
-from shared.engines import batches
-from shared.engines.scoring import IcpConfig
-from shared.status import ACTIVE_SUBSCRIPTIONS
+from shared.engines import accounts, batches
+from shared.engines.accounts import CampaignInvalid
 
-
-class CampaignInvalid(ValueError):
-    """The campaign cannot be activated."""
+__all__ = ["CampaignInvalid", "activate", "activate_campaign"]
 
 
 @task(cache_policy=NO_CACHE)
 def activate(campaign_id: int) -> dict[str, Any]:
-    """Check the ICP and the client's subscription, then draft/paused → active."""
+    """Check the ICP and the client's subscription, then draft/paused → active, and batch its new leads."""
     with transaction() as conn:
-        row = conn.execute(
-            text("SELECT c.id, c.client_id, c.status, c.icp, cl.subscription_status FROM campaigns c "
-                 "JOIN clients cl ON cl.id = c.client_id WHERE c.id = :i FOR UPDATE OF c"),
-            {"i": campaign_id},
-        ).first()
-        if row is None:
-            raise CampaignInvalid(f"campaign {campaign_id} does not exist")
-        if row.status == "completed":
-            raise CampaignInvalid(f"campaign {campaign_id} is completed and cannot be re-activated")
-        if row.subscription_status not in ACTIVE_SUBSCRIPTIONS:
-            raise CampaignInvalid(f"campaign {campaign_id}: client subscription is {row.subscription_status}")
-        IcpConfig.parse(row.icp or {})  # a clear error naming the bad ICP field
-        conn.execute(text("UPDATE campaigns SET status = 'active' WHERE id = :i"), {"i": campaign_id})
+        client_id = accounts.activate_campaign(conn, campaign_id)
         # Created as a draft: this flow runs it itself, so the launch trigger must not start a second run.
-        batch_id = batches.create_batch(conn, client=row.client_id, campaign=campaign_id)
+        batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id)
     return {"campaign_id": campaign_id, "batch_id": batch_id}
 
 

@@ -147,3 +147,41 @@ def list_campaigns(conn: Connection, client_id: int | None = None) -> list[dict[
         {"c": client_id},
     ).mappings()
     return [dict(r) for r in rows]
+
+
+class CampaignInvalid(ValueError):
+    """The campaign cannot be activated."""
+
+
+def activate_campaign(conn: Connection, campaign_id: int) -> int:
+    """draft/paused → active after checking the ICP and the client's subscription; returns the client id.
+
+    The campaign row is locked for the check and the change, so a concurrent pause cannot slip between.
+    """
+    from shared.engines.scoring import IcpConfig
+    from shared.status import ACTIVE_SUBSCRIPTIONS
+
+    row = conn.execute(
+        text("SELECT c.id, c.client_id, c.status, c.icp, cl.subscription_status FROM campaigns c "
+             "JOIN clients cl ON cl.id = c.client_id WHERE c.id = :i FOR UPDATE OF c"),
+        {"i": campaign_id},
+    ).first()
+    if row is None:
+        raise CampaignInvalid(f"campaign {campaign_id} does not exist")
+    if row.status == "completed":
+        raise CampaignInvalid(f"campaign {campaign_id} is completed and cannot be re-activated")
+    if row.subscription_status not in ACTIVE_SUBSCRIPTIONS:
+        raise CampaignInvalid(f"campaign {campaign_id}: client subscription is {row.subscription_status}")
+    IcpConfig.parse(row.icp or {})  # a clear error naming the bad ICP field
+    update_campaign(conn, campaign_id, status=CampaignStatus.ACTIVE)
+    return int(row.client_id)
+
+
+def delete_client(conn: Connection, name: str) -> bool:
+    """Delete a client and everything it owns (cascades: campaigns, leads, batches, cache, ledger)."""
+    return conn.execute(text("DELETE FROM clients WHERE name = :n RETURNING id"), {"n": name}).first() is not None
+
+
+def set_lead_title(conn: Connection, lead_id: int, title: str | None) -> None:
+    conn.execute(text("UPDATE leads SET title = :t, updated_at = now() WHERE id = :l"), {"t": title, "l": lead_id})
+

@@ -322,3 +322,26 @@ def finish_send_batches(conn: Connection, batch_ids: Sequence[int]) -> None:
 
 def default_window_horizon(now: datetime) -> datetime:
     return now + timedelta(hours=1)
+
+
+def best_enriched_leads(conn: Connection, client_id: int, limit: int) -> list[int]:
+    """The client's enriched leads with a first name, best score first: who a sequence should start with."""
+    return list(conn.execute(
+        text("SELECT id FROM leads WHERE client_id = :c AND status = 'enriched' AND first_name IS NOT NULL "
+             "ORDER BY score DESC NULLS LAST, id LIMIT :n"), {"c": client_id, "n": limit}).scalars())
+
+
+def latest_first_step_sent(conn: Connection, campaign_id: int) -> tuple[int, str] | None:
+    """(message pk, lead email) of the campaign's most recent step-1 send, or None."""
+    row = conn.execute(
+        text("SELECT s.id, l.email FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
+             "AND s.status = 'sent' AND s.step = 1 ORDER BY s.id DESC LIMIT 1"), {"c": campaign_id}).first()
+    return None if row is None else (int(row.id), str(row.email))
+
+
+def sent_to_since(conn: Connection, campaign_id: int, email: str, since: datetime) -> int:
+    """How many of the campaign's messages went to `email` after `since`."""
+    return int(conn.execute(
+        text("SELECT count(*) FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
+             "AND l.email = :e AND s.sent_at > :t"), {"c": campaign_id, "e": email, "t": since}).scalar_one())
+
