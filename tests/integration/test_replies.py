@@ -522,3 +522,25 @@ def test_cli_reply_policy_received_mail_and_unmatched(engine, sink, world):
     unmatched = json.loads(runner.invoke(app, ["replies", "unmatched", "--json"]).output)
     assert [u["from_address"] for u in unmatched] == ["stranger@else.example"]
     assert runner.invoke(app, ["replies", "list", "acme"]).exit_code == 0
+
+
+def test_a_forged_in_reply_to_from_a_stranger_stops_nobody(engine, sink, world):
+    """Our Message-IDs are derivable from (campaign, lead, step): one in a stranger's mail proves nothing.
+    The lead's colleague (same domain) still counts; a 'bounce' that does not name the lead does not."""
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    first = _sent(engine)
+    a, b, c = world["leads"][:3]
+    forged = reply(frm="mallory@evil.example", to="rep1@acme.test", subject=f"Re: {first[a].subject}",
+                   in_reply_to=first[a].message_id, body="Please remove me from your list.")
+    assert _ingest(engine, forged).match is None
+    fake_bounce = dsn(recipient="someone@else.example", original_message_id=first[c].message_id,
+                      original_subject=first[c].subject, to="rep1@acme.test")
+    assert _ingest(engine, fake_bounce).match is None
+    colleague = "boss@" + first[b].email.rpartition("@")[2]
+    answered = _ingest(engine, reply(frm=colleague, to="rep1@acme.test", subject=f"Re: {first[b].subject}",
+                                     in_reply_to=first[b].message_id))
+    assert answered.match is not None and answered.match.lead_id == b
+    with engine.connect() as conn:
+        stopped = set(conn.execute(text("SELECT lead_id FROM enrollments WHERE status = 'stopped'")).scalars())
+        assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0
+    assert stopped == {b}

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 
+from shared.classify import is_free_mail
 from shared.engines.outreach import suppression
 from shared.engines.replies import shield
 from shared.engines.replies.classify import Classification, classify
@@ -97,8 +98,10 @@ class Ingested:
 # -- matching ------------------------------------------------------------------------------------
 
 _BY_MESSAGE_ID = text(
-    "SELECT id, client_id, lead_id, campaign_id, mailbox_id, step FROM messages "
-    "WHERE message_id = :mid AND (CAST(:c AS bigint) IS NULL OR client_id = :c)")
+    "SELECT s.id, s.client_id, s.lead_id, s.campaign_id, s.mailbox_id, s.step, l.email FROM messages s "
+    "JOIN leads l ON l.id = s.lead_id AND l.client_id = s.client_id "
+    "WHERE s.message_id = :mid AND (CAST(:c AS bigint) IS NULL OR s.client_id = :c)")
+BOUNCE_KINDS = ("hard_bounce", "soft_bounce", "complaint")
 _BY_PK = text(
     "SELECT id, client_id, lead_id, campaign_id, mailbox_id, step FROM messages "
     "WHERE id = :pk AND (CAST(:c AS bigint) IS NULL OR client_id = :c)")
@@ -109,11 +112,39 @@ _BY_SENDER = text(
     "AND (CAST(:c AS bigint) IS NULL OR s.client_id = :c) ORDER BY s.sent_at DESC NULLS LAST, s.id DESC LIMIT 50")
 
 
-def find_match(conn: Connection, keys: list[MatchKey], client_id: int | None) -> Match | None:
-    """The first key that names one of our sends (of `client_id` when given), read from Postgres."""
+def corroborated(lead_email: str, from_address: str, verdict: Classification) -> bool:
+    """Does the message itself back up a Message-ID match?
+
+    Our Message-IDs are derived from (campaign, lead, step), so anyone can write one into an
+    In-Reply-To: alone it must not stop, or unsubscribe, a lead. A bounce or complaint must name the
+    lead's address among its recipients; anything else must come from the lead's own domain (a
+    colleague answering counts), or from the lead's exact address when that is free mail.
+    """
+    lead = lead_email.lower()
+    if verdict.kind in BOUNCE_KINDS:
+        return lead in {r.lower() for r in verdict.recipients}
+    sender_address = (from_address or "").lower()
+    lead_domain, sender_domain = lead.rpartition("@")[2], sender_address.rpartition("@")[2]
+    if is_free_mail(lead_domain):
+        return sender_address == lead
+    return bool(sender_domain) and sender_domain == lead_domain
+
+
+def find_match(conn: Connection, keys: list[MatchKey], client_id: int | None, *, from_address: str = "",
+               verdict: Classification | None = None) -> Match | None:
+    """The first key that names one of our sends (of `client_id` when given), read from Postgres.
+
+    A Message-ID match counts only when the message corroborates it (`corroborated`); the signed
+    VERP token and the exact sender need nothing more.
+    """
     for key in keys:
         if key.kind == "message_id" and key.message_id:
             row = conn.execute(_BY_MESSAGE_ID, {"mid": key.message_id.lower(), "c": client_id}).first()
+            if (row is not None and verdict is not None and not corroborated(row.email, from_address, verdict)
+                    and not _from_our_mailbox(conn, row.client_id, from_address)):
+                log.warning("message id %s names a send to lead_id=%s, but the message does not come from or "
+                            "report that lead; not matched by message id", key.message_id, row.lead_id)
+                continue
         elif key.kind == "verp" and key.message_pk:
             row = conn.execute(_BY_PK, {"pk": key.message_pk, "c": client_id}).first()
         elif key.kind == "sender_subject" and key.sender:
@@ -128,6 +159,12 @@ def find_match(conn: Connection, keys: list[MatchKey], client_id: int | None) ->
         if row is not None:
             return Match(row.id, row.client_id, row.lead_id, row.campaign_id, row.mailbox_id, row.step, key.kind)
     return None
+
+
+def _from_our_mailbox(conn: Connection, client_id: int, from_address: str) -> bool:
+    """Our own copied-back mail matches (and is then recorded as ours, never acted on)."""
+    return conn.execute(text("SELECT 1 FROM mailboxes WHERE client_id = :c AND lower(from_address) = :a"),
+                        {"c": client_id, "a": (from_address or "").lower()}).first() is not None
 
 
 def _ours(conn: Connection, msg: Message, client_id: int | None) -> bool:
@@ -159,7 +196,7 @@ def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit:
     msg = received.message
     verdict: Classification = classify(msg)
     keys = match_keys(msg, verp_secret, envelope_to=received.envelope_to, classification=verdict)
-    match = find_match(conn, keys, received.client_id)
+    match = find_match(conn, keys, received.client_id, from_address=sender(msg), verdict=verdict)
     client_id = match.client_id if match else received.client_id
     ours = _ours(conn, msg, client_id)
     key = dedupe_key(msg, received.raw)
