@@ -44,6 +44,20 @@ def test_suppressions_import_and_export(engine, tmp_path):
         assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 2
 
 
+def test_suppressions_import_refuses_special_files_before_reading(engine, tmp_path):
+    """A FIFO or /dev/zero used to hang the import (read whole); refused up front like lead imports."""
+    import os
+
+    assert runner.invoke(app, ["clients", "add", "acme"]).exit_code == 0
+    fifo = tmp_path / "dnc.csv"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a named pipe"), ("/dev/zero", "a device")):
+        out = runner.invoke(app, ["suppressions", "import", "acme", str(path)])
+        assert out.exit_code == 1 and f"is {kind}" in out.output and out.output.count("\n") == 1, out.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0
+
+
 def test_activate_refuses_naming_lead_and_variable_then_forecast_prints(engine, tmp_path):
     assert runner.invoke(app, ["clients", "add", "acme"]).exit_code == 0
     assert runner.invoke(app, ["campaigns", "add", "acme", "q4", "--status", "draft"]).exit_code == 0

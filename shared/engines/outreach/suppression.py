@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import hmac
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -97,8 +98,10 @@ def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "i
 
     Returns (added, problems); a bad cell is named by line and skipped, nothing valid is lost.
     """
+    from shared.engines.leads_import import open_input  # refuses FIFOs and devices before reading
+
     added, problems = 0, []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with io.TextIOWrapper(open_input(path), encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
     if not rows:
         return 0, []
