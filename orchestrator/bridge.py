@@ -162,6 +162,41 @@ class Launcher:
         self._client.close()
 
 
+@dataclass
+class LocalLauncher:
+    """Runs each launched batch's orchestrator_main in this process (a thread per batch) instead of
+    asking a Prefect server: `outbound serve --run-launches` (and `make console`), so a batch
+    launched from the console runs on a laptop with nothing else started. Same flow, same engine
+    code; the flow takes the batch with a guarded UPDATE, so a second launcher or a sweep that
+    also starts it changes nothing (the loser sees it is busy and returns).
+    """
+
+    batch_size: int = 50
+    _runs: dict[int, tuple[str, threading.Thread]] = field(default_factory=dict, init=False, repr=False)
+
+    def create_flow_run(self, batch_id: int, key: str) -> FlowRunRef:
+        running = self._runs.get(batch_id)
+        if running is not None and running[1].is_alive():
+            return FlowRunRef(id=running[0], state="RUNNING", created=False)
+        run_id = f"local-{key}"
+        thread = threading.Thread(target=self._run, args=(batch_id,), name=f"batch-{batch_id}", daemon=True)
+        self._runs[batch_id] = (run_id, thread)
+        thread.start()
+        return FlowRunRef(id=run_id, state="RUNNING", created=True)
+
+    def _run(self, batch_id: int) -> None:
+        from orchestrator.flows.batch import orchestrator_main
+
+        try:
+            summary = orchestrator_main(batch_id=batch_id, batch_size=self.batch_size)
+            log.info("batch %s: local run ended %s", batch_id, summary.get("status"))
+        except Exception:  # noqa: BLE001 - the sweep (or the next launch) resumes it; the log says why
+            log.exception("batch %s: local run failed", batch_id)
+
+    def close(self) -> None:
+        """Running batches keep their threads (daemons); an interrupted batch is resumed by the next start."""
+
+
 def libpq_dsn(database_url: str) -> str:
     """A libpq URI from our SQLAlchemy URL (psycopg2 does not take the +psycopg2 driver name)."""
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -580,3 +580,26 @@ class ImapCursor(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = _created()
+
+
+class ConsoleUser(Base):
+    """Who may sign in to the operator console: an operator (every client) or a client's viewer."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'viewer')", name="role"),
+        CheckConstraint("(role = 'operator') = (client_id IS NULL)", name="role_client"),
+        CheckConstraint("email = lower(btrim(email)) AND email <> ''", name="email_normal"),
+        Index("uq_console_users_email", "email", unique=True),
+    )
+    id: Mapped[int] = _id()
+    email: Mapped[str] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, PHC string
+    role: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("clients.id", ondelete="CASCADE"))
+    session_epoch: Mapped[int] = mapped_column(Integer, server_default="1")
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(TS)
+    disabled_at: Mapped[datetime | None] = mapped_column(TS)
+    last_login_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = _created()

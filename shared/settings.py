@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     modal_outreach_app_name: str = "outbound-outreach"
     modal_outreach_function_name: str = "send_chunk"
 
+    # -- the operator console ---------------------------------------------------------------------
+    console_secret: SecretStr | None = Field(
+        default=None, description="Signs console session cookies and CSRF tokens (32+ random characters). "
+                                  "Unset: the console answers 503 (`outbound serve` makes a throwaway one).")
+
     # -- replies and bounces -------------------------------------------------------------------
     standard_webhook_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks secret (whsec_…) for POST /webhooks/inbound.")

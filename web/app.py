@@ -4,6 +4,9 @@
 web endpoint. A token is checked (HMAC) before anything is read; the message it names is then
 looked up in Postgres, and only that message's lead is suppressed, within its own client.
 
+The operator console lives under /console (web/console: sign-in, batches, lead stories,
+campaigns and mailboxes, suppressions), on when CONSOLE_SECRET (or `console_secret`) is given.
+
 Inbound mail: POST /webhooks/inbound (Standard Webhooks, secret STANDARD_WEBHOOK_SECRET) and
 POST /webhooks/mailgun/mime (a Mailgun route's forward(); the URL ends in `mime` so the raw
 message is posted; MAILGUN_SIGNING_KEY).
@@ -25,6 +28,7 @@ from sqlalchemy import Engine
 from fastapi.concurrency import run_in_threadpool
 
 from shared.db import get_engine
+from web import console
 from shared.engines.outreach import suppression
 from shared.engines.replies import ingest, webhooks
 from shared.settings import get_settings
@@ -35,7 +39,8 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</titl
 <body><h1>{title}</h1><p>{text}</p>{form}</body></html>"""
 
 
-def create_app(engine: Engine | None = None, secret: str | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, secret: str | None = None, console_secret: str | None = None) -> FastAPI:
+    """The app; `console_secret` (else CONSOLE_SECRET) turns the operator console on at /console."""
     app = FastAPI(title="outbound", docs_url=None, redoc_url=None, openapi_url=None)
 
     def _secret() -> str:
@@ -46,6 +51,10 @@ def create_app(engine: Engine | None = None, secret: str | None = None) -> FastA
 
     def _engine() -> Engine:
         return engine or get_engine()
+
+    settings = get_settings()
+    console.mount(app, _engine, console_secret or (cs.get_secret_value() if (cs := settings.console_secret) else None),
+                  secure_cookies=settings.public_base_url.startswith("https://"))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:

@@ -16,6 +16,7 @@ from orchestrator.cli.db import db_app
 from orchestrator.cli.deploy import deploy_app
 from orchestrator.cli.leads import leads_app
 from orchestrator.cli.mailboxes import mailboxes_app, replies_app, sequences_app, serve_app, suppressions_app
+from orchestrator.cli.users import users_app
 
 __all__ = ["app", "print_summary"]
 
@@ -33,6 +34,7 @@ app.add_typer(sequences_app, name="sequences")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(replies_app, name="replies")
 app.add_typer(serve_app)  # serve: a top-level command
+app.add_typer(users_app, name="users")
 
 
 @app.callback()

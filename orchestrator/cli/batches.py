@@ -43,6 +43,18 @@ def batch_launch(batch_id: int) -> None:
     typer.echo(f"batch {batch_id} launched")
 
 
+@batch_app.command("cancel")
+def batch_cancel(batch_id: int) -> None:
+    """Stop a draft, launched or running batch: no further claims; items already being worked finish."""
+    from shared.engines import batches
+
+    with transaction() as conn:
+        current = or_fail(lambda: batches.summary(conn, batch_id)).status
+        if not batches.cancel(conn, batch_id):
+            fail(f"batch {batch_id} is {current}: only a draft, launched or running enrichment batch can be cancelled")
+    typer.echo(f"batch {batch_id} cancelled")
+
+
 @batch_app.command("run")
 def batch_run(batch_id: int, batch_size: int = typer.Option(50, min=1, help="Items per chunk.")) -> None:
     """Run orchestrator_main for a batch in this process, with a live progress bar (local executor

@@ -91,13 +91,14 @@ def set_verbose(verbose: bool) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from shared.console.users import UserError
     from shared.engines.accounts import AlreadyExists, KeyConflict
     from shared.engines.batches import NotFound
     from shared.engines.leads_import import LeadImportError
     from shared.engines.scoring import IcpError
     from shared.files import OutputFileError
 
-    return (CliError, NotFound, AlreadyExists, KeyConflict, LeadImportError, IcpError, OutputFileError)
+    return (CliError, NotFound, AlreadyExists, KeyConflict, LeadImportError, IcpError, OutputFileError, UserError)
 
 
 def _database_error(exc: BaseException) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -214,13 +215,45 @@ def suppressions_export(client: str) -> None:
 
 
 @serve_app.command("serve")
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """Run the web app with uvicorn: one-click unsubscribe (/u/…), inbound mail (/webhooks/inbound, /webhooks/mailgun/mime)."""
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+          run_launches: bool = typer.Option(
+              False, "--run-launches",
+              help="Also run batches launched from the console in this process (LISTEN for the launch trigger, "
+                   "like `outbound bridge`, but running the flow here instead of asking a Prefect server).")) -> None:
+    """Run the web app with uvicorn: the operator console (/console), one-click unsubscribe (/u/…),
+    inbound mail (/webhooks/inbound, /webhooks/mailgun/mime).
+
+    Without CONSOLE_SECRET a throwaway one is made (sessions end when the server stops). Sign-in
+    accounts: `outbound users add`.
+    """
+    import threading
+
     import uvicorn
 
+    from orchestrator.cli.common import database_ready
+    from shared.settings import get_settings
     from web.app import create_app
+    from web.console import new_secret
 
-    uvicorn.run(create_app(), host=host, port=port)
+    database_ready()
+    console_secret = None
+    if get_settings().console_secret is None:
+        console_secret = new_secret()
+        typer.echo("CONSOLE_SECRET is not set: using a throwaway one (sessions end when this server stops)", err=True)
+    bridge = None
+    if run_launches:
+        from orchestrator.bridge import Bridge, LocalLauncher
+        from shared.db import database_url
+
+        logging.getLogger("orchestrator.bridge").setLevel(logging.INFO)
+        bridge = Bridge(database_url(), LocalLauncher(), sweep_seconds=10.0)
+        threading.Thread(target=bridge.run, name="launches", daemon=True).start()
+    typer.echo(f"console: http://{host}:{port}/console  (accounts: outbound users add)")
+    try:
+        uvicorn.run(create_app(console_secret=console_secret), host=host, port=port)
+    finally:
+        if bridge is not None:
+            bridge.stop.set()
 
 
 # `outbound campaigns forecast` lives here with the rest of outreach; it joins the campaigns group.

@@ -42,7 +42,7 @@ from orchestrator.tasks import (
 from shared.db import transaction
 from shared.engines import batches
 from shared.settings import get_settings
-from shared.status import TERMINAL
+from shared.status import TERMINAL, BatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,14 @@ def orchestrator_main(batch_id: int, batch_size: int = 50, allow_draft: bool = F
         get_executor(settings).preflight()
         with Heartbeat(batch_id, me, settings.batch_heartbeat_seconds) as heartbeat:
             _run_rounds(batch_id, batch_size, me, heartbeat, no_progress_cap(settings.max_attempts))
+    except batches.BatchTakenOver:
+        with transaction() as conn:
+            cancelled = batches.status(conn, batch_id) == BatchStatus.CANCELLED
+        if not cancelled:
+            raise
+        # Cancelled (the console or `outbound batch cancel`): a clean end, not a failed run.
+        logger.info("batch_id=%s was cancelled; %s stopped claiming", batch_id, me)
+        return finalize_batch(batch_id) | {"note": "cancelled"}
     except BaseException:
         # Stopped early (an error, Ctrl-C): let the next orchestrator take over without waiting.
         try:

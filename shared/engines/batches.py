@@ -58,9 +58,15 @@ _NEW_LEADS = """
     SELECT l.id FROM leads l
     WHERE l.client_id = :client AND l.status = 'new' AND l.enriched_at IS NULL
       AND (CAST(:campaign AS bigint) IS NULL OR l.campaign_id = :campaign)
-      AND NOT EXISTS (
-          SELECT 1 FROM work_items w WHERE w.lead_id = l.id AND w.status IN ('PENDING', 'QUEUED', 'IN_PROGRESS'))
+      AND NOT EXISTS (  -- a cancelled batch's PENDING items will never run: their leads are new again
+          SELECT 1 FROM work_items w JOIN batches b ON b.id = w.batch_id
+          WHERE w.lead_id = l.id AND w.status IN ('PENDING', 'QUEUED', 'IN_PROGRESS') AND b.status <> 'cancelled')
 """
+
+
+def new_leads_count(conn: Connection, client: int, campaign: int | None = None) -> int:
+    """How many leads `create_batch` would take now."""
+    return int(conn.execute(text(f"SELECT count(*) FROM ({_NEW_LEADS}) n"), {"client": client, "campaign": campaign}).scalar_one())
 
 
 def create_batch(conn: Connection, *, client: int, campaign: int | None = None,
@@ -99,6 +105,23 @@ def launch(conn: Connection, batch_id: int) -> bool:
              "RETURNING id"), {"b": batch_id}).first() is not None
 
 
+class NotCancellable(ValueError):
+    """Only a draft, launched or running enrichment batch can be cancelled."""
+
+
+def cancel(conn: Connection, batch_id: int) -> bool:
+    """draft/launched/running → cancelled; False when it was already finished (or is a send batch).
+
+    Its orchestrator stops claiming at its next claim or heartbeat (both re-read the row; a claim
+    holds a share lock on it, so no claim slips in after this commits); items already being worked
+    finish, PENDING items stay PENDING for the record and their leads count as new again.
+    """
+    return conn.execute(
+        text("UPDATE batches SET status = 'cancelled', finished_at = now() "
+             "WHERE id = :b AND kind = 'enrich' AND status IN ('draft', 'launched', 'running') RETURNING id"),
+        {"b": batch_id}).first() is not None
+
+
 class BatchIsDraft(ValueError):
     """The batch is a draft: nothing launched it, so no orchestrator may start it on its own."""
 
@@ -109,6 +132,14 @@ class NotAnEnrichmentBatch(ValueError):
 
 class BatchTakenOver(RuntimeError):
     """Another orchestrator took the batch over (this one missed its heartbeats): stop dispatching."""
+
+
+class BatchCancelled(BatchTakenOver):
+    """The batch was cancelled while it ran: stop dispatching, let in-flight items finish."""
+
+
+def status(conn: Connection, batch_id: int) -> str | None:
+    return conn.execute(text("SELECT status FROM batches WHERE id = :b"), {"b": batch_id}).scalar()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +265,7 @@ def db_now(conn: Connection) -> datetime:
     return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
 
 
-_RUNNER_CHECK = text("SELECT runner_id FROM batches WHERE id = :b FOR SHARE")
+_RUNNER_CHECK = text("SELECT runner_id, status FROM batches WHERE id = :b FOR SHARE")
 
 
 def chunks(engine: Engine, batch_id: int, size: int, runner_id: str | None = None) -> Iterator[list[int]]:
@@ -250,7 +281,9 @@ def chunks(engine: Engine, batch_id: int, size: int, runner_id: str | None = Non
     def claim_one() -> list[int]:
         with engine.begin() as conn:
             if runner_id is not None:
-                holder = conn.execute(_RUNNER_CHECK, {"b": batch_id}).scalar()
+                holder, state = conn.execute(_RUNNER_CHECK, {"b": batch_id}).one()
+                if state == BatchStatus.CANCELLED:
+                    raise BatchCancelled(f"batch {batch_id} was cancelled; {runner_id} stops claiming")
                 if holder != runner_id:
                     raise BatchTakenOver(f"batch {batch_id} was taken over by {holder}; {runner_id} stops claiming")
             return [c.id for c in workitems.claim(conn, batch_id, size)]

@@ -19,6 +19,7 @@ DECLARED_NOT_IMPORTED = {
     "python-dotenv": "pydantic-settings reads .env through it",
     "pymap": "run as a program (`python -m pymap`): the IMAP server make demo starts",
     "tzdata": "zoneinfo's time zone data where the system has none (Modal's debian_slim)",
+    "python-multipart": "Starlette parses the console's form posts (request.form()) with it",
 }
 
 
