@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import modal
+from modal.file_pattern_matcher import FilePatternMatcher
 
 APP_NAME = "outbound-enrichment"
 app = modal.App(APP_NAME)
@@ -52,17 +53,24 @@ WORKER_DISTRIBUTIONS = (
 )
 
 
-def lock_image(*distributions: str, sources: tuple[str, ...] = ("shared",)) -> modal.Image:
+def source_files(*extra: str) -> FilePatternMatcher:
+    """What `add_local_python_source` must leave out: everything but .py files and the `extra` patterns."""
+    return ~FilePatternMatcher("**/*.py", *extra)
+
+
+def lock_image(*distributions: str, sources: tuple[str, ...] = ("shared",),
+               ignore: FilePatternMatcher | None = None) -> modal.Image:
     """debian_slim with `distributions` at the runtime lock's versions, and our `sources` packages.
 
     The lock goes into the image and pip installs with it as constraints (`-c`): the names pick
-    what, the lock alone says which version, transitive dependencies included.
+    what, the lock alone says which version, transitive dependencies included. Only .py files of
+    `sources` are added unless `ignore` (see `source_files`) lets more in.
     """
     return (
         modal.Image.debian_slim(python_version="3.11")
         .add_local_file(RUNTIME_LOCK, LOCK_IN_IMAGE, copy=True)
         .pip_install(*distributions, extra_options=f"-c {LOCK_IN_IMAGE}")
-        .add_local_python_source(*sources)
+        .add_local_python_source(*sources, ignore=ignore if ignore is not None else source_files())
     )
 
 

@@ -34,7 +34,7 @@ MODAL_CONTAINER_ENV = {
 }
 # Our packages in the image: `shared` (add_local_python_source) and the app file itself.
 OUR_PACKAGES_IN_IMAGE = {"shared", "modal_apps"}
-OUR_PACKAGES = {"shared", "modal_apps", "orchestrator", "tests", "bench"}
+OUR_PACKAGES = {"shared", "modal_apps", "orchestrator", "tests", "bench", "web"}
 # debian_slim's Python comes with these.
 BASE_IMAGE_MODULES = {"pip", "setuptools", "pkg_resources", "_distutils_hack"}
 
@@ -65,16 +65,19 @@ def closure(roots: list[str]) -> set[str]:
     return names
 
 
-def modules_not_in_image(worker_distributions: tuple[str, ...]) -> list[str]:
-    """Top-level modules installed here whose distribution the image would not have."""
+def modules_not_in_image(worker_distributions: tuple[str, ...], sources: tuple[str, ...] = ()) -> list[str]:
+    """Top-level modules installed here whose distribution the image would not have.
+
+    `sources`: our packages the image adds besides `shared` (the web App adds `web`)."""
     in_image = closure([*worker_distributions, "modal"])
+    ours = OUR_PACKAGES_IN_IMAGE | set(sources)
     denied: set[str] = set()
     for module, dists in metadata.packages_distributions().items():
-        if module in OUR_PACKAGES_IN_IMAGE | BASE_IMAGE_MODULES or module.startswith("__editable__"):
+        if module in ours | BASE_IMAGE_MODULES or module.startswith("__editable__"):
             continue
         if not {_norm(d) for d in dists} & in_image:
             denied.add(module)
-    denied |= OUR_PACKAGES - OUR_PACKAGES_IN_IMAGE
+    denied |= OUR_PACKAGES - ours
     return sorted(denied)
 
 
@@ -94,11 +97,11 @@ exec(compile(sys.argv[2], "<container>", "exec"))
 
 
 def run_in_container(code: str, env: dict[str, str], cwd: Path, worker_distributions: tuple[str, ...],
-                     timeout: float = 300) -> subprocess.CompletedProcess[str]:
+                     timeout: float = 300, sources: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """`code` in a fresh interpreter with exactly `env` (plus MODAL_CONTAINER_ENV) and the image's packages."""
     # PYTHONPATH: our packages from this checkout, as Modal puts `shared` on the container's path.
     full_env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8", "PYTHONPATH": str(REPO),
                 **MODAL_CONTAINER_ENV, **env}
-    denied = modules_not_in_image(worker_distributions)
+    denied = modules_not_in_image(worker_distributions, sources)
     return subprocess.run([PYTHON, "-c", BOOTSTRAP, json.dumps(denied), code], env=full_env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)

@@ -22,9 +22,10 @@ NOT_ON_THE_WORKER = {
     "alembic": "migrations, run by the operator with `outbound db upgrade`",
     "pgserver": "the embedded Postgres, only when DATABASE_URL is unset (never on Modal)",
     "aiosmtpd": "shared.integrations.smtp_sink, the local SMTP sink of the demo, bench and tests",
+    "argon2": "shared.console.users, the console's password hashes: the web App's image has it, workers do not",
 }
-# Modules of shared/ a Modal container never imports (they need the packages above).
-LOCAL_ONLY_MODULES = {"migrate.py", "smtp_sink.py"}
+# Modules of shared/ a worker container never imports (they need the packages above).
+LOCAL_ONLY_MODULES = {"migrate.py", "smtp_sink.py", "users.py", "scope.py"}
 
 
 def _norm(name: str) -> str:
@@ -144,3 +145,29 @@ def test_replies_app_is_pinned_named_and_runs_one_mailbox_per_call():
     assert replies.app.name == s.modal_replies_app_name
     assert isinstance(getattr(replies, s.modal_replies_function_name), modal.Function)
     assert isinstance(replies.smtp_passwords, modal.Secret) and isinstance(web.inbound_webhooks, modal.Secret)
+
+
+def test_the_web_app_serves_the_console_with_only_its_images_packages_and_files(tmp_path):
+    """The web App's image: its distributions, its Secrets' keys, and the console's templates and static files."""
+    from pathlib import Path
+
+    from modal_apps import web
+
+    files = [p.relative_to(REPO / "web") for p in (REPO / "web" / "console").rglob("*") if p.is_file()
+             and "__pycache__" not in p.parts]
+    assert files and [str(f) for f in files if web.SOURCE_FILES(Path(f))] == []  # nothing of the console left out
+    assert web.SOURCE_FILES(Path("console/notes.txt"))  # and still only what is named
+    code = (
+        "from fastapi.testclient import TestClient\n"
+        "from web.app import create_app\n"
+        "c = TestClient(create_app())\n"
+        "page = c.get('/console/login')\n"
+        "css = c.get('/console/static/console.css')\n"
+        "print(page.status_code, 'Sign in' in page.text, css.status_code)\n"
+    )
+    env = {"DATABASE_URL": "postgresql://u:p@127.0.0.1:1/x", "OUTREACH_SECRET": "s" * 32,
+           "PUBLIC_BASE_URL": "https://example.modal.run", "CONSOLE_SECRET": "c" * 32}
+    result = run_in_container(code, env, tmp_path, web.DISTRIBUTIONS, sources=("web",))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["200", "True", "200"]
+    assert isinstance(web.console, modal.Secret)
