@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DENO := node_modules/.bin/deno
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv deno demo test test-e2e bench chaos clean
+.PHONY: venv deno browser demo console test test-e2e bench chaos clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/outbound demo
 
+# The operator console on this machine's database (after `make demo`: its data), launches run here too.
+console: venv
+	$(BIN)/outbound serve --run-launches
+
 # Deno (for the Supabase Edge Function tests) comes from npm, pinned in package-lock.json.
 $(DENO): package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
@@ -26,7 +31,18 @@ $(DENO): package.json package-lock.json
 
 deno: $(DENO)
 
-test: venv deno
+# The console's browser tests drive Debian's Chromium through Playwright (browser vendors' own
+# downloads are not reachable here); installing it needs root or passwordless sudo.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make browser: installing Debian's chromium needs root or passwordless sudo (or set CHROMIUM_PATH)" >&2; exit 1; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+
+browser:
+	@if [ -n "$$CHROMIUM_PATH" ] && [ -x "$$CHROMIUM_PATH" ]; then echo "browser: $$CHROMIUM_PATH"; else $(MAKE) --no-print-directory $(CHROMIUM); fi
+
+test: venv deno browser
 	$(BIN)/python -m pytest
 
 test-e2e: venv deno

@@ -53,7 +53,31 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
     from orchestrator.demo_outreach import run_outreach_demo
 
     summary["outreach"] = run_outreach_demo(client_id, campaign_id, console)
+    summary["console"] = _console_accounts(client_id)
     return summary
+
+
+DEMO_OPERATOR = "operator@demo.test"
+DEMO_VIEWER = "viewer@demo.test"
+
+
+def _console_accounts(client_id: int) -> dict[str, str]:
+    """Sign-in accounts for the console on the demo's data, with a new password each run (printed once)."""
+    import secrets
+
+    from shared.console import users
+
+    password = secrets.token_urlsafe(12)
+    with db.transaction() as conn:
+        users.ensure_user(conn, DEMO_OPERATOR, password, role="operator")
+        users.ensure_user(conn, DEMO_VIEWER, password, role="viewer", client_id=client_id)
+    console.rule("[bold]Operator console")
+    console.print("Open the console on this data:  [bold]make console[/bold]  "
+                  "(or .venv/bin/outbound serve --run-launches), then http://127.0.0.1:8000/console", highlight=False)
+    console.print(f"  {DEMO_OPERATOR}  password {password}   (operator: every client, may launch and cancel)",
+                  highlight=False)
+    console.print(f"  {DEMO_VIEWER}    password {password}   (viewer of {CLIENT} only, read-only)", highlight=False)
+    return {"operator": DEMO_OPERATOR, "viewer": DEMO_VIEWER, "password": password}
 
 
 def _fresh_client(credits: int) -> tuple[int, int]:

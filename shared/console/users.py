@@ -83,6 +83,19 @@ def create_user(conn: Connection, email: str, password: str, *, role: Role, clie
     return int(row.id)
 
 
+def ensure_user(conn: Connection, email: str, password: str, *, role: Role, client_id: int | None = None) -> int:
+    """Create the user, or give an existing one this role, client and password (ending its sessions)."""
+    if (role == "operator") != (client_id is None):
+        raise UserError("an operator sees every client (no client); a viewer needs one")
+    return int(conn.execute(
+        text("INSERT INTO console_users (email, password_hash, role, client_id) VALUES (:e, :h, :r, :c) "
+             "ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role, "
+             "client_id = EXCLUDED.client_id, session_epoch = console_users.session_epoch + 1, failed_logins = 0, "
+             "locked_until = NULL, disabled_at = NULL RETURNING id"),
+        {"e": normalize_email(email), "h": hash_password(password), "r": role, "c": client_id},
+    ).scalar_one())
+
+
 def set_password(conn: Connection, email: str, password: str) -> None:
     """A new password; every session of the user ends (the epoch moves on) and a lock is lifted."""
     done = conn.execute(

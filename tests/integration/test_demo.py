@@ -39,6 +39,14 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
     stopped = [replies["per_lead"][e["email"]] for e in events if e["event"] in ("reply", "hard_bounce")]
     assert stopped and all(p["enrollment"].startswith("stopped") and p["not_sent"] > 0 for p in stopped)
     assert all(replies["per_lead"][e["email"]]["enrollment"] == "active" for e in events if e["event"] == "auto_reply")
+    # part four: the console's accounts on the demo's data, and they sign in
+    from shared.console import users
+    from shared.db import get_engine
+
+    with get_engine().begin() as conn:
+        operator = users.authenticate(conn, summary["console"]["operator"], summary["console"]["password"])
+        viewer = users.authenticate(conn, summary["console"]["viewer"], summary["console"]["password"])
+    assert operator.is_operator and viewer.client_name == "Demo Agency"
     # the demo's settings and log handler were for the demo only
     import logging
     import os

@@ -96,6 +96,18 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/batches/{batch_id}", "cancelled: no further claims; items in flight finish"
                         if done else "only a draft, launched or running batch can be cancelled")
 
+    @router.get("/batches/{batch_id}/items.json")
+    async def batch_items(request: Request, batch_id: int) -> Response:
+        """The item table's rows, for the page to refresh as the batch moves."""
+        def load(conn: Connection, who: Principal) -> list[dict[str, Any]] | None:
+            return None if q.progress(conn, batch_id) is None else q.items(conn, batch_id)
+
+        rows, _who, _session = await console.read(request, load)
+        if rows is None:
+            raise NotFound(NotFound.__doc__)
+        return Response(json.dumps(rows, default=str), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     @router.get("/batches/{batch_id}/events")
     async def batch_events(request: Request, batch_id: int) -> Response:
         """Server-sent events: `progress` whenever something changed, then `finished` once the batch is over."""

@@ -51,12 +51,54 @@ function show(live, data) {
   }
 }
 
+// The item table: fetched again (as JSON, built with textContent) when the counts move, at most every 2 s.
+let itemsDue = 0;
+let itemsTimer = null;
+function refreshItems() {
+  const table = document.querySelector("[data-items]");
+  if (!table) return;
+  const wait = Math.max(0, itemsDue - Date.now());
+  if (itemsTimer) return;
+  itemsTimer = setTimeout(async () => {
+    itemsTimer = null;
+    itemsDue = Date.now() + 2000;
+    const response = await fetch(table.dataset.items, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const tbody = table.querySelector('[data-live="items"]');
+    tbody.replaceChildren();
+    for (const item of await response.json()) {
+      const tr = document.createElement("tr");
+      const cell = (text) => { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; };
+      cell(String(item.id));
+      const lead = cell("");
+      const a = document.createElement("a");
+      a.href = table.dataset.leadHref + encodeURIComponent(item.lead_id);
+      a.textContent = item.email;
+      lead.appendChild(a);
+      cell(item.company_name || "");
+      const status = cell("");
+      const badge = document.createElement("span");
+      badge.className = "badge s-" + item.status;
+      badge.textContent = item.status;
+      status.appendChild(badge);
+      if (item.skip_reason) status.appendChild(document.createTextNode(" " + item.skip_reason));
+      cell(item.attempts + "/" + item.max_attempts);
+      cell(item.score === null ? "" : String(item.score));
+      cell(item.last_error || "").className = "err";
+      tbody.appendChild(tr);
+    }
+  }, wait);
+}
+
 function followBatch(live) {
   show(live, JSON.parse(live.dataset.initial));
   if (JSON.parse(live.dataset.initial).finished) return;
   const hint = live.querySelector('[data-live="stream"]');
   const source = new EventSource(live.dataset.events);
-  source.addEventListener("progress", (event) => show(live, JSON.parse(event.data)));
+  source.addEventListener("progress", (event) => {
+    show(live, JSON.parse(event.data));
+    refreshItems();
+  });
   source.addEventListener("finished", () => {
     source.close();
     hint.textContent = "finished";
