@@ -146,6 +146,17 @@ def form_int(form: dict[str, Any], name: str) -> int | None:
         raise ValueError(f"{name}: {raw[:40]!r} is not a number") from exc
 
 
+def client_filter(raw: str | None) -> tuple[int | None, str | None]:
+    """(client id or None for all, a notice when the value was not a number)."""
+    if raw is None or raw.strip() == "":
+        return None, None
+    try:
+        return int(raw), None
+    except ValueError:
+        return None, f"client: {raw[:40]!r} is not a number; showing every client"
+
+
+
 def _dt(value: Any) -> str:
     if value is None:
         return ""

@@ -21,7 +21,7 @@ from shared.console import batches as q
 from shared.console.users import Principal
 from shared.engines import batches
 from shared.status import BatchStatus
-from web.console import Console, NotFound, form_int, redirect
+from web.console import Console, NotFound, client_filter, form_int, redirect
 
 EVENT_POLL_SECONDS = 1.0  # how often a watched batch is read again
 EVENT_STREAM_MAX_SECONDS = 15 * 60  # then the browser's EventSource reconnects (re-checking the session)
@@ -37,12 +37,14 @@ def _live(p: dict[str, Any]) -> dict[str, Any]:
 
 def register(router: APIRouter, console: Console) -> None:
     @router.get("/batches")
-    async def batch_list(request: Request, client: int | None = None, notice: str | None = None) -> Response:
+    async def batch_list(request: Request, client: str | None = None, notice: str | None = None) -> Response:
+        client_id, problem = client_filter(client)
+
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"batches": q.list_batches(conn, client_id=client), "clients": q.clients(conn)}
+            return {"batches": q.list_batches(conn, client_id=client_id), "clients": q.clients(conn)}
 
         data, who, session = await console.read(request, load)
-        return console.page("batches.html", who, session, client=client, notice=notice, **data)
+        return console.page("batches.html", who, session, client=client_id, notice=notice or problem, **data)
 
     @router.post("/batches")
     async def batch_create(request: Request) -> Response:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from shared.console import story
 from shared.console.users import Principal
-from web.console import Console, NotFound
+from web.console import Console, NotFound, client_filter
 
 QUERY_MAX_CHARS = 200  # a search box, not a document
 
@@ -26,7 +26,7 @@ def register(router: APIRouter, console: Console) -> None:
                         notice: str | None = None) -> Response:
         text = (q or "").replace("\x00", "").strip()[:QUERY_MAX_CHARS]  # Postgres refuses NUL in text
         # The filter form sends `client=` for "all": an empty or malformed value means every client.
-        client_id, problem = _client_filter(client)
+        client_id, problem = client_filter(client)
         notice = notice or problem
 
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
@@ -42,13 +42,3 @@ def register(router: APIRouter, console: Console) -> None:
         if data is None:
             raise NotFound(NotFound.__doc__)
         return console.page("lead.html", who, session, **data)
-
-
-def _client_filter(raw: str | None) -> tuple[int | None, str | None]:
-    """(client id or None for all, a notice when the value was not a number)."""
-    if raw is None or raw.strip() == "":
-        return None, None
-    try:
-        return int(raw), None
-    except ValueError:
-        return None, f"client: {raw[:40]!r} is not a number; showing every client"
