@@ -59,6 +59,19 @@ def test_operator_launches_a_batch_and_sees_it_complete_without_reloading(consol
     expect(page.get_by_test_id("batches")).to_contain_text("Northwind Traders")
     shot(page, "batches")
 
+    # A lead's story, from the batch's item table: its transitions and provider calls in time order.
+    page.goto(f"{console_url}/console/batches/{batch_id}")
+    lead = page.get_by_test_id("items").get_by_role("link").first
+    email = lead.inner_text()
+    lead.click()
+    page.wait_for_url(re.compile(r"/console/leads/\d+$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text(email)
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline).to_contain_text("IN_PROGRESS")
+    expect(timeline).to_contain_text("DONE")
+    expect(timeline).to_contain_text("heuristics")
+    shot(page, "lead")
+
 
 def test_a_viewer_is_turned_away_from_another_clients_batch(console_url, new_page, world):
     page = new_page()
