@@ -61,6 +61,7 @@ def users_disable(email: str) -> None:
 
 @users_app.command("enable")
 def users_enable(email: str) -> None:
+    """Allow sign-in again (the user signs in afresh)."""
     from shared.console import users
 
     with transaction() as conn:

@@ -164,3 +164,37 @@ def test_without_a_secret_the_console_is_off_and_says_why(engine):
     c = TestClient(create_app(engine=engine, secret="s"))
     off = c.get("/console/batches")
     assert off.status_code == 503 and "CONSOLE_SECRET" in off.text
+
+
+def test_users_cli_adds_lists_changes_passwords_and_refuses_bad_input(engine):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app as cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["clients", "add", "acme"]).exit_code == 0
+    added = runner.invoke(cli, ["users", "add", "Jane@Client.Example", "--role", "viewer", "--client", "acme",
+                                "--password-stdin"], input=f"{PASSWORD}\n")
+    assert added.exit_code == 0, added.output
+    assert "jane@client.example added (viewer of acme)" in added.output and PASSWORD not in added.output
+    short = runner.invoke(cli, ["users", "add", "ops@agency.test", "--role", "operator", "--password-stdin"],
+                          input="short\n")
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    clientless = runner.invoke(cli, ["users", "add", "v@x.test", "--role", "viewer", "--password-stdin"],
+                               input=f"{PASSWORD}\n")
+    assert clientless.exit_code == 1 and "a viewer needs --client" in clientless.output
+    again = runner.invoke(cli, ["users", "add", "jane@client.example", "--role", "operator", "--password-stdin"],
+                          input=f"{PASSWORD}\n")
+    assert again.exit_code == 1 and "already exists" in again.output
+    listed = runner.invoke(cli, ["users", "list", "--json"])
+    [row] = json.loads(listed.output)
+    assert (row["email"], row["role"], row["client"]) == ("jane@client.example", "viewer", "acme")
+    assert "password" not in listed.output and "argon2" not in listed.output
+    changed = runner.invoke(cli, ["users", "password", "jane@client.example", "--password-stdin"],
+                            input="another long password\n")
+    assert changed.exit_code == 0
+    with engine.begin() as conn:
+        assert users.authenticate(conn, "jane@client.example", "another long password").client_name == "acme"
+    assert runner.invoke(cli, ["users", "disable", "jane@client.example"]).exit_code == 0
+    with engine.begin() as conn, pytest.raises(users.SignInRefused):
+        users.authenticate(conn, "jane@client.example", "another long password")
