@@ -238,3 +238,46 @@ def test_runtime_secrets_come_from_prefect_secret_blocks(prefect_harness, env, m
         return tuple(os.environ.get(k) for k in ("DATABASE_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"))
 
     assert managed_run() == ("postgresql://u:p@db.example:5432/prod", "ak-123", "as-456")
+
+
+def test_a_cancelled_batch_stops_claiming_and_the_run_ends_cleanly(engine, prefect_harness, env):
+    """Cancel mid-run (the console's button, `outbound batch cancel`): nothing is claimed after it,
+    work in flight finishes, the rest stays PENDING and its leads can be batched again."""
+    from shared.engines import batches
+
+    with sandbox.serve(latency_ms=150, hit_rate=0.8, seed=3) as slow:
+        env(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=slow.url, PROVIDER_MAX_RETRIES="0", LOCAL_WORKERS="1",
+            LEAD_CONCURRENCY="2")
+        client, b = _batch(engine, 120)
+        outcome = {}
+        thread = threading.Thread(target=lambda: outcome.update(orchestrator_main(batch_id=b, batch_size=4)))
+        with engine.begin() as conn:
+            batches.launch(conn, b)
+        thread.start()
+
+        def terminal() -> int:
+            with engine.begin() as conn:
+                return sum(n for s, n in workitems.counts(conn, b).items() if s in ("DONE", "SKIPPED"))
+
+        import time
+
+        deadline = time.monotonic() + 120
+        while terminal() < 8:
+            assert time.monotonic() < deadline and thread.is_alive(), "the batch never got going"
+            time.sleep(0.1)
+        with engine.begin() as conn:
+            assert batches.cancel(conn, b)
+            cancelled_at = conn.execute(text("SELECT finished_at FROM batches WHERE id = :b"), {"b": b}).scalar()
+        thread.join(120)
+        assert not thread.is_alive()
+    assert outcome["note"] == "cancelled" and outcome["status"] == "cancelled"
+    with engine.begin() as conn:
+        counts = workitems.counts(conn, b)
+        claimed_after = conn.execute(text(
+            "SELECT count(*) FROM status_history WHERE batch_id = :b AND to_status = 'QUEUED' AND at > :t"),
+            {"b": b, "t": cancelled_at}).scalar()
+        assert batches.status(conn, b) == "cancelled"
+        assert counts.get("PENDING", 0) > 0 and not counts.get("QUEUED") and not counts.get("IN_PROGRESS")
+        assert claimed_after == 0
+        assert batches.new_leads_count(conn, client) == counts["PENDING"]  # their leads are new again
+        assert not batches.launch(conn, b) and not batches.cancel(conn, b)  # over is over
