@@ -61,17 +61,21 @@ def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
     return store.steps(conn, campaign_id)
 
 
-def preview_leads(conn: Connection, client_id: int, campaign_id: int,
+def preview_leads(conn: Connection, client_id: int, campaign_id: int, *, lead_id: int | None = None,
                   limit: int = PREVIEW_LEADS_SHOWN) -> list[dict[str, Any]]:
-    """The campaign's leads (enrolled or assigned), else the client's, with what a template may use."""
+    """The campaign's leads (enrolled or assigned), else the client's, with what a template may use.
+
+    `lead_id`: that lead only (if it belongs to the campaign), e.g. one chosen beyond the first `limit`.
+    """
     cols = ", ".join(f"l.{c}" for c in templates.LEAD_VARIABLES)
     rows = conn.execute(text(f"""
         SELECT l.id, {cols}, l.enrichment, e.mailbox_id
         FROM leads l LEFT JOIN enrollments e ON e.campaign_id = :camp AND e.lead_id = l.id AND e.client_id = l.client_id
         WHERE l.client_id = :c AND (l.campaign_id = :camp OR e.id IS NOT NULL)
+          AND (CAST(:lead AS bigint) IS NULL OR l.id = :lead)
         ORDER BY l.id LIMIT :limit
-    """), {"c": client_id, "camp": campaign_id, "limit": limit}).mappings().all()
-    if not rows:
+    """), {"c": client_id, "camp": campaign_id, "lead": lead_id, "limit": limit}).mappings().all()
+    if not rows and lead_id is None:
         rows = conn.execute(text(f"SELECT l.id, {cols}, l.enrichment, NULL AS mailbox_id FROM leads l "
                                  "WHERE l.client_id = :c ORDER BY l.id LIMIT :limit"),
                             {"c": client_id, "limit": limit}).mappings().all()

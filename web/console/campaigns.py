@@ -55,7 +55,13 @@ def register(router: APIRouter, console: Console) -> None:
             if camp is None:
                 return None
             leads = q.preview_leads(conn, camp["client_id"], campaign_id)
-            chosen = next((r for r in leads if r["id"] == lead), leads[0] if leads else None)
+            chosen = next((r for r in leads if r["id"] == lead), None)
+            if chosen is None and lead is not None:  # beyond the select's first rows, or not this campaign's
+                found = q.preview_leads(conn, camp["client_id"], campaign_id, lead_id=lead)
+                chosen = found[0] if found else None
+                leads = leads + found
+            if chosen is None:
+                chosen = leads[0] if leads else None
             sender = q.sender_for(conn, camp["client_id"], chosen["mailbox_id"] if chosen else None)
             result = q.forecast(conn, camp["client_id"], campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead)
             return {"campaign": camp, "leads": leads, "lead": chosen, "sender": sender,
