@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach import forecast as forecasting
-from shared.engines.outreach import store, templates
+from shared.engines.outreach import sending, store, templates
 from shared.engines.replies import shield
 
 PREVIEW_LEADS_SHOWN = 200  # leads offered in the preview's select (a campaign can have thousands)
@@ -95,14 +95,19 @@ def previews(step_rows: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | N
              sender: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each step with its rendering for `lead` (pure): `subject`/`body`, or `problem` (the TemplateProblem's words)."""
     ctx = templates.lead_context(lead, sender) if lead is not None else None
-    out = []
+    out: list[dict[str, Any]] = []
+    first_subject: str | None = None
     for s in step_rows:
         item = dict(s) | {"subject": None, "body": None, "problem": None}
         if ctx is not None:
             try:
                 r = templates.render_step(templates.StepTemplate(s["step"], s["subject_template"],
                                                                  s["body_template"]), ctx)
-                item["subject"], item["body"] = r.subject, r.body
+                item["body"] = r.body
+                if s["step"] == 1:
+                    item["subject"] = first_subject = r.subject
+                elif first_subject is not None:  # what goes out: step 1's thread, not this step's template
+                    item["subject"] = sending.follow_up_subject(first_subject)
             except templates.TemplateProblem as exc:
                 item["problem"] = f"lead {lead['id']} {lead['email']}: {exc}"  # type: ignore[index]
         out.append(item)

@@ -114,6 +114,7 @@ def test_the_campaign_page_previews_the_chosen_lead_and_charts_the_engines_forec
     assert "Hi &lt;i&gt;Ann&lt;/i&gt; &amp; co, about Example Inc." in page.text
     assert "Hello &lt;i&gt;Ann&lt;/i&gt; &amp; co" in page.text and "<i>Ann</i>" not in page.text
     assert "Last note from Rep &lt;1&gt; &amp; Co." in page.text  # the sender's variables, from its mailbox
+    assert page.text.count("Re: Hello &lt;i&gt;Ann&lt;/i&gt; &amp; co") == 2  # follow-ups: step 1's thread
     chosen = c.get(f"/console/campaigns/{world['camp_a']}?lead={second}").text
     assert f'<option value="{second}" selected>' in chosen
     assert f"lead {second} person2@alpha.example: step 1 needs {{{{ company_name }}}}" in chosen

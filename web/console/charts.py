@@ -19,7 +19,7 @@ HEIGHT_PX = 240  # plot area height
 BAR_PX = 22  # bar width
 GAP_PX = 8  # space between bars
 LEFT_PX = 44  # room for the y-axis labels
-TOP_PX = 12
+TOP_PX = 18  # room for the y-axis title
 BOTTOM_PX = 44  # room for the day labels
 LEGEND_ROW_PX = 18
 MIN_WIDTH_PX = 320
@@ -80,6 +80,9 @@ def stacked_bars(per_day: Mapping[str, Mapping[str, int]], series: list[str] | N
             parts.append(f'<text class="day" x="{lx:.1f}" y="{ly}" text-anchor="end" font-size="10" fill="#667085" '
                          f'transform="rotate(-35 {lx:.1f} {ly})">{escape(day[5:] if len(day) == 10 else day)}</text>')
     parts.append(f'<line x1="{LEFT_PX}" y1="{base}" x2="{width - 4}" y2="{base}" stroke="#98a2b3"/>')
+    parts.append(f'<text class="axis" x="{LEFT_PX + 4}" y="{TOP_PX - 2}" font-size="11" fill="#667085">sends</text>'
+                 f'<text class="axis" x="{width - 4}" y="{base + BOTTOM_PX - 6}" text-anchor="end" font-size="11" '
+                 f'fill="#667085">day (UTC)</text>')
     for i, name in enumerate(names):
         y = legend_y + i * LEGEND_ROW_PX
         parts.append(f'<rect class="key" x="{LEFT_PX}" y="{y}" width="12" height="12" fill="{colours[name]}"/>'
