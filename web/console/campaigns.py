@@ -9,6 +9,7 @@ bounce-shield pause needs an explicit confirmation in the form: nothing resumes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,7 +113,8 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/campaigns/{campaign_id}", notice)
 
     # -- mailboxes ---------------------------------------------------------------------------------
-    def health(client: int | None, mailbox_id: int | None):  # type: ignore[no-untyped-def]
+    def health(client: int | None, mailbox_id: int | None) -> Callable[[Connection, Principal], dict[str, Any]]:
+        """The mailbox pages' read: the shield's thresholds as configured now, each mailbox's health."""
         thresholds = shield.Thresholds.from_settings(get_settings())
 
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
