@@ -269,12 +269,10 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
     from rich.table import Table
 
     from shared.engines.outreach import forecast, store
-    from shared.integrations.providers import resolve_order
     from shared.settings import get_settings
 
-    settings = get_settings()
     # Worst case: every paid provider of the waterfall PROVIDER_ORDER resolves to is asked once.
-    per_lead = sum(int(getattr(settings, f"{p}_cost", 0) or 0) for p in resolve_order(settings))
+    per_lead = forecast.paid_credits_per_lead(get_settings())
     with db.transaction() as conn:
         client_id, campaign_id = _campaign(conn, client, name)
         try:

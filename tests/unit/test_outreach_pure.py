@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.engines.outreach.capacity import MailboxLimits, effective_cap
+from shared.engines.outreach.capacity import MailboxLimits, effective_cap, ramp_days
 from shared.engines.outreach.scheduler import Candidate, MailboxState, due_sends
 from shared.engines.outreach.timezones import Window, add_delay, is_open, next_open, resolve
 
@@ -51,6 +51,40 @@ def test_ramp_cap_grows_per_day_up_to_the_ceiling_and_the_smallest_limit_wins():
     limits = MailboxLimits(40, 10, 5, 30, start, 600, 0)
     assert [effective_cap(limits, start + timedelta(days=d)) for d in (0, 1, 3, 10)] == [10, 15, 25, 30]
     assert effective_cap(MailboxLimits(20, 10, 5, None, start, 0, 0), start + timedelta(days=10)) == 20
+    # The ramp's day (what the console shows): whole days since it started, none without a ramp.
+    assert [ramp_days(limits, start + timedelta(days=d, hours=23)) for d in (0, 1, 3)] == [0, 1, 3]
+    assert ramp_days(limits, start - timedelta(days=2)) == 0
+    assert ramp_days(MailboxLimits(40, None, 0, None, start, 0, 0), start + timedelta(days=5)) is None
+
+
+def test_a_step_that_cannot_render_is_a_template_problem_in_the_activation_reports_words():
+    from shared.engines.outreach.templates import StepTemplate, TemplateProblem, dry_render, lead_context, render_step
+
+    step = StepTemplate(2, "Hi {{ first_name }}", "About {{ company_name }} {{ ''.__class__.__mro__ }}")
+    lead = {"id": 7, "email": "ann@x.test", "first_name": "Ann", "company_name": None}
+    try:
+        render_step(step, lead_context(lead))
+        raise AssertionError("rendered without company_name")
+    except TemplateProblem as exc:
+        assert str(exc) == "step 2 needs {{ company_name }}"
+    assert dry_render([lead], [step]) == ["lead 7 ann@x.test: step 2 needs {{ company_name }}"]
+    unsafe = StepTemplate(1, "x", "{{ ''.__class__.__mro__ }}")  # the sandbox refuses: a problem, not a crash
+    try:
+        render_step(unsafe, lead_context(lead))
+        raise AssertionError("the sandbox let it through")
+    except TemplateProblem as exc:
+        assert str(exc).startswith("step 1: SecurityError")
+    assert render_step(StepTemplate(1, "Hi {{ first_name }}\n", "Hello."), lead_context(lead)).subject == "Hi Ann"
+
+
+def test_the_shields_rates_as_percentages_and_its_verdict_use_the_same_figures():
+    from shared.engines.replies.shield import Rates, Thresholds, verdict
+
+    assert Rates(0, 0, 0).hard_bounce_pct is None and Rates(0, 0, 0).complaint_pct is None
+    r = Rates(50, 2, 1)
+    assert (r.hard_bounce_pct, r.complaint_pct) == (4.0, 2.0)
+    assert verdict(r, Thresholds()) == ("bounce shield: hard-bounce rate 4.0 % (2 of 50 sends in 7 days) is above 2 %")
+    assert verdict(Rates(50, 1, 0), Thresholds()) is None  # 2.0 % is not above 2 %
 
 
 def _box(i, *, last=None, client=1, gap=0, cap=50):

@@ -27,11 +27,18 @@ class MailboxLimits:
     jitter_seconds: int
 
 
+def ramp_days(limits: MailboxLimits, now: datetime) -> int | None:
+    """Whole days since the ramp started (0 on day one); None: the mailbox has no ramp."""
+    if limits.ramp_start is None:
+        return None
+    return max(0, int((now - limits.ramp_started_at).total_seconds() // SECONDS_PER_DAY))
+
+
 def effective_cap(limits: MailboxLimits, now: datetime) -> int:
     """Sends allowed in the rolling 24 h at `now`: the smallest applicable limit wins."""
     cap = limits.daily_cap
-    if limits.ramp_start is not None:
-        days = max(0, int((now - limits.ramp_started_at).total_seconds() // SECONDS_PER_DAY))
+    days = ramp_days(limits, now)
+    if limits.ramp_start is not None and days is not None:
         cap = min(cap, limits.ramp_start + limits.ramp_step * days)
         if limits.ramp_ceiling is not None:
             cap = min(cap, limits.ramp_ceiling)

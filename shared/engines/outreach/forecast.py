@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 
 from shared.engines.outreach import scheduler, store, timezones
 from shared.engines.outreach.scheduler import Candidate
+from shared.settings import Settings
 
 HORIZON_DAYS = 365  # a sequence that has not finished in a year is reported as such
 
@@ -37,6 +38,13 @@ class Forecast:
                 "last_send_at": self.last_send_at.isoformat() if self.last_send_at else None,
                 "unfinished": self.unfinished, "enrichment_leads": self.enrichment_leads,
                 "enrichment_credits_max": self.enrichment_credits_max, "credit_balance": self.credit_balance}
+
+
+def paid_credits_per_lead(settings: Settings) -> int:
+    """Worst-case enrichment credits for one lead: every paid provider of the waterfall asked once."""
+    from shared.integrations.providers import resolve_order
+
+    return sum(int(getattr(settings, f"{p}_cost", 0) or 0) for p in resolve_order(settings))
 
 
 def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetime,

@@ -157,16 +157,18 @@ def _thread(conn: Connection, campaign_id: int, lead_id: int, step: int) -> tupl
     return rows[0].subject, rows[-1].message_id, " ".join(r.message_id for r in rows)
 
 
+def follow_up_subject(first_subject: str) -> str:
+    """A follow-up stays in step 1's thread: step 1's subject as a reply (its own subject template is unused)."""
+    return first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}"
+
+
 def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, first_subject: str | None,
                   in_reply_to: str | None, references: str | None, unsubscribe_url: str,
                   unsubscribe_mailto: str | None, now: datetime) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = Address(ctx.from_name or "", addr_spec=ctx.from_address)
     msg["To"] = ctx.email
-    subject = rendered.subject
-    if first_subject is not None:  # a follow-up stays in step 1's thread
-        subject = first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}"
-    msg["Subject"] = subject
+    msg["Subject"] = rendered.subject if first_subject is None else follow_up_subject(first_subject)
     msg["Date"] = format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = message_id
     if in_reply_to:

@@ -55,7 +55,7 @@ def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
 
 
 def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
-    from shared.engines.outreach.capacity import effective_cap
+    from shared.engines.outreach.capacity import effective_cap, ramp_days
 
     rows = conn.execute(
         text("SELECT m.*, (SELECT count(*) FROM messages s WHERE s.mailbox_id = m.id AND s.status <> 'failed' "
@@ -66,9 +66,11 @@ def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None
         d = {k: r[k] for k in ("id", "from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username",
                                "secret_name", "imap_host", "imap_port", "daily_cap", "ramp_start", "ramp_step",
                                "ramp_ceiling", "min_gap_seconds", "jitter_seconds", "status", "status_reason", "sent_24h")}
-        for k in ("paused_at", "last_sent_at", "next_send_at"):
+        for k in ("paused_at", "last_sent_at", "next_send_at", "ramp_started_at"):
             d[k] = r[k].isoformat() if r[k] else None
-        d["cap_now"] = effective_cap(limits_from_row(r), now or datetime.now(r["created_at"].tzinfo))
+        at = now or datetime.now(r["created_at"].tzinfo)
+        d["cap_now"] = effective_cap(limits_from_row(r), at)
+        d["ramp_days"] = ramp_days(limits_from_row(r), at)
         out.append(d)
     return out
 

@@ -73,6 +73,21 @@ def missing_variable(exc: UndefinedError) -> str:
     return found.group(1) if found else str(exc.message)
 
 
+def describe_problem(exc: Exception, step: int) -> str:
+    """Why step `step` did not render, as the activation report and the console's preview say it."""
+    if isinstance(exc, UndefinedError):
+        return f"step {step} needs {{{{ {missing_variable(exc)} }}}}"
+    return f"step {step}: {type(exc).__name__}: {exc}"
+
+
+def render_step(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+    """`render`, but any failure (a missing variable, a sandbox refusal, a filter error) is a TemplateProblem."""
+    try:
+        return render(template, ctx)
+    except Exception as exc:  # noqa: BLE001 - every render failure blocks this lead the same way
+        raise TemplateProblem(describe_problem(exc, template.step)) from None
+
+
 def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate],
                sender: Mapping[str, Any] | None = None) -> list[str]:
     """Every (lead, step) that would fail to render, as one line each; empty means ready."""
@@ -85,9 +100,6 @@ def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate]
             try:
                 subject.render(ctx)
                 body.render(ctx)
-            except UndefinedError as exc:
-                problems.append(f"lead {lead['id']} {lead['email']}: step {step.step} needs "
-                                f"{{{{ {missing_variable(exc)} }}}}")
-            except Exception as exc:  # a sandbox refusal or a filter error is just as blocking
-                problems.append(f"lead {lead['id']} {lead['email']}: step {step.step}: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # a sandbox refusal or a filter error is just as blocking as a missing variable
+                problems.append(f"lead {lead['id']} {lead['email']}: {describe_problem(exc, step.step)}")
     return problems

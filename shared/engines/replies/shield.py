@@ -42,16 +42,25 @@ class Rates:
     hard_bounces: int
     complaints: int
 
+    @property
+    def hard_bounce_pct(self) -> float | None:
+        """Hard-bounced sends per 100 sends (None: no sends)."""
+        return 100.0 * self.hard_bounces / self.sends if self.sends else None
+
+    @property
+    def complaint_pct(self) -> float | None:
+        return 100.0 * self.complaints / self.sends if self.sends else None
+
 
 def verdict(rates: Rates, t: Thresholds) -> str | None:
     """Why to pause (a sentence with the figures), or None."""
     if rates.sends < t.min_sends or rates.sends == 0:
         return None
-    hard = 100.0 * rates.hard_bounces / rates.sends
+    hard = rates.hard_bounce_pct or 0.0
     if hard > t.hard_bounce_pct:
         return (f"{SHIELD_PREFIX}: hard-bounce rate {hard:.1f} % ({rates.hard_bounces} of {rates.sends} sends in "
                 f"{t.window_days} days) is above {t.hard_bounce_pct:g} %")
-    complaints = 100.0 * rates.complaints / rates.sends
+    complaints = rates.complaint_pct or 0.0
     if complaints > t.complaint_pct:
         return (f"{SHIELD_PREFIX}: complaint rate {complaints:.1f} % ({rates.complaints} of {rates.sends} sends in "
                 f"{t.window_days} days) is above {t.complaint_pct:g} %")

@@ -1,0 +1,153 @@
+"""The console's campaign and mailbox pages: campaign rows with their counts, step previews, forecast, mailbox health.
+
+Run inside `shared.console.scope.scoped`: a viewer's transaction sees only its client's rows
+(row-level security), so another client's campaign or mailbox id reads as "not found". Every
+figure that the engines already compute comes from them: rendering (`outreach.templates`), the
+forecast (`outreach.forecast`), today's cap and ramp (`outreach.store.list_mailboxes` →
+`capacity`), bounce and complaint rates (`replies.shield.rates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from shared.engines.outreach import forecast as forecasting
+from shared.engines.outreach import sending, store, templates
+from shared.engines.replies import shield
+
+PREVIEW_LEADS_SHOWN = 200  # leads offered in the preview's select (a campaign can have thousands)
+
+_CAMPAIGNS = """
+    SELECT c.id, c.client_id, cl.name AS client, c.name, c.status, c.status_reason, c.paused_at,
+           (SELECT count(*) FROM sequence_steps st WHERE st.campaign_id = c.id AND st.client_id = c.client_id) AS steps,
+           (SELECT coalesce(jsonb_object_agg(x.status, x.n), '{}'::jsonb) FROM (
+                SELECT e.status, count(*) AS n FROM enrollments e
+                WHERE e.campaign_id = c.id AND e.client_id = c.client_id GROUP BY e.status) x) AS enrollments,
+           (SELECT count(*) FROM messages s
+            WHERE s.campaign_id = c.id AND s.client_id = c.client_id AND s.status = 'sent') AS sent,
+           (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
+            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'human_reply') AS replied,
+           (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
+            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'hard_bounce') AS bounced
+    FROM campaigns c JOIN clients cl ON cl.id = c.client_id
+    WHERE (CAST(:client AS bigint) IS NULL OR c.client_id = :client)
+      AND (CAST(:campaign AS bigint) IS NULL OR c.id = :campaign)
+    ORDER BY cl.name, c.id
+"""
+
+
+def client_choices(conn: Connection) -> list[dict[str, Any]]:
+    """Clients the scope can see (an operator's filter)."""
+    return [dict(r._mapping) for r in conn.execute(text("SELECT id, name FROM clients ORDER BY name"))]
+
+
+def list_campaigns(conn: Connection, *, client_id: int | None = None) -> list[dict[str, Any]]:
+    """Every visible campaign with its steps, enrollments by state, and sent / replied / bounced counts."""
+    rows = conn.execute(text(_CAMPAIGNS), {"client": client_id, "campaign": None})
+    return [dict(r._mapping) for r in rows]
+
+
+def campaign(conn: Connection, campaign_id: int) -> dict[str, Any] | None:
+    """One campaign's row (as in the list); None: missing or not the viewer's."""
+    row = conn.execute(text(_CAMPAIGNS), {"client": None, "campaign": campaign_id}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
+    return store.steps(conn, campaign_id)
+
+
+def preview_leads(conn: Connection, client_id: int, campaign_id: int, *, lead_id: int | None = None,
+                  limit: int = PREVIEW_LEADS_SHOWN) -> list[dict[str, Any]]:
+    """The campaign's leads (enrolled or assigned), else the client's, with what a template may use.
+
+    `lead_id`: that lead only (if it belongs to the campaign), e.g. one chosen beyond the first `limit`.
+    """
+    cols = ", ".join(f"l.{c}" for c in templates.LEAD_VARIABLES)
+    rows = conn.execute(text(f"""
+        SELECT l.id, {cols}, l.enrichment, e.mailbox_id
+        FROM leads l LEFT JOIN enrollments e ON e.campaign_id = :camp AND e.lead_id = l.id AND e.client_id = l.client_id
+        WHERE l.client_id = :c AND (l.campaign_id = :camp OR e.id IS NOT NULL)
+          AND (CAST(:lead AS bigint) IS NULL OR l.id = :lead)
+        ORDER BY l.id LIMIT :limit
+    """), {"c": client_id, "camp": campaign_id, "lead": lead_id, "limit": limit}).mappings().all()
+    if not rows and lead_id is None:
+        rows = conn.execute(text(f"SELECT l.id, {cols}, l.enrichment, NULL AS mailbox_id FROM leads l "
+                                 "WHERE l.client_id = :c ORDER BY l.id LIMIT :limit"),
+                            {"c": client_id, "limit": limit}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def sender_for(conn: Connection, client_id: int, mailbox_id: int | None) -> dict[str, Any]:
+    """The mailbox a lead's mail comes from: its sticky one, else the client's first active one."""
+    row = conn.execute(text(
+        "SELECT from_name, from_address FROM mailboxes WHERE client_id = :c "
+        "AND (id = :m OR (CAST(:m AS bigint) IS NULL AND status = 'active')) ORDER BY id LIMIT 1"),
+        {"c": client_id, "m": mailbox_id}).first()
+    return dict(row._mapping) if row is not None else {"from_name": "", "from_address": ""}
+
+
+def previews(step_rows: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | None,
+             sender: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each step with its rendering for `lead` (pure): `subject`/`body`, or `problem` (the TemplateProblem's words)."""
+    ctx = templates.lead_context(lead, sender) if lead is not None else None
+    out: list[dict[str, Any]] = []
+    first_subject: str | None = None
+    for s in step_rows:
+        item = dict(s) | {"subject": None, "body": None, "problem": None}
+        if ctx is not None:
+            try:
+                r = templates.render_step(templates.StepTemplate(s["step"], s["subject_template"],
+                                                                 s["body_template"]), ctx)
+                item["body"] = r.body
+                if s["step"] == 1:
+                    item["subject"] = first_subject = r.subject
+                elif first_subject is not None:  # what goes out: step 1's thread, not this step's template
+                    item["subject"] = sending.follow_up_subject(first_subject)
+            except templates.TemplateProblem as exc:
+                item["problem"] = f"lead {lead['id']} {lead['email']}: {exc}"  # type: ignore[index]
+        out.append(item)
+    return out
+
+
+def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetime,
+             credits_per_lead: int) -> forecasting.Forecast | str:
+    """The engine's forecast from `now`, or why there is none (no sequence, no steps) as one line."""
+    try:
+        return forecasting.forecast(conn, client_id, campaign_id, now=now, credits_per_lead=credits_per_lead)
+    except store.OutreachError as exc:
+        return str(exc)
+
+
+def mailbox(conn: Connection, mailbox_id: int) -> dict[str, Any] | None:
+    """A mailbox's id, client, address and status; None: missing or not the viewer's."""
+    row = conn.execute(text("SELECT m.id, m.client_id, cl.name AS client, m.from_address, m.status, m.status_reason "
+                            "FROM mailboxes m "
+                            "JOIN clients cl ON cl.id = m.client_id WHERE m.id = :m"), {"m": mailbox_id}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def mailbox_health(conn: Connection, *, now: datetime, thresholds: shield.Thresholds,
+                   client_id: int | None = None, mailbox_id: int | None = None) -> list[dict[str, Any]]:
+    """Per mailbox: sent in 24 h vs today's cap, ramp day, the shield's rates over its window, status."""
+    clients = conn.execute(text("SELECT id, name FROM clients WHERE CAST(:c AS bigint) IS NULL OR id = :c "
+                                "ORDER BY name"), {"c": client_id}).all()
+    out = []
+    for c in clients:
+        for m in store.list_mailboxes(conn, c.id, now):
+            if mailbox_id is not None and m["id"] != mailbox_id:
+                continue
+            r = shield.rates(conn, client_id=c.id, mailbox_id=m["id"], now=now, window_days=thresholds.window_days)
+            out.append(m | {"client_id": c.id, "client": c.name, "rates": r,
+                            "judged": r.sends >= thresholds.min_sends,
+                            "shield_paused": shield_paused(m["status_reason"])})
+    return out
+
+
+def shield_paused(reason: str | None) -> bool:
+    """Did the bounce shield pause this (its reason starts with the shield's prefix)?"""
+    return (reason or "").startswith(shield.SHIELD_PREFIX)
