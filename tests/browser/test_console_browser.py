@@ -84,3 +84,55 @@ def test_a_viewer_is_turned_away_from_another_clients_batch(console_url, new_pag
     assert "Contoso" not in page.content()
     page.goto(f"{console_url}/console/batches")
     expect(page.get_by_test_id("batches")).not_to_contain_text("Contoso")
+
+
+@pytest.fixture
+def outreach_world(engine, world):
+    """Northwind's three-step campaign over two mailboxes (one ramping), its leads enrolled and active."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.engines.outreach import store
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    a = world["a"]
+    with engine.begin() as conn:
+        for address, ramp in (("maria@northwind.example", None), ("sam@northwind.example", 5)):
+            store.add_mailbox(conn, a, from_address=address, from_name=address.split("@")[0].title(),
+                              smtp_host="smtp.northwind.example", smtp_port=587, daily_cap=40, ramp_start=ramp,
+                              ramp_step=5 if ramp else 0, ramp_ceiling=30 if ramp else None,
+                              ramp_started_at=now - timedelta(days=3))
+        camp = factories.campaign(conn, a, "Q1 Logistics Leaders", status="draft")
+        factories.leads(conn, a, 60, campaign_id=camp, domain="freight.example")
+        store.set_schedule(conn, a, camp, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+        store.set_step(conn, a, camp, step=1, subject="{{ first_name }}, a question about {{ company_name }}",
+                       body="Hi {{ first_name }},\n\nHow does {{ company_name }} plan its routes today?\n\n{{ sender_name }}")
+        store.set_step(conn, a, camp, step=2, subject="x", body="Following up, {{ first_name }}.", delay_amount=3)
+        store.set_step(conn, a, camp, step=3, subject="x", body="Last note, {{ first_name }}.", delay_amount=4)
+        store.enroll(conn, a, camp, now=now)
+        assert store.activate(conn, a, camp) == []
+    return world | {"campaign": camp}
+
+
+def test_campaign_preview_forecast_chart_and_mailbox_health(console_url, new_page, outreach_world):
+    page = new_page()
+    sign_in(page, console_url, outreach_world["acc"].operator)
+    page.get_by_role("link", name="Campaigns").click()
+    page.get_by_role("link", name="Q1 Logistics Leaders").click()
+    chooser = page.get_by_test_id("preview-lead")
+    second = chooser.locator("option").nth(1)
+    chooser.select_option(second.get_attribute("value"))
+    page.get_by_role("button", name="Preview").click()
+    first_name = second.inner_text().split("(")[1].split()[0]
+    expect(page.get_by_test_id("subject").first).to_contain_text(f"{first_name}, a question about Example Inc")
+    expect(page.locator("svg.chart rect.seg").first).to_be_visible()
+    shot(page, "campaign")
+
+    page.get_by_role("link", name="Mailboxes").click()
+    expect(page.get_by_test_id("ramp").nth(1)).to_contain_text("day 4")
+    page.get_by_label("reason for pausing sam@northwind.example").fill("warming up a new domain")
+    page.get_by_label("reason for pausing sam@northwind.example").press("Enter")
+    expect(page.get_by_test_id("mailbox-reason")).to_contain_text("warming up a new domain")
+    page.get_by_role("link", name="Mailboxes").click()
+    expect(page.get_by_test_id("mailboxes")).to_contain_text("maria@northwind.example")
+    expect(page.get_by_test_id("mailbox-reason")).to_contain_text("warming up a new domain")
+    shot(page, "mailboxes")
