@@ -198,3 +198,20 @@ def test_users_cli_adds_lists_changes_passwords_and_refuses_bad_input(engine):
     assert runner.invoke(cli, ["users", "disable", "jane@client.example"]).exit_code == 0
     with engine.begin() as conn, pytest.raises(users.SignInRefused):
         users.authenticate(conn, "jane@client.example", "another long password")
+
+
+def test_an_oversized_form_is_refused_before_it_is_read(app, world):
+    c = client_for(app)
+    sign_in(c, world["acc"].operator)
+    token = csrf_of(c.get("/console/batches").text)
+    huge = c.post("/console/batches", data={"csrf": token, "client_id": "1", "pad": "x" * 300_000})
+    assert huge.status_code == 413 and "Too large" in huge.text
+
+    def chunks():  # no Content-Length: read under the same cap
+        yield f"csrf={token}&pad=".encode()
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    streamed = c.post("/console/batches", content=chunks(),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413

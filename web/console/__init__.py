@@ -102,7 +102,7 @@ class Console:
                   operator_only: bool = True) -> tuple[Any, Principal]:
         """A form post: signed in, CSRF checked, operator (unless said otherwise), then `fn` in scope."""
         who, session = await run_in_threadpool(self.who, request)
-        form = await request.form(max_part_size=FORM_MAX_BYTES)
+        form = await read_form(request)
         self.sessions.check_csrf(session.sid, _str(form.get("csrf")))
         if operator_only and not who.is_operator:
             raise Forbidden(Forbidden.__doc__)
@@ -123,6 +123,28 @@ class Console:
     def message(self, status: int, title: str, text: str, who: Principal | None = None,
                 session: Session | None = None) -> HTMLResponse:
         return self.page("message.html", who, session, status=status, title=title, text=text)
+
+
+class FormTooLarge(Exception):
+    """The form is larger than a console form can be."""
+
+
+async def read_form(request: Request, limit: int = FORM_MAX_BYTES) -> Any:
+    """The posted form, refused (413) before it is read when its declared length passes `limit`;
+    a body without a length is read under the same cap."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
+    if declared is None:
+        size = 0
+        chunks = []
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
+            chunks.append(chunk)
+        request._body = b"".join(chunks)  # Starlette's form parser reads the cached body
+    return await request.form(max_part_size=limit)
 
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:
@@ -210,6 +232,10 @@ def mount(app: FastAPI, engine: Callable[[], Engine], secret: str | None, *, sec
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         return console.message(403, "Not allowed", str(exc))
 
+    @app.exception_handler(FormTooLarge)
+    async def too_large(request: Request, exc: FormTooLarge) -> Response:
+        return console.message(413, "Too large", str(exc))
+
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return console.message(404, "Not found", str(exc))
@@ -230,7 +256,7 @@ def _register_auth(router: APIRouter, console: Console) -> None:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        form = await request.form(max_part_size=FORM_MAX_BYTES)
+        form = await read_form(request)
         console.sessions.check_login_form(request.cookies.get(LOGIN_COOKIE), _str(form.get("csrf")))
         email, password = _str(form.get("email")) or "", _str(form.get("password")) or ""
 
@@ -260,7 +286,7 @@ def _register_auth(router: APIRouter, console: Console) -> None:
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         who, session = await run_in_threadpool(console.who, request)
-        form = await request.form(max_part_size=FORM_MAX_BYTES)
+        form = await read_form(request)
         console.sessions.check_csrf(session.sid, _str(form.get("csrf")))
 
         def end() -> None:
