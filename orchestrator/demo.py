@@ -72,11 +72,9 @@ def _console_accounts(client_id: int) -> dict[str, str]:
         users.ensure_user(conn, DEMO_OPERATOR, password, role="operator")
         users.ensure_user(conn, DEMO_VIEWER, password, role="viewer", client_id=client_id)
     console.rule("[bold]Operator console")
-    console.print("Open the console on this data:  [bold]make console[/bold]  "
-                  "(or .venv/bin/outbound serve --run-launches), then http://127.0.0.1:8000/console", highlight=False)
-    console.print(f"  {DEMO_OPERATOR}  password {password}   (operator: every client, may launch and cancel)",
-                  highlight=False)
-    console.print(f"  {DEMO_VIEWER}    password {password}   (viewer of {CLIENT} only, read-only)", highlight=False)
+    console.print("Open it on this data: [bold]make console[/bold], then http://127.0.0.1:8000/console", highlight=False)
+    console.print(f"  {DEMO_OPERATOR}  {password}  (operator: every client)", highlight=False)
+    console.print(f"  {DEMO_VIEWER}    {password}  (viewer: {CLIENT} only)", highlight=False)
     return {"operator": DEMO_OPERATOR, "viewer": DEMO_VIEWER, "password": password}
 
 

@@ -39,8 +39,10 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
+    open, which would break every later test that calls asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()

@@ -123,6 +123,10 @@ def test_the_campaign_page_previews_the_chosen_lead_and_charts_the_engines_forec
     foreign = c.get(f"/console/campaigns/{world['camp_a']}?lead={world['leads_b'][0]}").text
     assert "bravo.example" not in foreign and "Hi &lt;i&gt;Ann" in foreign  # another campaign's lead: the first
 
+    assert f'data-fragment="/console/campaigns/{world["camp_a"]}/forecast"' in page.text  # loaded by the page's script
+    assert "style=" not in page.text and "<script>" not in page.text
+    page = c.get(f"/console/campaigns/{world['camp_a']}/forecast")
+    assert page.status_code == 200
     segments = {(html.unescape(d), html.unescape(m)): int(n) for d, m, n in SEGMENT.findall(page.text)}
     with engine.begin() as conn:
         expected = forecasting.forecast(conn, world["a"], world["camp_a"], now=datetime.now(UTC))

@@ -48,9 +48,8 @@ def register(router: APIRouter, console: Console) -> None:
     @router.get("/campaigns/{campaign_id}")
     async def campaign_page(request: Request, campaign_id: int, lead: int | None = None,
                             notice: str | None = None) -> Response:
-        settings = get_settings()
-        per_lead = forecasting.paid_credits_per_lead(settings)
-
+        """Steps and previews at once; the forecast (a simulation that can take seconds on a big
+        campaign) arrives from /forecast when the page asks for it."""
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
             camp = q.campaign(conn, campaign_id)
             if camp is None:
@@ -64,9 +63,26 @@ def register(router: APIRouter, console: Console) -> None:
             if chosen is None:
                 chosen = leads[0] if leads else None
             sender = q.sender_for(conn, camp["client_id"], chosen["mailbox_id"] if chosen else None)
-            result = q.forecast(conn, camp["client_id"], campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead)
             return {"campaign": camp, "leads": leads, "lead": chosen, "sender": sender,
-                    "steps": q.previews(q.steps(conn, campaign_id), chosen, sender), "forecast": result}
+                    "steps": q.previews(q.steps(conn, campaign_id), chosen, sender)}
+
+        data, who, session = await console.read(request, load)
+        if data is None:
+            raise NotFound(NotFound.__doc__)
+        return console.page("campaign.html", who, session, notice=notice,
+                            shield_paused=q.shield_paused(data["campaign"]["status_reason"]), **data)
+
+    @router.get("/campaigns/{campaign_id}/forecast")
+    async def campaign_forecast(request: Request, campaign_id: int) -> Response:
+        """The forecast section of the campaign page (an HTML fragment): the chart and its table."""
+        per_lead = forecasting.paid_credits_per_lead(get_settings())
+
+        def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
+            camp = q.campaign(conn, campaign_id)
+            if camp is None:
+                return None
+            return {"campaign": camp, "forecast": q.forecast(conn, camp["client_id"], campaign_id,
+                                                             now=datetime.now(UTC), credits_per_lead=per_lead)}
 
         data, who, session = await console.read(request, load)
         if data is None:
@@ -78,9 +94,8 @@ def register(router: APIRouter, console: Console) -> None:
         else:
             fc, boxes = result, sorted(result.caps)
             chart = stacked_bars(result.per_day, boxes) if result.per_day else None
-        return console.page("campaign.html", who, session, notice=notice, forecast=fc, chart=chart, boxes=boxes,
-                            forecast_problem=problem, credits_per_lead=per_lead,
-                            shield_paused=q.shield_paused(data["campaign"]["status_reason"]), **data)
+        return console.page("forecast.html", who, session, forecast=fc, chart=chart, boxes=boxes,
+                            forecast_problem=problem, credits_per_lead=per_lead, **data)
 
     @router.post("/campaigns/{campaign_id}/pause")
     async def campaign_pause(request: Request, campaign_id: int) -> Response:

@@ -76,19 +76,27 @@ def due_sends(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
     for m in mailboxes:
         by_client.setdefault(m.client_id, []).append(m)
     plan = Plan([])
+    # Thousands of candidates share a few (campaign, time zone) pairs: each window is checked once.
+    open_now: dict[tuple[int, str], bool] = {}
+    usable_by_client: dict[int, list[MailboxState]] = {}
     # Follow-ups first (a started conversation matters more than a new one), then oldest due first.
     for c in sorted(candidates, key=lambda c: (c.step == 1, c.due_at, c.enrollment_id)):
         if c.due_at > now:
             continue
         window = windows.get(c.campaign_id)
-        if window is None or not is_open(now, c.timezone, window):
+        key = (c.campaign_id, c.timezone)
+        if key not in open_now:
+            open_now[key] = window is not None and is_open(now, c.timezone, window)
+        if not open_now[key]:
             plan.waiting_window += 1
             continue
         if c.mailbox_id is not None:
             box = by_id.get(c.mailbox_id)
             picked = box if box is not None and _usable(box, now) else None
         else:
-            usable = [m for m in by_client.get(c.client_id, ()) if _usable(m, now)]
+            usable = usable_by_client.get(c.client_id)
+            if usable is None:  # a client's usable mailboxes change only when one takes a slot
+                usable = usable_by_client[c.client_id] = [m for m in by_client.get(c.client_id, ()) if _usable(m, now)]
             # Longest idle first; never-used mailboxes before any used one; id breaks ties.
             picked = min(usable, key=lambda m: (m.last_sent_at is not None, m.last_sent_at or now, m.id),
                          default=None)
@@ -96,6 +104,7 @@ def due_sends(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
             plan.waiting_mailbox += 1
             continue
         take_slot(picked, now)
+        usable_by_client.pop(picked.client_id, None)
         plan.sends.append(Send(c.enrollment_id, c.client_id, c.campaign_id, c.lead_id, c.step, picked.id))
     return plan
 
@@ -125,11 +134,15 @@ def next_wake(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
         # A rolling-24 h slot frees when the oldest send in the window turns 24 h old.
         if m.sends_in_window and m.room(now) <= 0:
             times.append(min(m.sends_in_window) + timedelta(hours=24))
+    opens: dict[tuple[datetime, str, int], datetime] = {}  # many candidates share a time, zone and campaign
     for c in candidates:
         window = windows.get(c.campaign_id)
         if window is None:
             continue
-        at = next_open(max(now, c.due_at), c.timezone, window)
+        key = (max(now, c.due_at), c.timezone, c.campaign_id)
+        if key not in opens:
+            opens[key] = next_open(key[0], c.timezone, window)
+        at = opens[key]
         if at > now:
             times.append(at)
     later = [t for t in times if now < t <= horizon]

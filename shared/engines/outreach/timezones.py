@@ -77,6 +77,13 @@ def _country_names() -> dict[str, str]:
     return names
 
 
+@lru_cache(maxsize=None)
+def zone_info(name: str) -> ZoneInfo:
+    """ZoneInfo, kept: its own cache holds only 8 zones strongly, and a forecast over many zones
+    would otherwise read the zone files again for every lead at every step."""
+    return ZoneInfo(name)
+
+
 def country_code(country: str | None) -> str | None:
     """ISO 3166 alpha-2 from a code or an English name ('DE', 'Germany', 'United Kingdom'); None if unknown."""
     value = (country or "").strip()
@@ -90,7 +97,7 @@ def country_code(country: str | None) -> str | None:
 def _one_clock(zones: tuple[str, ...], year: int = 2026) -> str | None:
     """The first zone when every zone keeps the same clock all year (Berlin/Busingen), else None."""
     probes = [datetime(year, m, 15, 12, tzinfo=UTC) for m in (1, 4, 7, 10)]
-    offsets = {tuple(p.astimezone(ZoneInfo(z)).utcoffset() for p in probes) for z in zones}
+    offsets = {tuple(p.astimezone(zone_info(z)).utcoffset() for p in probes) for z in zones}
     return zones[0] if len(offsets) == 1 else None
 
 
@@ -127,7 +134,7 @@ def resolve(*, explicit: str | None, phone: str | None, country: str | None, fal
 
 def is_open(now: datetime, tz: str, window: Window) -> bool:
     """Is `now` (aware) inside the window in `tz`'s local time? DST handled by zoneinfo."""
-    local = now.astimezone(ZoneInfo(tz))
+    local = now.astimezone(zone_info(tz))
     return local.isoweekday() in window.weekdays and window.start_hour <= local.hour < window.end_hour
 
 
@@ -145,7 +152,7 @@ def next_open(now: datetime, tz: str, window: Window) -> datetime:
     """The first instant at or after `now` when the window is open in `tz`."""
     if is_open(now, tz, window):
         return now
-    zone = ZoneInfo(tz)
+    zone = zone_info(tz)
     local_day = now.astimezone(zone).date()
     for offset in range(WINDOW_SEARCH_DAYS):
         day = local_day + timedelta(days=offset)
@@ -159,7 +166,7 @@ def next_open(now: datetime, tz: str, window: Window) -> datetime:
 
 def window_close(now: datetime, tz: str, window: Window) -> datetime:
     """When the window open at `now` closes (UTC)."""
-    zone = ZoneInfo(tz)
+    zone = zone_info(tz)
     return _local_instant(now.astimezone(zone).date(), window.end_hour, zone)
 
 
@@ -171,7 +178,7 @@ def add_delay(start: datetime, amount: int, unit: str, tz: str) -> datetime:
     """
     if amount <= 0:
         return start
-    zone = ZoneInfo(tz)
+    zone = zone_info(tz)
     local = start.astimezone(zone).replace(tzinfo=None)
     if unit == "days":
         local += timedelta(days=amount)

@@ -10,7 +10,20 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const live = document.getElementById("live");
   if (live) followBatch(live);
+  for (const section of document.querySelectorAll("[data-fragment]")) loadFragment(section);
 });
+
+// A slow part of a page (the campaign forecast) is rendered by the server on its own URL and
+// put in place when it arrives; it is our own escaped HTML from the same origin.
+async function loadFragment(section) {
+  try {
+    const response = await fetch(section.dataset.fragment, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(String(response.status));
+    section.innerHTML = await response.text();
+  } catch (error) {
+    section.textContent = "Could not load this part of the page (" + error.message + "): reload to try again.";
+  }
+}
 
 function rows(tbody, cells) {
   tbody.replaceChildren();
