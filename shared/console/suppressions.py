@@ -26,9 +26,13 @@ _MATCHES = """
 """
 
 
+def clean_query(q: str | None) -> str:
+    """The search text as searched: trimmed, bounded, without NUL (Postgres text cannot hold one)."""
+    return (q or "").replace("\x00", "").strip()[:MAX_QUERY_CHARS]
+
+
 def _params(client_id: int | None, q: str | None) -> dict[str, Any]:
-    q = (q or "").strip()[:MAX_QUERY_CHARS]
-    return {"client": client_id, "q": q or None}
+    return {"client": client_id, "q": clean_query(q) or None}
 
 
 def search(conn: Connection, *, client_id: int | None = None, q: str | None = None, page: int = 1,

@@ -87,6 +87,9 @@ def test_operator_searches_every_client_pages_and_filters(app, world):
     nxt = c.get(PAGE, params={"q": "do not contact", "client": world["a"]}).text
     assert f'href="/console/suppressions?client={world["a"]}&amp;q=do+not+contact&amp;page=2"' in nxt
     assert c.get(PAGE, params={"client": 999999}).status_code == 404
+    every = c.get(PAGE, params={"client": "", "q": "\x00 bravo private"})  # the filter's "all"; a NUL is dropped
+    assert every.status_code == 200 and len(rows_of(every.text)) == 2
+    assert "is not a number; showing every client" in c.get(PAGE, params={"client": "x"}).text
 
 
 def test_operator_adds_an_entry_through_the_engines_normalizer(app, engine, world):

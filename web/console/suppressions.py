@@ -30,7 +30,8 @@ from shared.console import suppressions as queries
 from shared.console.users import Principal
 from shared.engines.leads_import import clean_name
 from shared.engines.outreach import suppression
-from web.console import FORM_MAX_BYTES, PREFIX, SECURITY_HEADERS, Console, NotFound, form_int, redirect
+from web.console import (FORM_MAX_BYTES, PREFIX, SECURITY_HEADERS, Console, NotFound, client_filter, form_int,
+                         redirect)
 from web.console.auth import Forbidden
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
@@ -61,15 +62,6 @@ def _capped(receive: Receive, limit: int) -> Receive:
         return message
 
     return capped
-
-
-def _int_param(raw: str | None) -> int | None:
-    """A query parameter's number; blank is None (the filter's "all"), anything else not a number is no client."""
-    if raw is None or raw.strip() == "":
-        return None
-    if not raw.strip().isdigit():
-        raise NotFound(NotFound.__doc__)
-    return int(raw)
 
 
 def _page_param(raw: str | None) -> int:
@@ -126,9 +118,10 @@ def register(router: APIRouter, console: Console) -> None:
     @router.get("/suppressions")
     async def suppression_list(request: Request, client: str | None = None, q: str | None = None,
                                page: str | None = None, notice: str | None = None) -> Response:
-        client_id, text, page_no = _int_param(client), (q or "").strip()[:queries.MAX_QUERY_CHARS], _page_param(page)
+        client_id, problem = client_filter(client)  # blank ("all") or malformed: every client in the scope
+        text, page_no = queries.clean_query(q), _page_param(page)
         data, who, session = await console.read(request, lambda conn, who: _listing(conn, who, client_id, text, page_no))
-        return render(who, session, data, client=client_id, text=text, notice=notice)
+        return render(who, session, data, client=client_id, text=text, notice=notice or problem)
 
     @router.post("/suppressions")
     async def suppression_add(request: Request) -> Response:
@@ -204,7 +197,9 @@ def register(router: APIRouter, console: Console) -> None:
 
     @router.get("/suppressions/export")
     async def suppression_export(request: Request, client: str | None = None) -> Response:
-        client_id = _int_param(client)
+        client_id, problem = client_filter(client)
+        if problem:
+            return redirect("/suppressions", problem)
 
         def export(conn: Connection, who: Principal) -> tuple[str, int, str] | None:
             wanted = client_id if client_id is not None else (None if who.is_operator else who.client_id)
