@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import sys
@@ -196,7 +195,10 @@ def suppressions_import(client: str, path: Path, reason: str = typer.Option("imp
     from shared.engines.outreach import suppression
 
     with db.transaction() as conn:
-        added, problems = suppression.import_csv(conn, _client(conn, client), path, reason=reason)
+        try:
+            added, problems = suppression.import_csv(conn, _client(conn, client), path, reason=reason)
+        except suppression.UnreadableFile as exc:
+            _usage(f"{path}: {exc}")
     for line in problems:
         typer.echo(f"{path}: {line}", err=True)
     typer.echo(f"{added} new suppressions ({len(problems)} rejected)")
@@ -204,14 +206,11 @@ def suppressions_import(client: str, path: Path, reason: str = typer.Option("imp
 
 @suppressions_app.command("export")
 def suppressions_export(client: str) -> None:
-    """Print the client's suppression list as CSV."""
+    """Print the client's suppression list as CSV (every text field quoted, formulas neutralised)."""
     from shared.engines.outreach import suppression
 
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["kind", "value", "reason", "source", "created_at"])
     with db.transaction() as conn:
-        for row in suppression.export_rows(conn, _client(conn, client)):
-            writer.writerow(row)
+        suppression.write_export(conn, _client(conn, client), sys.stdout)
 
 
 @serve_app.command("serve")

@@ -39,8 +39,15 @@ def test_suppressions_import_and_export(engine, tmp_path):
     assert out.exit_code == 0 and "2 new suppressions (1 rejected)" in out.output
     assert "line 4" in out.output
     exported = runner.invoke(app, ["suppressions", "export", "acme"]).output
-    assert "email,ann@x.com" in exported and "domain,competitor.com" in exported
+    assert exported.startswith('"kind","value","reason","source","created_at"')  # the console's export too
+    assert '"email","ann@x.com"' in exported and '"domain","competitor.com"' in exported
     with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 2
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("value\nren\xe9@x.com\nbob@x.com\n".encode("latin-1"))
+    out = runner.invoke(app, ["suppressions", "import", "acme", str(latin1)])
+    assert out.exit_code == 2 and "is not UTF-8 text" in out.output and out.output.count("\n") == 1, out.output
+    with engine.connect() as conn:  # nothing of an unreadable file is imported
         assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 2
 
 

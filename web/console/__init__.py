@@ -47,7 +47,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 # Each page family registers its routes (`register(router, console)`); the nav in base.html lists them.
-PAGE_MODULES = ("web.console.batches", "web.console.leads", "web.console.campaigns")
+PAGE_MODULES = ("web.console.batches", "web.console.leads", "web.console.campaigns", "web.console.suppressions")
 FORM_MAX_BYTES = 256 * 1024  # an ordinary console form; the suppression import has its own limit
 
 

@@ -14,9 +14,11 @@ import hmac
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import Connection, text
 
+from shared import csvsafe
 from shared.csvsafe import safe_cell
 
 TOKEN_MAC_BYTES = 16
@@ -42,20 +44,29 @@ def read_token(token: str, secret: str) -> int | None:
     return pk if pk > 0 and hmac.compare_digest(mac, _mac(pk, secret)) else None
 
 
+MAX_VALUE_CHARS = 320  # an address is at most 254 characters, a domain 253: longer is not a real entry
+
+
+def _shown(value: str) -> str:
+    """A value quoted for an error message, shortened so a pasted novel does not fill the page."""
+    return repr(value if len(value) <= 60 else value[:60] + "…")
+
+
 def normalize(value: str) -> tuple[str, str]:
     """('email', 'ann@x.com') or ('domain', 'x.com') from a cell; '@x.com' and 'x.com' are domains."""
     v = value.strip().lower()
-    if not v or " " in v:
-        raise ValueError(f"{value!r} is neither an email address nor a domain")
+    # Whitespace or control characters inside (a NUL would not even reach Postgres) make it no entry.
+    if not v or len(v) > MAX_VALUE_CHARS or any(ch.isspace() or not ch.isprintable() for ch in v):
+        raise ValueError(f"{_shown(value)} is neither an email address nor a domain")
     if v.startswith("@"):
         v = v[1:]
     if "@" in v:
         local, _, domain = v.rpartition("@")
         if not local or "." not in domain:
-            raise ValueError(f"{value!r} is not an email address")
+            raise ValueError(f"{_shown(value)} is not an email address")
         return "email", v
     if "." not in v:
-        raise ValueError(f"{value!r} is not a domain")
+        raise ValueError(f"{_shown(value)} is not a domain")
     return "domain", v
 
 
@@ -93,16 +104,36 @@ def unsubscribe_message(conn: Connection, message_pk: int, *, source: str) -> di
     return {"email": row.email}
 
 
-def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "imported") -> tuple[int, list[str]]:
-    """Import a CSV whose first column (or `email`/`domain`/`value` column) holds entries.
+class UnreadableFile(ValueError):
+    """The file is not a CSV this import can read; nothing was imported."""
 
-    Returns (added, problems); a bad cell is named by line and skipped, nothing valid is lost.
-    """
+
+def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "imported") -> tuple[int, list[str]]:
+    """Import a CSV file (see `import_stream`); a FIFO or device is refused before anything is read."""
     from shared.engines.leads_import import open_input  # refuses FIFOs and devices before reading
 
+    with open_input(path) as raw:
+        return import_stream(conn, client_id, raw, reason=reason, source=f"import:{path.name}")
+
+
+def import_stream(conn: Connection, client_id: int, raw: IO[bytes], *, reason: str = "imported",
+                  source: str) -> tuple[int, list[str]]:
+    """Import a CSV whose first column (or `email`/`domain`/`value` column) holds entries.
+
+    The one parser for the CLI's file and the console's upload (the caller bounds the size).
+    Returns (added, problems); a bad cell is named by line and skipped, nothing valid is lost.
+    Raises UnreadableFile (nothing imported) when the bytes are not UTF-8 CSV.
+    """
     added, problems = 0, []
-    with io.TextIOWrapper(open_input(path), encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
+    fh = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    try:
+        rows = list(csv.reader(fh))  # read whole before the first insert: an unreadable file adds nothing
+    except UnicodeDecodeError:
+        raise UnreadableFile("the file is not UTF-8 text (save it as \"CSV UTF-8\")") from None
+    except csv.Error as exc:
+        raise UnreadableFile(f"the file is not a readable CSV: {exc}") from None
+    finally:
+        fh.detach()  # the caller owns `raw` and closes it
     if not rows:
         return 0, []
     header = [h.strip().lower() for h in rows[0]]
@@ -112,13 +143,27 @@ def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "i
     for line, row in enumerate(body, start=2 if body is not rows else 1):
         cell = row[col] if len(row) > col else ""
         try:
-            added += suppress(conn, client_id, cell, reason=reason, source=f"import:{path.name}")
+            added += suppress(conn, client_id, cell, reason=reason, source=source)
         except ValueError as exc:
             problems.append(f"line {line}: {exc}")
     return added, problems
+
+
+EXPORT_COLUMNS = ("kind", "value", "reason", "source", "created_at")
 
 
 def export_rows(conn: Connection, client_id: int) -> Iterable[tuple[str, str, str, str, str]]:
     for r in conn.execute(text("SELECT kind, value, reason, source, created_at FROM suppressions "
                                "WHERE client_id = :c ORDER BY kind, value"), {"c": client_id}):
         yield r.kind, safe_cell(r.value), safe_cell(r.reason), safe_cell(r.source), r.created_at.isoformat()
+
+
+def write_export(conn: Connection, client_id: int, handle: IO[str]) -> int:
+    """The client's list as CSV (header, then `export_rows`) through the project's spreadsheet-safe
+    writer: the CLI's `suppressions export` and the console's download. Returns the row count."""
+    out = csvsafe.writer(handle)
+    out.writerow(EXPORT_COLUMNS)
+    n = 0
+    for n, row in enumerate(export_rows(conn, client_id), start=1):
+        out.writerow(row)
+    return n

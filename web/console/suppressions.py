@@ -1,0 +1,220 @@
+"""Suppression list pages: search with paging, add one entry, import a CSV upload, export a client's CSV.
+
+Every action is the engine's own function (`shared.engines.outreach.suppression`): `suppress` (its
+one normalizer) for an entry typed in, `import_stream` (the CLI's parser) for an upload,
+`write_export` (the CLI's columns and spreadsheet-safe writer) for the download. What is added
+here is what the just-in-time check before every send reads (`is_suppressed`).
+
+Viewers read and export their own client's list (row-level security decides what "own" is);
+only operators add or import. An upload is refused with 413 once it passes IMPORT_MAX_BYTES,
+counted while it arrives, so an oversized body is never read whole (the form parser spools the
+file part to a private, already-unlinked temporary file beyond 1 MB).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import PureWindowsPath
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import Connection
+
+from shared.console import suppressions as queries
+from shared.console.users import Principal
+from shared.engines.leads_import import clean_name
+from shared.engines.outreach import suppression
+from web.console import (FORM_MAX_BYTES, PREFIX, SECURITY_HEADERS, Console, NotFound, client_filter, form_int,
+                         redirect)
+from web.console.auth import Forbidden
+
+IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
+PROBLEMS_SHOWN = 2000  # rejected lines listed on the page after an import (the count covers all)
+REASON_MAX_CHARS = 200
+DEFAULT_REASON = "manual"
+
+
+Message = MutableMapping[str, Any]  # an ASGI message
+Receive = Callable[[], Awaitable[Message]]
+
+
+class UploadTooLarge(Exception):
+    """The upload is larger than the console accepts."""
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing once more than `limit` body bytes have arrived (chunked uploads say no length)."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise UploadTooLarge(UploadTooLarge.__doc__)
+        return message
+
+    return capped
+
+
+def _page_param(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() and 0 < int(raw) < 10**9 else 1
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _reason(raw: Any, default: str) -> str:
+    """One line, no control characters, no formula prefix, bounded: it is shown and exported."""
+    return (clean_name(_str(raw)) or default)[:REASON_MAX_CHARS]
+
+
+def _upload_name(filename: str | None) -> str:
+    """The upload's base name (a browser may send a full Windows path), as a one-line label."""
+    return (clean_name(PureWindowsPath(filename or "").name) or "upload")[:100]
+
+
+def _download_name(client: str, client_id: int) -> str:
+    """`suppressions-<client>-<id>.csv` with only filename-safe ASCII: nothing for a header to trip on."""
+    slug = re.sub(r"[^A-Za-z0-9_]+", "-", client).strip("-_")[:60] or "client"
+    return f"suppressions-{slug}-{client_id}.csv"
+
+
+def _link(client: int | None, text: str, page: int) -> str:
+    params = {k: v for k, v in (("client", client), ("q", text), ("page", page if page > 1 else None)) if v}
+    return f"{PREFIX}/suppressions" + (f"?{urlencode(params)}" if params else "")
+
+
+def _listing(conn: Connection, who: Principal, client: int | None, text: str, page: int) -> dict[str, Any]:
+    """What the page shows: the entries (one page), the paging, the client choices."""
+    if client is not None and queries.client_name(conn, client) is None:
+        raise NotFound(NotFound.__doc__)  # another client's id reads exactly like one that does not exist
+    total = queries.count(conn, client_id=client, q=text)
+    pages = max(1, math.ceil(total / queries.PAGE_SIZE))
+    return {
+        "entries": queries.search(conn, client_id=client, q=text, page=page),
+        "total": total, "page": page, "pages": pages, "first": (page - 1) * queries.PAGE_SIZE + 1,
+        "prev_link": _link(client, text, page - 1) if page > 1 else None,
+        "next_link": _link(client, text, page + 1) if page < pages else None,
+        "clients": queries.clients(conn),
+        "export_client": client if client is not None else (None if who.is_operator else who.client_id),
+    }
+
+
+def register(router: APIRouter, console: Console) -> None:
+    def render(who: Principal, session: Any, data: dict[str, Any], *, client: int | None, text: str,
+               status: int = 200, **extra: Any) -> Response:
+        return console.page("suppressions.html", who, session, status=status, client=client, q=text,
+                            page_size=queries.PAGE_SIZE, import_max_mb=IMPORT_MAX_BYTES // (1024 * 1024), **data, **extra)
+
+    @router.get("/suppressions")
+    async def suppression_list(request: Request, client: str | None = None, q: str | None = None,
+                               page: str | None = None, notice: str | None = None) -> Response:
+        client_id, problem = client_filter(client)  # blank ("all") or malformed: every client in the scope
+        text, page_no = queries.clean_query(q), _page_param(page)
+        data, who, session = await console.read(request, lambda conn, who: _listing(conn, who, client_id, text, page_no))
+        return render(who, session, data, client=client_id, text=text, notice=notice or problem)
+
+    @router.post("/suppressions")
+    async def suppression_add(request: Request) -> Response:
+        def add(conn: Connection, who: Principal, form: dict[str, Any]) -> tuple[int | None, str]:
+            client_id = form_int(form, "client_id")
+            if client_id is None:
+                return None, "choose a client"
+            if queries.client_name(conn, client_id) is None:
+                raise NotFound(NotFound.__doc__)
+            value = _str(form.get("value"))
+            try:
+                kind, normalized = suppression.normalize(value)
+                added = suppression.suppress(conn, client_id, value, reason=_reason(form.get("reason"), DEFAULT_REASON),
+                                             source=f"console:{who.email}")
+            except ValueError as exc:
+                return client_id, f"not added: {exc}"
+            return client_id, (f"{normalized} added ({kind})" if added else f"{normalized} was already on the list")
+
+        try:
+            (client_id, notice), _who = await console.act(request, add)
+        except ValueError as exc:  # a client id that is not a number
+            return redirect("/suppressions", str(exc))
+        return redirect(f"/suppressions?client={client_id}" if client_id else "/suppressions", notice)
+
+    @router.post("/suppressions/import")
+    async def suppression_import(request: Request) -> Response:
+        """A CSV upload: operator first (nothing read for a viewer), then the size, then CSRF, then the engine's parser."""
+        who, session = await run_in_threadpool(console.who, request)
+        if not who.is_operator:
+            raise Forbidden(Forbidden.__doc__)
+        too_large = f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; split it, or use " \
+                    "`outbound suppressions import`."
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
+            return console.message(413, "Too large", too_large, who, session)
+        body = Request(request.scope, _capped(request.receive, IMPORT_MAX_BYTES))
+        try:
+            form = await body.form(max_files=1, max_fields=8, max_part_size=FORM_MAX_BYTES)
+        except UploadTooLarge:
+            return console.message(413, "Too large", too_large, who, session)
+        try:
+            console.sessions.check_csrf(session.sid, _str(form.get("csrf")) or None)
+            try:
+                client_id = form_int(dict(form.items()), "client_id")
+            except ValueError as exc:
+                return redirect("/suppressions", str(exc))
+            upload = form.get("file")
+            if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
+                return redirect("/suppressions", "choose a client and a CSV file to import")
+            filename = _upload_name(upload.filename)
+            reason = _reason(form.get("reason"), "imported")
+
+            def run(conn: Connection, who: Principal) -> dict[str, Any]:
+                if queries.client_name(conn, client_id) is None:
+                    raise NotFound(NotFound.__doc__)
+                try:
+                    added, problems = suppression.import_stream(conn, client_id, upload.file, reason=reason,
+                                                                source=f"import:{filename}")
+                except suppression.UnreadableFile as exc:
+                    return {"error": str(exc)}
+                return {"added": added, "rejected": len(problems), "problems": problems[:PROBLEMS_SHOWN]}
+
+            def go() -> tuple[dict[str, Any], dict[str, Any]]:
+                with console.scoped(who) as conn:  # the listing below already shows what was added
+                    return run(conn, who), _listing(conn, who, client_id, "", 1)
+
+            outcome, data = await run_in_threadpool(go)
+        finally:
+            await form.close()
+        imported = {"filename": filename, **outcome}
+        return render(who, session, data, client=client_id, text="", imported=imported,
+                      problems_shown=PROBLEMS_SHOWN)
+
+    @router.get("/suppressions/export")
+    async def suppression_export(request: Request, client: str | None = None) -> Response:
+        client_id, problem = client_filter(client)
+        if problem:
+            return redirect("/suppressions", problem)
+
+        def export(conn: Connection, who: Principal) -> tuple[str, int, str] | None:
+            wanted = client_id if client_id is not None else (None if who.is_operator else who.client_id)
+            if wanted is None:
+                return None
+            name = queries.client_name(conn, wanted)
+            if name is None:
+                raise NotFound(NotFound.__doc__)
+            buffer = io.StringIO()
+            suppression.write_export(conn, wanted, buffer)
+            return name, wanted, buffer.getvalue()
+
+        found, _who, _session = await console.read(request, export)
+        if found is None:
+            return redirect("/suppressions", "choose a client to export")
+        name, wanted, content = found
+        headers = SECURITY_HEADERS | {"Content-Disposition": f'attachment; filename="{_download_name(name, wanted)}"'}
+        return Response(content, media_type="text/csv; charset=utf-8", headers=headers)
