@@ -136,3 +136,41 @@ def test_campaign_preview_forecast_chart_and_mailbox_health(console_url, new_pag
     expect(page.get_by_test_id("mailboxes")).to_contain_text("maria@northwind.example")
     expect(page.get_by_test_id("mailbox-reason")).to_contain_text("warming up a new domain")
     shot(page, "mailboxes")
+
+
+def test_suppressions_import_add_search_and_export(console_url, new_page, world, tmp_path):
+    upload = tmp_path / "do-not-contact.csv"
+    upload.write_text("email,reason\nceo@rival.example,asked in person\nlegal.example,whole domain\n"
+                      "not an address,oops\n", encoding="utf-8")
+    page = new_page()
+    sign_in(page, console_url, world["acc"].operator)
+    page.get_by_role("link", name="Suppressions").click()
+    form = page.get_by_test_id("import-suppressions")
+    form.get_by_role("combobox").select_option(str(world["a"]))
+    form.locator('input[type="file"]').set_input_files(str(upload))
+    form.get_by_role("button", name="Import").click()
+    expect(page.get_by_test_id("import-result")).to_contain_text("2")
+    expect(page.get_by_test_id("import-problems")).to_contain_text("line 4")
+
+    page.goto(f"{console_url}/console/suppressions")
+    add = page.get_by_test_id("add-suppression")
+    add.get_by_role("combobox").select_option(str(world["a"]))
+    add.get_by_label("Email or domain").fill("Unsubscribed.Person@Northwind.example")
+    add.get_by_label("Reason").fill("asked on a call")
+    add.get_by_role("button", name="Add").click()
+    table = page.get_by_test_id("suppressions")
+    expect(table).to_contain_text("unsubscribed.person@northwind.example")
+
+    search = page.get_by_test_id("search-suppressions")
+    search.get_by_role("combobox").select_option(str(world["a"]))
+    search.get_by_label("Search").fill("rival")
+    search.get_by_role("button", name="Search").click()
+    expect(table).to_contain_text("ceo@rival.example")
+    expect(table).not_to_contain_text("legal.example")
+    with page.expect_download() as download:
+        page.get_by_test_id("export").click()
+    exported = download.value.path().read_text(encoding="utf-8")
+    assert "ceo@rival.example" in exported and "legal.example" in exported
+    search.get_by_label("Search").fill("")
+    search.get_by_role("button", name="Search").click()
+    shot(page, "suppressions")
