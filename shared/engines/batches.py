@@ -105,10 +105,6 @@ def launch(conn: Connection, batch_id: int) -> bool:
              "RETURNING id"), {"b": batch_id}).first() is not None
 
 
-class NotCancellable(ValueError):
-    """Only a draft, launched or running enrichment batch can be cancelled."""
-
-
 def cancel(conn: Connection, batch_id: int) -> bool:
     """draft/launched/running → cancelled; False when it was already finished (or is a send batch).
 

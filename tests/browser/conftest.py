@@ -69,8 +69,12 @@ def new_page(browser):
 
 
 @pytest.fixture
-def console_url(engine, database_url, prefect_harness, env) -> Iterator[str]:
-    """The web app in uvicorn plus the in-process launcher, as `outbound serve --run-launches` runs them."""
+def console_url(engine, database_url, env) -> Iterator[str]:
+    """The web app in uvicorn plus the in-process launcher, as `outbound serve --run-launches` runs them.
+
+    No `prefect_harness`: the launcher's flows start Prefect's temporary server on their own, as they
+    do under `outbound serve`, and the session-wide harness (whose settings would then be in force for
+    every later test in this process) is left to the tests that ask for it."""
     from orchestrator.bridge import Bridge, LocalLauncher
     from shared.integrations.providers import sandbox
     from web.app import create_app
