@@ -129,22 +129,31 @@ class FormTooLarge(Exception):
     """The form is larger than a console form can be."""
 
 
-async def read_form(request: Request, limit: int = FORM_MAX_BYTES) -> Any:
-    """The posted form, refused (413) before it is read when its declared length passes `limit`;
-    a body without a length is read under the same cap."""
+def _capped(receive: Any, limit: int) -> Any:
+    """The ASGI `receive`, refusing (FormTooLarge) once more than `limit` body bytes have arrived."""
+    seen = 0
+
+    async def capped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
+        return message
+
+    return capped
+
+
+async def read_form(request: Request, limit: int = FORM_MAX_BYTES, **options: Any) -> Any:
+    """The posted form, refused (FormTooLarge, 413) before it is read when its declared length passes
+    `limit`, and while it arrives when it declares none; it is never held whole beyond the cap
+    (Starlette spools file parts to a temporary file). `options`: Starlette's form limits."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
-    if declared is None:
-        size = 0
-        chunks = []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
-            chunks.append(chunk)
-        request._body = b"".join(chunks)  # Starlette's form parser reads the cached body
-    return await request.form(max_part_size=limit)
+    capped = Request(request.scope, _capped(request.receive, limit))
+    return await capped.form(**({"max_part_size": FORM_MAX_BYTES} | options))
 
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import PureWindowsPath
 from typing import Any
 from urllib.parse import urlencode
@@ -30,38 +29,14 @@ from shared.console import suppressions as queries
 from shared.console.users import Principal
 from shared.engines.leads_import import clean_name
 from shared.engines.outreach import suppression
-from web.console import (FORM_MAX_BYTES, PREFIX, SECURITY_HEADERS, Console, NotFound, client_filter, form_int,
-                         redirect)
+from web.console import (PREFIX, SECURITY_HEADERS, Console, FormTooLarge, NotFound, client_filter, form_int,
+                         read_form, redirect)
 from web.console.auth import Forbidden
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
 PROBLEMS_SHOWN = 2000  # rejected lines listed on the page after an import (the count covers all)
 REASON_MAX_CHARS = 200
 DEFAULT_REASON = "manual"
-
-
-Message = MutableMapping[str, Any]  # an ASGI message
-Receive = Callable[[], Awaitable[Message]]
-
-
-class UploadTooLarge(Exception):
-    """The upload is larger than the console accepts."""
-
-
-def _capped(receive: Receive, limit: int) -> Receive:
-    """`receive`, refusing once more than `limit` body bytes have arrived (chunked uploads say no length)."""
-    seen = 0
-
-    async def capped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise UploadTooLarge(UploadTooLarge.__doc__)
-        return message
-
-    return capped
 
 
 def _page_param(raw: str | None) -> int:
@@ -154,13 +129,9 @@ def register(router: APIRouter, console: Console) -> None:
             raise Forbidden(Forbidden.__doc__)
         too_large = f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; split it, or use " \
                     "`outbound suppressions import`."
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
-            return console.message(413, "Too large", too_large, who, session)
-        body = Request(request.scope, _capped(request.receive, IMPORT_MAX_BYTES))
         try:
-            form = await body.form(max_files=1, max_fields=8, max_part_size=FORM_MAX_BYTES)
-        except UploadTooLarge:
+            form = await read_form(request, IMPORT_MAX_BYTES, max_files=1, max_fields=8)
+        except FormTooLarge:
             return console.message(413, "Too large", too_large, who, session)
         try:
             console.sessions.check_csrf(session.sid, _str(form.get("csrf")) or None)
