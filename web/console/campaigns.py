@@ -25,7 +25,7 @@ from shared.engines.outreach import forecast as forecasting
 from shared.engines.outreach import store
 from shared.engines.replies import shield
 from shared.settings import get_settings
-from web.console import Console, NotFound, redirect
+from web.console import Console, NotFound, client_filter, redirect
 from web.console.charts import stacked_bars
 
 REASON_MAX_CHARS = 500  # a pause reason is a sentence, not a document
@@ -38,12 +38,14 @@ def _confirmed(form: dict[str, Any]) -> bool:
 def register(router: APIRouter, console: Console) -> None:
     # -- campaigns ---------------------------------------------------------------------------------
     @router.get("/campaigns")
-    async def campaign_list(request: Request, client: int | None = None, notice: str | None = None) -> Response:
+    async def campaign_list(request: Request, client: str | None = None, notice: str | None = None) -> Response:
+        client_id, problem = client_filter(client)
+
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"campaigns": q.list_campaigns(conn, client_id=client), "clients": q.client_choices(conn)}
+            return {"campaigns": q.list_campaigns(conn, client_id=client_id), "clients": q.client_choices(conn)}
 
         data, who, session = await console.read(request, load)
-        return console.page("campaigns.html", who, session, client=client, notice=notice, **data)
+        return console.page("campaigns.html", who, session, client=client_id, notice=notice or problem, **data)
 
     @router.get("/campaigns/{campaign_id}")
     async def campaign_page(request: Request, campaign_id: int, lead: int | None = None,
@@ -140,9 +142,11 @@ def register(router: APIRouter, console: Console) -> None:
         return load
 
     @router.get("/mailboxes")
-    async def mailbox_list(request: Request, client: int | None = None, notice: str | None = None) -> Response:
-        data, who, session = await console.read(request, health(client, None))
-        return console.page("mailboxes.html", who, session, client=client, notice=notice, single=False, **data)
+    async def mailbox_list(request: Request, client: str | None = None, notice: str | None = None) -> Response:
+        client_id, problem = client_filter(client)
+        data, who, session = await console.read(request, health(client_id, None))
+        return console.page("mailboxes.html", who, session, client=client_id, notice=notice or problem, single=False,
+                            **data)
 
     @router.get("/mailboxes/{mailbox_id}")
     async def mailbox_page(request: Request, mailbox_id: int, notice: str | None = None) -> Response:
