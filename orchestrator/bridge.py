@@ -32,7 +32,10 @@ from typing import Any
 import httpx
 import psycopg2
 import psycopg2.extensions
+import sqlalchemy.exc
 from sqlalchemy.engine import make_url
+
+from shared.engines import batches
 
 log = logging.getLogger(__name__)
 
@@ -202,21 +205,6 @@ def libpq_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-# The launch time goes into the idempotency key; the trigger uses the same expression.
-_PENDING = """
-    SELECT id, coalesce(launched_at, created_at) FROM batches
-    WHERE status = 'launched' AND flow_run_id IS NULL ORDER BY id
-"""
-# The re-check before every launch: only a batch that is 'launched' with no flow run yet is started.
-_LAUNCHABLE = """
-    SELECT coalesce(launched_at, created_at) FROM batches
-    WHERE id = %(batch)s AND status = 'launched' AND flow_run_id IS NULL
-"""
-_RECORD = """
-    UPDATE batches SET flow_run_id = %(run)s WHERE id = %(batch)s AND status = 'launched' AND flow_run_id IS NULL
-"""
-
-
 def _refuse_json_constant(token: str) -> Any:
     raise ValueError(f"non-finite number {token}")
 
@@ -283,16 +271,21 @@ class Bridge:
 
     def _pending(self) -> list[tuple[int, datetime]]:
         """(batch id, launch time) of every batch that is 'launched' with no flow run yet."""
-        with self._conn.cursor() as cur:
-            cur.execute(_PENDING)
-            return [(row[0], row[1]) for row in cur.fetchall()]
+        with self._engine().begin() as conn:
+            return batches.awaiting_flow_run(conn)
 
     def _launch_key(self, batch_id: int) -> str | None:
         """The key of the batch's current launch, or None unless it is 'launched' with no flow run."""
-        with self._conn.cursor() as cur:
-            cur.execute(_LAUNCHABLE, {"batch": batch_id})
-            row = cur.fetchone()
-        return None if row is None else idempotency_key(batch_id, row[0])
+        with self._engine().begin() as conn:
+            launched = batches.awaiting_launch_time(conn, batch_id)
+        return None if launched is None else idempotency_key(batch_id, launched)
+
+    def _engine(self) -> Any:
+        """Queries go through the project's engine (pooled, with its timeouts); the psycopg2
+        connection above only LISTENs."""
+        from shared.db import get_engine
+
+        return get_engine(self.database_url)
 
     # -- work ------------------------------------------------------------------------------------
     def launch(self, batch_id: int) -> FlowRunRef | None:
@@ -311,8 +304,8 @@ class Bridge:
             # Left 'launched' with no flow_run_id: the next sweep tries again with the same key.
             log.error("batch %s: launch failed: %s", batch_id, exc)
             return None
-        with self._conn.cursor() as cur:
-            cur.execute(_RECORD, {"run": run.id, "batch": batch_id})
+        with self._engine().begin() as conn:
+            batches.record_flow_run(conn, batch_id, run.id)
         self.launched[batch_id] = run.id
         self.launches += 1
         log.info("batch %s: flow run %s %s (%s)", batch_id, run.id,
@@ -367,7 +360,8 @@ class Bridge:
                     if deadline is not None:
                         wait = min(wait, max(0.0, deadline - time.monotonic()))
                     self._drain(wait)
-                except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                except (psycopg2.OperationalError, psycopg2.InterfaceError, sqlalchemy.exc.OperationalError,
+                        sqlalchemy.exc.InterfaceError) as exc:
                     log.error("database connection lost (%s); reconnecting in %.0fs", exc, self.reconnect_seconds)
                     self._close()
                     if once or self.stop.wait(self.reconnect_seconds):

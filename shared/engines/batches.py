@@ -118,6 +118,32 @@ def cancel(conn: Connection, batch_id: int) -> bool:
         {"b": batch_id}).first() is not None
 
 
+# The launch time goes into the launch's idempotency key; migration 0002's trigger uses the same expression.
+_AWAITING_RUN = """
+    SELECT id, coalesce(launched_at, created_at) AS launched FROM batches
+    WHERE status = 'launched' AND flow_run_id IS NULL AND (CAST(:b AS bigint) IS NULL OR id = :b) ORDER BY id
+"""
+
+
+def awaiting_flow_run(conn: Connection) -> list[tuple[int, datetime]]:
+    """(id, launch time) of every batch that is 'launched' with no flow run yet: what the trigger hands on."""
+    return [(r.id, r.launched) for r in conn.execute(text(_AWAITING_RUN), {"b": None})]
+
+
+def awaiting_launch_time(conn: Connection, batch_id: int) -> datetime | None:
+    """The launch time of this batch if it is 'launched' with no flow run yet, else None (the re-check
+    before every launch: a notification or a sweep only names a batch, the table decides)."""
+    row = conn.execute(text(_AWAITING_RUN), {"b": batch_id}).first()
+    return None if row is None else row.launched
+
+
+def record_flow_run(conn: Connection, batch_id: int, flow_run_id: str) -> bool:
+    """Note the flow run a launch created; False when the batch no longer awaits one."""
+    return conn.execute(
+        text("UPDATE batches SET flow_run_id = :run WHERE id = :b AND status = 'launched' AND flow_run_id IS NULL "
+             "RETURNING id"), {"run": flow_run_id, "b": batch_id}).first() is not None
+
+
 class BatchIsDraft(ValueError):
     """The batch is a draft: nothing launched it, so no orchestrator may start it on its own."""
 
