@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 
 import typer
 
-from orchestrator.cli.common import console, fail, literal, or_fail, transaction
+from orchestrator.cli.common import console, literal, or_fail, transaction
 
 users_app = typer.Typer(help="Console sign-in accounts: operators (every client) and client viewers.",
                         no_args_is_help=True)
+
+
+class RoleChoice(StrEnum):
+    """`--role`: a bad value is a usage error (exit 2) naming the choices."""
+
+    OPERATOR = "operator"
+    VIEWER = "viewer"
 
 
 def _password(from_stdin: bool) -> str:
@@ -21,20 +29,18 @@ def _password(from_stdin: bool) -> str:
 
 @users_app.command("add")
 def users_add(email: str,
-              role: str = typer.Option(..., help="operator (every client) or viewer (one client, read-only)."),
+              role: RoleChoice = typer.Option(..., help="operator (every client) or viewer (one client, read-only)."),
               client: str = typer.Option(None, help="The viewer's client (name)."),
               password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Create a console account; the password is asked for (or read from stdin), never an argument."""
     from shared.console import users
     from shared.engines import batches
 
-    if role not in users.ROLES:
-        fail(f"--role {role!r}: use one of {', '.join(users.ROLES)}")
     password = _password(password_stdin)
     with transaction() as conn:
         client_id = or_fail(lambda: batches.client_id(conn, client)) if client else None
-        or_fail(lambda: users.create_user(conn, email, password, role=role, client_id=client_id))  # type: ignore[arg-type]
-    typer.echo(f"console user {users.normalize_email(email)} added ({role}{f' of {client}' if client else ''})")
+        or_fail(lambda: users.create_user(conn, email, password, role=role.value, client_id=client_id))  # type: ignore[arg-type]
+    typer.echo(f"console user {users.normalize_email(email)} added ({role.value}{f' of {client}' if client else ''})")
 
 
 @users_app.command("password")

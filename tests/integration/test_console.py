@@ -180,6 +180,8 @@ def test_users_cli_adds_lists_changes_passwords_and_refuses_bad_input(engine):
     short = runner.invoke(cli, ["users", "add", "ops@agency.test", "--role", "operator", "--password-stdin"],
                           input="short\n")
     assert short.exit_code == 1 and "at least 12 characters" in short.output
+    bad_role = runner.invoke(cli, ["users", "add", "v@x.test", "--role", "admin", "--password-stdin"], input="x\n")
+    assert bad_role.exit_code == 2 and "'admin' is not one of 'operator', 'viewer'" in bad_role.output
     clientless = runner.invoke(cli, ["users", "add", "v@x.test", "--role", "viewer", "--password-stdin"],
                                input=f"{PASSWORD}\n")
     assert clientless.exit_code == 1 and "a viewer needs --client" in clientless.output
