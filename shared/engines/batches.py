@@ -55,8 +55,8 @@ def campaign_id(conn: Connection, client: int, name: str) -> int:
 
 
 _NEW_LEADS = """
-    SELECT l.id FROM leads l
-    WHERE l.client_id = :client AND l.status = 'new' AND l.enriched_at IS NULL
+    SELECT l.id, l.client_id FROM leads l
+    WHERE (CAST(:client AS bigint) IS NULL OR l.client_id = :client) AND l.status = 'new' AND l.enriched_at IS NULL
       AND (CAST(:campaign AS bigint) IS NULL OR l.campaign_id = :campaign)
       AND NOT EXISTS (  -- a cancelled batch's PENDING items will never run: their leads are new again
           SELECT 1 FROM work_items w JOIN batches b ON b.id = w.batch_id
@@ -66,7 +66,14 @@ _NEW_LEADS = """
 
 def new_leads_count(conn: Connection, client: int, campaign: int | None = None) -> int:
     """How many leads `create_batch` would take now."""
-    return int(conn.execute(text(f"SELECT count(*) FROM ({_NEW_LEADS}) n"), {"client": client, "campaign": campaign}).scalar_one())
+    return new_leads_by_client(conn, client=client, campaign=campaign).get(client, 0)
+
+
+def new_leads_by_client(conn: Connection, *, client: int | None = None, campaign: int | None = None) -> dict[int, int]:
+    """client id → how many leads `create_batch` would take now, for every client in one query."""
+    rows = conn.execute(text(f"SELECT client_id, count(*) AS n FROM ({_NEW_LEADS}) n GROUP BY client_id"),
+                        {"client": client, "campaign": campaign})
+    return {r.client_id: r.n for r in rows}
 
 
 def create_batch(conn: Connection, *, client: int, campaign: int | None = None,
