@@ -71,10 +71,13 @@ class Console:
     def session(self, request: Request) -> Session:
         return self.sessions.read(request.cookies.get(SESSION_COOKIE))
 
-    def principal(self, session: Session) -> Principal:
-        """The user as Postgres says now (application role: the table is owner-only)."""
-        with self.engine().begin() as conn:
-            who = users.principal(conn, session.user_id, session.epoch)
+    def principal(self, session: Session, conn: Connection | None = None) -> Principal:
+        """The user as Postgres says now, read as the application (the table is owner-only) before
+        any role switch; in `conn`'s transaction when given."""
+        if conn is None:
+            with self.engine().begin() as own:
+                return self.principal(session, own)
+        who = users.principal(conn, session.user_id, session.epoch)
         if who is None:
             raise NotSignedIn(NotSignedIn.__doc__)
         return who
@@ -88,30 +91,31 @@ class Console:
         with scope.scoped(self.engine(), who) as conn:
             yield conn
 
+    def _in_scope(self, session: Session, fn: Callable[[Connection, Principal], Any], *,
+                  operator_only: bool = False) -> tuple[Any, Principal]:
+        """One transaction: who the session is (as the application), then `fn` in that user's role."""
+        with self.engine().begin() as conn:
+            who = self.principal(session, conn)
+            if operator_only and not who.is_operator:
+                raise Forbidden(Forbidden.__doc__)
+            scope.enter(conn, who)
+            return fn(conn, who), who
+
     async def read(self, request: Request, fn: Callable[[Connection, Principal], Any]) -> tuple[Any, Principal, Session]:
         """Run `fn(conn, who)` in the caller's scope, off the event loop."""
-        who, session = await run_in_threadpool(self.who, request)
-
-        def go() -> Any:
-            with self.scoped(who) as conn:
-                return fn(conn, who)
-
-        return await run_in_threadpool(go), who, session
+        session = self.session(request)
+        data, who = await run_in_threadpool(self._in_scope, session, fn)
+        return data, who, session
 
     async def act(self, request: Request, fn: Callable[[Connection, Principal, dict[str, Any]], Any], *,
                   operator_only: bool = True) -> tuple[Any, Principal]:
         """A form post: signed in, CSRF checked, operator (unless said otherwise), then `fn` in scope."""
-        who, session = await run_in_threadpool(self.who, request)
+        session = self.session(request)
         form = await read_form(request)
         self.sessions.check_csrf(session.sid, _str(form.get("csrf")))
-        if operator_only and not who.is_operator:
-            raise Forbidden(Forbidden.__doc__)
-
-        def go() -> Any:
-            with self.scoped(who) as conn:
-                return fn(conn, who, dict(form))
-
-        return await run_in_threadpool(go), who
+        values = dict(form)
+        return await run_in_threadpool(self._in_scope, session, lambda conn, who: fn(conn, who, values),
+                                       operator_only=operator_only)
 
     # -- answers ---------------------------------------------------------------------------------
     def page(self, template: str, who: Principal | None, session: Session | None, *, status: int = 200,
