@@ -340,7 +340,7 @@ def sequences_replies(client: str, campaign: str,
 
 @replies_app.command("list")
 def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Received mail of one client, newest first: class, evidence, outcome."""
+    """Received mail of one client, newest first: class, evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
     from rich.table import Table
 
     from orchestrator.cli.common import literal
@@ -351,10 +351,11 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
-    table = Table("id", "via", "class", "evidence", "lead", "from", "outcome", title=f"Received mail of {client}")
+    table = Table("id", "via", "class", "evidence", "lead", "from", "trust", "outcome", title=f"Received mail of {client}")
     for r in rows:
+        trust = {True: "verified", False: "UNVERIFIED"}.get(r["verified"], "-")
         table.add_row(str(r["id"]), r["source"], r["kind"], literal(r["evidence"] or ""), literal(r["lead"] or "-"),
-                      literal(r["from_address"] or ""), literal(r["outcome"] or "not processed yet"))
+                      literal(r["from_address"] or ""), trust, literal(r["outcome"] or "not processed yet"))
     console().print(table)
 
 

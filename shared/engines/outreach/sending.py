@@ -202,7 +202,8 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                               "AND status = 'active'"), {"r": reason, "e": ctx.enrollment_id})
         return None, reason, ctx
     existing = conn.execute(
-        text("SELECT id, status FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s FOR UPDATE"),
+        text("SELECT id, status, message_id FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s "
+             "FOR UPDATE"),
         {"camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step}).first()
     if existing is not None and existing.status != "failed":
         return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
@@ -213,7 +214,9 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
                                 templates.lead_context(ctx._mapping, ctx._mapping))
     domain = ctx.from_address.rpartition("@")[2]
-    mid = mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain)
+    # A retry keeps the stored id (an old uuid5 one too): the Sent-folder reconciler looks for that one.
+    mid = existing.message_id if existing is not None else \
+        mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain, settings.message_id_key())
     first_subject, parent, refs = _thread(conn, ctx.campaign_id, ctx.lead_id, ctx.step)
     subject = rendered.subject if first_subject is None else first_subject
     if existing is None:
