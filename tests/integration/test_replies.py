@@ -644,3 +644,27 @@ def test_forged_bounces_bounce_nobody_and_never_trip_the_shield(engine, env, sin
     real = _ingest(engine, dsn(recipient=m.email, original_message_id=m.message_id, original_subject=m.subject,
                                to="rep1@acme.test"))
     assert real.verified is True and _lead(engine, m.lead_id).status == "bounced"
+
+
+def test_a_reply_the_provider_authenticated_for_its_from_domain_acts_and_a_foreign_signature_does_not(
+        engine, sink, world, web):
+    """The webhook's own signed SPF/DKIM verdicts count only for the From domain: anyone can DKIM-sign as
+    themselves, and SPF speaks for the envelope sender."""
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    sent = _sent(engine)
+    a, b, c = (sent[lead] for lead in world["leads"][:3])
+
+    def post(m, extra):
+        raw = reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None)
+        body, headers = standard_webhook(raw, extra=extra)
+        return httpx.post(f"{web}/webhooks/inbound", content=body, headers=headers)
+
+    foreign = post(a, {"dkim": [{"domain": "evil.example", "result": "pass"}], "spf": "pass",
+                       "envelope_from": "bounce@evil.example"})
+    dkim_ok = post(b, {"dkim": [{"domain": b.email.rpartition("@")[2], "result": "pass"}]})
+    spf_ok = post(c, {"spf": "pass", "envelope_from": c.email})
+    malformed = post(a, {"dkim": "pass"})
+    assert [r.status_code for r in (foreign, dkim_ok, spf_ok, malformed)] == [200, 200, 200, 422]
+    assert [r.json()["verified"] for r in (foreign, dkim_ok, spf_ok)] == [False, True, True]
+    assert [_lead(engine, m.lead_id).status for m in (a, b, c)] == ["new", "replied", "replied"]
+    assert "dkim" in malformed.text
