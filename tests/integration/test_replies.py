@@ -639,11 +639,15 @@ def test_forged_bounces_bounce_nobody_and_never_trip_the_shield(engine, env, sin
     assert [r.kind for r in results] == ["hard_bounce"] * 5
     assert _untouched(engine, w["leads"]) == UNTOUCHED
     assert [r.verified for r in results] == [False] * 5
-    # A real bounce quoting the keyed Message-ID (what the relay returns) still acts.
+    # A real bounce quoting the keyed Message-ID (what the relay returns) still acts, and the shield judges
+    # it alone: 1 of 50 sends is not above 2 % (with the five forged ones counted it would be 12 %).
     m = sent[10]
     real = _ingest(engine, dsn(recipient=m.email, original_message_id=m.message_id, original_subject=m.subject,
                                to="rep1@acme.test"))
     assert real.verified is True and _lead(engine, m.lead_id).status == "bounced"
+    with engine.connect() as conn:
+        statuses = conn.execute(text("SELECT (SELECT status FROM mailboxes), (SELECT status FROM campaigns)")).one()
+    assert real.paused == [] and tuple(statuses) == ("active", "active")
 
 
 def test_a_reply_the_provider_authenticated_for_its_from_domain_acts_and_a_foreign_signature_does_not(
