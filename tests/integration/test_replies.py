@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
+from shared.console import story
 from shared.engines.outreach import scheduler, sending, store
 from shared.engines.replies import ingest, recovery
 from shared.engines.replies.webhooks import parse_message
@@ -607,6 +608,11 @@ def test_a_spoofed_reply_from_the_leads_own_address_stops_and_unsubscribes_nobod
     assert ("legacy Message-ID" in row.trust) is legacy and row.processed_at is not None
     shown = json.loads(CliRunner().invoke(app, ["replies", "list", "acme", "--json"]).output)
     assert [(s["lead"], s["verified"]) for s in shown] == [(m.email, False)]
+    assert "UNVERIFIED" in CliRunner().invoke(app, ["replies", "list", "acme"], env={"COLUMNS": "400"}).output
+    with engine.connect() as conn:  # the lead's story in the console
+        [entry] = story.inbound(conn, m.lead_id)
+    assert entry.title.startswith("unverified unsubscribe request") and entry.badge == "unverified"
+    assert dict(entry.details)["trust"] == row.trust
     # The same text from the lead, authenticated by the receiving service, acts.
     real = reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None,
                  body="Please remove me from your list.", headers={
