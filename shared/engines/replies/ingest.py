@@ -128,8 +128,9 @@ _BY_SENDER = text(
 def corroborated(lead_email: str, from_address: str, verdict: Classification) -> bool:
     """Does the message itself back up a Message-ID match?
 
-    Our Message-IDs are derived from (campaign, lead, step), so anyone can write one into an
-    In-Reply-To: alone it must not stop, or unsubscribe, a lead. A bounce or complaint must name the
+    A Message-ID names a send, not who is writing: a real one may be forwarded, and the legacy uuid5
+    ones can be computed by anyone, so a match by id must also fit the lead (whether it may then act
+    is `trust.decide`'s question). A bounce or complaint must name the
     lead's address among its recipients; anything else must come from the lead's own domain (a
     colleague answering counts), or from the lead's exact address when that is free mail.
     """
