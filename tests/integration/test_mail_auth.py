@@ -162,3 +162,18 @@ def test_dkim_settings_are_refused_when_half_given_or_not_a_dns_label(engine):
                                 ({"dkim_selector": "s1;x", "dkim_secret_name": "K"}, "not a DNS label")):
             with pytest.raises(store.OutreachError, match=message):
                 store.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="h", smtp_port=25, **fields)
+
+
+def test_mailboxes_add_takes_the_verp_and_dkim_settings_and_refuses_half_of_dkim(engine):
+    import json
+
+    runner = CliRunner()
+    with engine.begin() as conn:
+        factories.client(conn, "acme")
+    base = ["mailboxes", "add", "acme", f"rep1@{DOMAIN}", "--host", "smtp.gmail.com"]
+    half = runner.invoke(app, [*base, "--dkim-selector", "s1"])
+    assert half.exit_code == 2 and "both a selector and the name of the secret" in half.output
+    ok = runner.invoke(app, [*base, "--no-verp", "--dkim-selector", "S1", "--dkim-secret-name", "DKIM_KEY_REP1"])
+    assert ok.exit_code == 0, ok.output
+    [box] = json.loads(runner.invoke(app, ["mailboxes", "list", "acme", "--json"]).output)
+    assert (box["keeps_verp"], box["dkim_selector"], box["dkim_secret_name"]) == (False, "s1", "DKIM_KEY_REP1")
