@@ -105,8 +105,9 @@ def mailboxes_check(
     for box in boxes:
         domain = box["from_address"].rpartition("@")[2]
         try:
-            key = (mailauth.private_key(box["dkim_secret_name"], smtp.lookup_secret(box["dkim_secret_name"]))
-                   if box["dkim_secret_name"] else None)
+            ours = box["dkim_secret_name"] and (selector is None or selector.lower() == box["dkim_selector"])
+            key = mailauth.private_key(box["dkim_secret_name"], smtp.lookup_secret(box["dkim_secret_name"])) \
+                if ours else None
             findings = mailauth.check_domain(domain, selector=selector or box["dkim_selector"], private_key=key,
                                              nameservers=servers)
         except (mailauth.MailAuthError, ValueError) as exc:

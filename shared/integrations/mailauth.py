@@ -48,6 +48,8 @@ def resolver(nameservers: Sequence[str] = ()) -> dns.resolver.Resolver:
         hosts, ports = [], set()
         for server in nameservers:
             host, _, port = server.strip().rpartition(":") if server.count(":") == 1 else (server.strip(), "", "")
+            if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)):
+                raise ValueError(f"DNS server {server!r} is not ip or ip:port")
             hosts.append(host)
             ports.add(int(port) if port else 53)
         if len(ports) > 1:

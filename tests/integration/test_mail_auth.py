@@ -177,3 +177,13 @@ def test_mailboxes_add_takes_the_verp_and_dkim_settings_and_refuses_half_of_dkim
     assert ok.exit_code == 0, ok.output
     [box] = json.loads(runner.invoke(app, ["mailboxes", "list", "acme", "--json"]).output)
     assert (box["keeps_verp"], box["dkim_selector"], box["dkim_secret_name"]) == (False, "s1", "DKIM_KEY_REP1")
+
+
+def test_dns_that_does_not_answer_or_a_bad_resolver_is_one_line(engine, env, sink):
+    from shared.integrations.smtp_sink import free_port
+
+    _world(engine, env, sink[1], "-")
+    down = CliRunner().invoke(app, ["mailboxes", "check", "acme", "--nameserver", f"127.0.0.1:{free_port()}"])
+    assert down.exit_code == 1 and "DNS lookup of acme.test TXT failed" in down.output
+    bad = CliRunner().invoke(app, ["mailboxes", "check", "acme", "--nameserver", "127.0.0.1:x"])
+    assert bad.exit_code == 1 and "is not ip or ip:port" in bad.output and "Traceback" not in bad.output

@@ -73,7 +73,7 @@ def parse_authentication_results(msg: Message, authserv_ids: Collection[str]) ->
             method, result = found.group(1).lower(), found.group(2).lower()
             props = {f"{p.group(1).lower()}.{p.group(2).lower()}": p.group(3) for p in _PROP.finditer(part)}
             subject = {"dkim": props.get("header.d") or props.get("header.i"),
-                       "spf": props.get("smtp.mailfrom") or props.get("smtp.helo"),
+                       "spf": props.get("smtp.mailfrom"),  # not smtp.helo: the sender names its HELO
                        "dmarc": props.get("header.from")}.get(method)
             if subject:
                 results.append(AuthResult(method, result, _domain_of(subject), f"Authentication-Results {authserv}"))
