@@ -411,6 +411,20 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     console().print(table)
 
 
+@replies_app.command("accept")
+def replies_accept(client: str, inbound_id: int = typer.Argument(..., help="The id `replies list` shows.")) -> None:
+    """Act on one UNVERIFIED received message after checking it yourself (e.g. with the lead)."""
+    from shared.engines.replies.ingest import accept_unverified
+    from shared.settings import get_settings
+
+    with db.transaction() as conn:
+        client_id = _client(conn, client)
+    done = accept_unverified(db.get_engine(), client_id, inbound_id, settings=get_settings())
+    if done is None:
+        fail(f"client {client} has no unverified received message {inbound_id}")
+    typer.echo(f"received message {inbound_id} accepted: {done.outcome}")
+
+
 @replies_app.command("unmatched")
 def replies_unmatched(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Webhook mail that matched no send of any client (stored, never acted on)."""

@@ -678,3 +678,27 @@ def test_a_reply_the_provider_authenticated_for_its_from_domain_acts_and_a_forei
     assert [r.json()["verified"] for r in (foreign, dkim_ok, spf_ok)] == [False, True, True]
     assert [_lead(engine, m.lead_id).status for m in (a, b, c)] == ["new", "replied", "replied"]
     assert "dkim" in malformed.text
+
+
+def test_an_operator_may_accept_an_unverified_reply_after_checking_it(engine, sink, world):
+    """A lead's real answer that quotes nothing of ours and comes from an unauthenticated server stays
+    unverified until someone who checked says so; only that client's unverified messages can be accepted."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = _sent(engine)[world["leads"][0]]
+    stored = _ingest(engine, reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None))
+    verified = _ingest(engine, _reply_to(_sent(engine)[world["leads"][1]]))
+    assert (stored.verified, verified.verified) == (False, True) and _lead(engine, m.lead_id).status == "new"
+    runner = CliRunner()
+    with engine.begin() as conn:
+        factories.client(conn, "globex")
+    assert runner.invoke(app, ["replies", "accept", "globex", str(stored.inbound_id)]).exit_code == 1
+    assert runner.invoke(app, ["replies", "accept", "acme", str(verified.inbound_id)]).exit_code == 1
+    ok = runner.invoke(app, ["replies", "accept", "acme", str(stored.inbound_id)])
+    assert ok.exit_code == 0 and "replied: 1 enrollment(s) stopped" in ok.output
+    assert _lead(engine, m.lead_id).status == "replied"
+    again = runner.invoke(app, ["replies", "accept", "acme", str(stored.inbound_id)])
+    assert again.exit_code == 1 and "no unverified received message" in again.output

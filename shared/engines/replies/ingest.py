@@ -388,6 +388,23 @@ def ingest(engine: Engine, received: Received, *, settings: Settings, now: datet
     return result
 
 
+def accept_unverified(engine: Engine, client_id: int, inbound_id: int, *, settings: Settings,
+                      now: datetime | None = None) -> Ingested | None:
+    """An operator vouches for one unverified message of this client (they checked with the lead): act on it now.
+
+    None when the client has no such unverified message (another client's id reads the same)."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            text("UPDATE inbound_messages SET verified = true, trust = left('accepted by the operator; was ' || "
+                 "coalesce(trust, 'unverified'), 1000), processed_at = NULL, outcome = NULL "
+                 "WHERE id = :id AND client_id = :c AND verified = false RETURNING id"),
+            {"id": inbound_id, "c": client_id}).first()
+        if found is None:
+            return None
+        done = process(conn, inbound_id, now=now or datetime.now(UTC), settings=settings)
+    return done
+
+
 def process_pending(engine: Engine, *, settings: Settings, now: datetime | None = None,
                     client_id: int | None = None) -> int:
     """Act on stored rows an earlier call recorded but did not get to (a crash between store and act)."""
