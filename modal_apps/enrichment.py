@@ -50,6 +50,8 @@ WORKER_DISTRIBUTIONS = (
     "jinja2",
     "phonenumbers",
     "tzdata",  # zoneinfo's data: debian_slim has no system time zone database
+    "dkimpy",  # DKIM-signing a mailbox's sends (outreach workers)
+    "dnspython",
 )
 
 

@@ -323,6 +323,9 @@ class Mailbox(Base):
                         name="limits_not_negative"),
         CheckConstraint("ramp_start IS NULL OR ramp_start >= 0", name="ramp_start_not_negative"),
         CheckConstraint("from_address = lower(from_address)", name="address_normalized"),
+        CheckConstraint("(dkim_selector IS NULL) = (dkim_secret_name IS NULL)", name="dkim_both_or_neither"),
+        CheckConstraint("dkim_selector IS NULL OR dkim_selector ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                        "(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$'", name="dkim_selector_label"),
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
@@ -352,6 +355,12 @@ class Mailbox(Base):
     last_sent_at: Mapped[datetime | None] = mapped_column(TS)
     next_send_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = _created()
+    # False: the relay rewrites MAIL FROM (Gmail, Microsoft 365), so we send with from_address as the
+    # envelope sender and bounces are known by the keyed Message-ID they quote (read from the inbox).
+    keeps_verp: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Optional DKIM signing by us: the selector and the *name* of the secret holding the private key.
+    dkim_selector: Mapped[str | None] = mapped_column(Text)
+    dkim_secret_name: Mapped[str | None] = mapped_column(Text)
 
 
 class Sequence_(Base):
@@ -563,6 +572,9 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = _created()
     processed_at: Mapped[datetime | None] = mapped_column(TS)
     outcome: Mapped[str | None] = mapped_column(Text)
+    # Whether a matched message could act (False: stored and shown as unverified, changed nothing); why.
+    verified: Mapped[bool | None] = mapped_column(Boolean)
+    trust: Mapped[str | None] = mapped_column(Text)
 
 
 class ImapCursor(Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
     # -- outreach -----------------------------------------------------------------------------
     outreach_secret: SecretStr | None = Field(
         default=None, description="HMAC key for unsubscribe tokens and VERP addresses (required to send).")
+    message_id_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of our Message-IDs (only we can produce them, so a reply or bounce quoting "
+                                  "one is trusted). Unset: a key derived from OUTREACH_SECRET. Keep it stable: a "
+                                  "changed key only affects new sends (ids are stored per message).")
     public_base_url: str = Field(default="http://127.0.0.1:8000",
                                  description="Where the unsubscribe app is reached (https in production).")
     unsubscribe_mailto: str | None = Field(default=None, description="Address for mailto: unsubscribes.")
@@ -102,6 +108,13 @@ class Settings(BaseSettings):
         default=None, description="Standard Webhooks secret (whsec_…) for POST /webhooks/inbound.")
     mailgun_signing_key: SecretStr | None = Field(
         default=None, description="Mailgun HTTP webhook signing key for POST /webhooks/mailgun.")
+    trusted_authserv_ids: str = Field(
+        default="", description="Comma-separated authserv-ids (RFC 8601) of the services that receive our replies and "
+                                "add Authentication-Results (e.g. mx.google.com). Only the topmost such header counts; "
+                                "empty: Authentication-Results headers are not trusted at all.")
+    dns_nameservers: str = Field(
+        default="", description="Comma-separated resolvers (ip or ip:port) for `outbound mailboxes check`; empty: the "
+                                "system's.")
     webhook_max_bytes: int = Field(default=25 * 1024 * 1024, description="Largest webhook body accepted (bytes).")
     inbound_raw_max_bytes: int = Field(default=1024 * 1024,
                                        description="Bytes of each received message kept in Postgres.")
@@ -115,6 +128,17 @@ class Settings(BaseSettings):
     shield_window_days: int = 7  # rolling window of the shield's rates
     modal_replies_app_name: str = "outbound-replies"
     modal_replies_function_name: str = "recover_mailbox"
+
+    def message_id_key(self) -> str:
+        """The key of our Message-IDs: MESSAGE_ID_SECRET, else one derived from OUTREACH_SECRET (domain-separated)."""
+        if self.message_id_secret is not None and self.message_id_secret.get_secret_value():
+            return self.message_id_secret.get_secret_value()
+        if self.outreach_secret is None or not self.outreach_secret.get_secret_value():
+            raise RuntimeError("MESSAGE_ID_SECRET (or OUTREACH_SECRET) is not set: Message-IDs cannot be signed")
+        return hmac.new(self.outreach_secret.get_secret_value().encode(), b"message-id-key", hashlib.sha256).hexdigest()
+
+    def authserv_ids(self) -> list[str]:
+        return [a.strip().lower() for a in self.trusted_authserv_ids.split(",") if a.strip()]
 
     def reply_folder_list(self) -> list[str]:
         return [f.strip() for f in self.reply_folders.split(",") if f.strip()]

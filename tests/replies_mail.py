@@ -64,9 +64,10 @@ def dsn(*, recipient: str, original_message_id: str, original_subject: str, to: 
 
 
 def standard_webhook(raw: bytes, *, secret: str = WEBHOOK_SECRET, webhook_id: str | None = None,
-                     at: datetime | None = None, envelope_to: list[str] | None = None) -> tuple[bytes, dict[str, str]]:
-    """(body, headers) of a Standard Webhooks request carrying `raw`."""
-    body = json.dumps({"raw_base64": base64.b64encode(raw).decode(), "envelope_to": envelope_to or []})
+                     at: datetime | None = None, envelope_to: list[str] | None = None,
+                     extra: dict | None = None) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of a Standard Webhooks request carrying `raw` (`extra`: more payload fields)."""
+    body = json.dumps({"raw_base64": base64.b64encode(raw).decode(), "envelope_to": envelope_to or [], **(extra or {})})
     wid = webhook_id or f"msg_{uuid.uuid4().hex}"
     when = at or datetime.now(UTC)
     sig = Webhook(secret).sign(wid, when, body)

@@ -100,12 +100,14 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
     async def _accept(verified: webhooks.InboundMessage, provider: str) -> JSONResponse:
         settings = get_settings()
         received = ingest.Received(verified.raw, verified.message, "webhook", provider=provider,
-                                   webhook_id=verified.delivery_id, envelope_to=verified.envelope_to)
+                                   webhook_id=verified.delivery_id, envelope_to=verified.envelope_to,
+                                   auth=verified.auth)
         result = await run_in_threadpool(ingest.ingest, _engine(), received, settings=settings)
         log.info("inbound_id=%s %s: %s, %s", result.inbound_id, webhooks.summary(verified), result.kind,
                  "replay" if not result.new else (result.outcome or "stored"))
         return JSONResponse({"stored": result.inbound_id, "duplicate": not result.new, "kind": result.kind,
-                             "matched": result.match is not None and not result.ours})
+                             "matched": result.match is not None and not result.ours,
+                             "verified": result.verified})
 
     def _refuse(exc: webhooks.WebhookError) -> PlainTextResponse:
         log.warning("webhook refused (%s): %s", exc.status, exc)

@@ -53,6 +53,14 @@ def mailboxes_add(
     imap_port: int = typer.Option(993, help="IMAP port."),
     imap_tls: str = typer.Option("tls", help="tls, starttls or none."),
     sent_folder: Optional[str] = typer.Option(None, help="Sent folder name (default: the one flagged \\Sent)."),
+    verp: bool = typer.Option(True, "--verp/--no-verp",
+                              help="--no-verp when the relay rewrites MAIL FROM (Gmail, Microsoft 365): bounces then "
+                                   "come back to this mailbox and are known by the Message-ID they quote (needs "
+                                   "--imap-host for reply recovery to read them)."),
+    dkim_selector: Optional[str] = typer.Option(None, help="Sign our mail with DKIM under this selector "
+                                                           "(<selector>._domainkey.<domain> must hold the public key)."),
+    dkim_secret_name: Optional[str] = typer.Option(None, help="NAME of the env var / Secret holding the DKIM private "
+                                                              "key (PEM)."),
 ) -> None:
     """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
     from shared.engines.outreach.store import OutreachError, add_mailbox
@@ -64,10 +72,54 @@ def mailboxes_add(
                               daily_cap=daily_cap, ramp_start=ramp_start, ramp_step=ramp_step,
                               ramp_ceiling=ramp_ceiling, min_gap_seconds=gap, jitter_seconds=jitter,
                               imap_host=imap_host, imap_port=imap_port if imap_host else None, imap_tls_mode=imap_tls,
-                              sent_folder=sent_folder)
+                              sent_folder=sent_folder, keeps_verp=verp, dkim_selector=dkim_selector,
+                              dkim_secret_name=dkim_secret_name)
         except OutreachError as exc:
             _usage(str(exc))
     typer.echo(f"mailbox {address} (id {box}) is active")
+
+
+@mailboxes_app.command("check")
+def mailboxes_check(
+    client: str, address: Optional[str] = typer.Argument(None, help="One mailbox (default: every mailbox of the client)."),
+    selector: Optional[str] = typer.Option(None, help="DKIM selector to look up when we do not sign (the s= your relay "
+                                                      "signs with, e.g. google); default: the mailbox's own."),
+    nameserver: Optional[list[str]] = typer.Option(None, help="Resolver ip or ip:port (repeatable; default: "
+                                                              "DNS_NAMESERVERS, else the system's)."),
+) -> None:
+    """Look up each sending domain's SPF, DKIM and DMARC records and say what is missing (exit 1 if anything is)."""
+    from shared.engines.outreach.store import list_mailboxes
+    from shared.integrations import mailauth, smtp
+    from shared.settings import get_settings
+
+    with db.transaction() as conn:
+        boxes = list_mailboxes(conn, _client(conn, client))
+    if address is not None:
+        boxes = [b for b in boxes if b["from_address"] == address.strip().lower()]
+        if not boxes:
+            fail(f"client {client} has no mailbox {address}")
+    if not boxes:
+        fail(f"client {client} has no mailboxes")
+    servers = nameserver or [n.strip() for n in get_settings().dns_nameservers.split(",") if n.strip()]
+    problems = 0
+    for box in boxes:
+        domain = box["from_address"].rpartition("@")[2]
+        try:
+            ours = box["dkim_secret_name"] and (selector is None or selector.lower() == box["dkim_selector"])
+            key = mailauth.private_key(box["dkim_secret_name"], smtp.lookup_secret(box["dkim_secret_name"])) \
+                if ours else None
+            findings = mailauth.check_domain(domain, selector=selector or box["dkim_selector"], private_key=key,
+                                             nameservers=servers)
+        except (mailauth.MailAuthError, ValueError) as exc:
+            fail(f"{box['from_address']}: {exc}")
+        typer.echo(f"{box['from_address']} ({domain}; DKIM {'signed by us' if box['dkim_selector'] else 'not signed by us'}"
+                   f"; {'VERP envelope' if box['keeps_verp'] else 'own address as envelope (relay rewrites it)'})")
+        for f in findings:
+            typer.echo(f"  {f.record:<5} {'ok     ' if f.ok else 'MISSING' if 'missing' in f.detail else 'WRONG  '} "
+                       f"{f.name}: {f.detail}")
+        problems += sum(not f.ok for f in findings)
+    if problems:
+        fail(f"{problems} record(s) missing or wrong; docs/deploy.md#our-own-mail-spf-dkim-dmarc says what to publish")
 
 
 @mailboxes_app.command("list")
@@ -340,7 +392,7 @@ def sequences_replies(client: str, campaign: str,
 
 @replies_app.command("list")
 def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Received mail of one client, newest first: class, evidence, outcome."""
+    """Received mail of one client, newest first: class, evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
     from rich.table import Table
 
     from orchestrator.cli.common import literal
@@ -351,11 +403,26 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
-    table = Table("id", "via", "class", "evidence", "lead", "from", "outcome", title=f"Received mail of {client}")
+    table = Table("id", "via", "class", "evidence", "lead", "from", "trust", "outcome", title=f"Received mail of {client}")
     for r in rows:
+        trust = {True: "verified", False: "UNVERIFIED"}.get(r["verified"], "-")
         table.add_row(str(r["id"]), r["source"], r["kind"], literal(r["evidence"] or ""), literal(r["lead"] or "-"),
-                      literal(r["from_address"] or ""), literal(r["outcome"] or "not processed yet"))
+                      literal(r["from_address"] or ""), trust, literal(r["outcome"] or "not processed yet"))
     console().print(table)
+
+
+@replies_app.command("accept")
+def replies_accept(client: str, inbound_id: int = typer.Argument(..., help="The id `replies list` shows.")) -> None:
+    """Act on one UNVERIFIED received message after checking it yourself (e.g. with the lead)."""
+    from shared.engines.replies.ingest import accept_unverified
+    from shared.settings import get_settings
+
+    with db.transaction() as conn:
+        client_id = _client(conn, client)
+    done = accept_unverified(db.get_engine(), client_id, inbound_id, settings=get_settings())
+    if done is None:
+        fail(f"client {client} has no unverified received message {inbound_id}")
+    typer.echo(f"received message {inbound_id} accepted: {done.outcome}")
 
 
 @replies_app.command("unmatched")

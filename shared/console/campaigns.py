@@ -30,9 +30,11 @@ _CAMPAIGNS = """
            (SELECT count(*) FROM messages s
             WHERE s.campaign_id = c.id AND s.client_id = c.client_id AND s.status = 'sent') AS sent,
            (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
-            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'human_reply') AS replied,
+            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'human_reply'
+              AND i.verified IS NOT FALSE) AS replied,
            (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
-            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'hard_bounce') AS bounced
+            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'hard_bounce'
+              AND i.verified IS NOT FALSE) AS bounced
     FROM campaigns c JOIN clients cl ON cl.id = c.client_id
     WHERE (CAST(:client AS bigint) IS NULL OR c.client_id = :client)
       AND (CAST(:campaign AS bigint) IS NULL OR c.id = :campaign)

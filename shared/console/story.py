@@ -252,20 +252,22 @@ def inbound(conn: Connection, lead_id: int) -> list[Entry]:
     """Replies, bounces and complaints matched to this lead, with their class, evidence and what was done."""
     rows = conn.execute(text("""
         SELECT i.id, i.received_at, i.source, i.provider, i.from_address, i.subject, i.kind, i.evidence,
-               i.status_code, i.match_kind, i.processed_at, i.outcome, s.step, s.message_id AS matched_message,
+               i.status_code, i.match_kind, i.processed_at, i.outcome, i.verified, i.trust, s.step,
+               s.message_id AS matched_message,
                m.from_address AS mailbox, i.folder
         FROM inbound_messages i
         LEFT JOIN messages s ON s.id = i.message_pk AND s.client_id = i.client_id
         LEFT JOIN mailboxes m ON m.id = i.mailbox_id AND m.client_id = i.client_id
         WHERE i.lead_id = :l
     """), {"l": lead_id})
-    return [Entry(r.received_at, "inbound", f"{r.kind.replace('_', ' ')}: {r.subject or '(no subject)'}", r.id,
+    return [Entry(r.received_at, "inbound", ("unverified " if r.verified is False else "")
+                  + f"{r.kind.replace('_', ' ')}: {r.subject or '(no subject)'}", r.id,
                   _pairs(("from", r.from_address), ("evidence", r.evidence), ("status code", r.status_code),
                          ("matched by", r.match_kind), ("answers", f"step {r.step} {r.matched_message}"
                                                         if r.step is not None else None),
                          ("via", " ".join(x for x in (r.source, r.provider, r.mailbox, r.folder) if x)),
-                         ("processed", r.processed_at), ("outcome", r.outcome)),
-                  badge=r.kind) for r in rows]
+                         ("trust", r.trust), ("processed", r.processed_at), ("outcome", r.outcome)),
+                  badge="unverified" if r.verified is False else r.kind) for r in rows]
 
 
 def suppressions(conn: Connection, info: Mapping[str, Any]) -> list[Entry]:

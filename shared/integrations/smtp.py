@@ -61,8 +61,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, recipient: str, timeout: float,
-         on_data: Callable[[], None] | None = None) -> str:
-    """Deliver `message` to one recipient; returns the server's reply to the final dot (e.g. "250 OK")."""
+         on_data: Callable[[], None] | None = None, raw: bytes | None = None) -> str:
+    """Deliver `message` to one recipient; returns the server's reply to the final dot (e.g. "250 OK").
+
+    `raw`: the exact bytes to send instead of serializing `message` (a DKIM signature covers them)."""
     data_started = False
     client: smtplib.SMTP | None = None
     try:
@@ -87,7 +89,7 @@ def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, rec
         if on_data is not None:
             on_data()
         data_started = True
-        code, reply = client.data(message.as_bytes(policy=policy.SMTP))
+        code, reply = client.data(raw if raw is not None else message.as_bytes(policy=policy.SMTP))
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
         answer = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"

@@ -29,6 +29,7 @@ def free_port() -> int:
 class Sink:
     delay_seconds: float = 0.0
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)  # the bytes as received (a DKIM signature is checked on these)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
@@ -37,6 +38,7 @@ class Sink:
         msg = message_from_bytes(envelope.content, policy=policy.SMTP)
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+            self.raws.append(envelope.original_content or envelope.content)
         return "250 2.0.0 Ok: queued"
 
 

@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.engines.replies import classify, dedupe_key, is_inbound, match_keys, parse_bytes
 from shared.engines.replies.webhooks import verify_standard
-from shared.mailids import message_id
+from shared.mailids import legacy_message_id
 from shared.integrations.imap import Cursor, ImapError, fetch_new, find_message_ids, sent_folder
 from tests.email_servers import ImapServer, imap_server  # noqa: F401  (pytest fixture)
 from tests.unit.replies_samples import MAIL_DIR, OUR_DOMAIN, STEP1_ID, STEP2_ID, VERP_SECRET
@@ -137,7 +137,7 @@ def test_recovery_pipeline_on_a_real_inbox(imap_server: ImapServer) -> None:
         f"From: Alice Rep <alice@agency.example>\r\nTo: henry@customer.example\r\nSubject: Re: Quick question\r\n"
         f"Message-ID: {STEP2_ID}\r\nIn-Reply-To: {STEP1_ID}\r\nReferences: {STEP1_ID}\r\n\r\nJust following up.\r\n"
     ).encode()
-    assert STEP2_ID == message_id(7, 1001, 2, OUR_DOMAIN)
+    assert STEP2_ID == legacy_message_id(7, 1001, 2, OUR_DOMAIN)
     imap_server.append("Sent", follow_up, flags=["\\Seen"])
     samples = ["human_reply_quoting_footer.eml", "exchange_oof.eml", "postfix_bounce.eml", "unsubscribe_request.eml"]
     for name in samples:

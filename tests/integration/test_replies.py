@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -11,6 +13,7 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
+from shared.console import story
 from shared.engines.outreach import scheduler, sending, store
 from shared.engines.replies import ingest, recovery
 from shared.engines.replies.webhooks import parse_message
@@ -544,3 +547,158 @@ def test_a_forged_in_reply_to_from_a_stranger_stops_nobody(engine, sink, world):
         stopped = set(conn.execute(text("SELECT lead_id FROM enrollments WHERE status = 'stopped'")).scalars())
         assert conn.execute(text("SELECT count(*) FROM suppressions")).scalar() == 0
     assert stopped == {b}
+
+
+# -- forged mail (issue 17): what a stranger can write acts on nobody ------------------------------
+
+PUBLIC_NAMESPACE = uuid.UUID("8f0b5a9e-4d0c-5c43-9b8e-0d5f3e1a7c21")  # in the source before issue 17
+
+
+def _computed_id(m, campaign):
+    """What an attacker computes for a send: the uuid5 of campaign/lead/step under the public namespace."""
+    return f"<{uuid.uuid5(PUBLIC_NAMESPACE, f'{campaign}/{m.lead_id}/1')}@acme.test>"
+
+
+def _untouched(engine, lead_ids):
+    with engine.connect() as conn:
+        leads = dict(conn.execute(text("SELECT id, status FROM leads WHERE id = ANY(:ids)"), {"ids": lead_ids}).all())
+        stopped = conn.execute(text("SELECT count(*) FROM enrollments WHERE status = 'stopped'")).scalar()
+        suppressed = conn.execute(text("SELECT count(*) FROM suppressions")).scalar()
+        box = conn.execute(text("SELECT status FROM mailboxes")).scalar()
+        camp = conn.execute(text("SELECT status FROM campaigns")).scalar()
+    assert not set(leads.values()) & {"replied", "unsubscribed", "bounced"}, leads
+    return {"stopped": stopped, "suppressed": suppressed, "mailbox": box,
+            "campaign": camp}
+
+
+UNTOUCHED = {"stopped": 0, "suppressed": 0, "mailbox": "active", "campaign": "active"}
+
+
+def _make_legacy(engine, m, campaign):
+    """A send made before keyed Message-IDs: its row holds the uuid5 id (still matched, by lookup)."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE messages SET message_id = :mid WHERE id = :id"),
+                     {"mid": _computed_id(m, campaign), "id": m.id})
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_spoofed_reply_from_the_leads_own_address_stops_and_unsubscribes_nobody(engine, sink, world, web, legacy):
+    """Issue 17 attack 1: From is the lead's address (spoofing it takes nothing), In-Reply-To the computable
+    Message-ID, "please remove me", through the correctly signed webhook. Stored, shown unverified, no effect."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = _sent(engine)[world["leads"][0]]
+    if legacy:
+        _make_legacy(engine, m, world["campaign"])
+    forged = reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}",
+                   in_reply_to=_computed_id(m, world["campaign"]), body="Please remove me from your list.")
+    body, headers = standard_webhook(forged)
+    r = httpx.post(f"{web}/webhooks/inbound", content=body, headers=headers)
+    assert r.status_code == 200
+    assert _untouched(engine, world["leads"]) == UNTOUCHED
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT lead_id, kind, match_kind, verified, trust, outcome, processed_at "
+                                "FROM inbound_messages")).one()
+    assert (row.lead_id, row.kind, row.verified) == (m.lead_id, "unsubscribe_request", False)
+    assert row.match_kind == ("message_id" if legacy else "sender_subject")
+    assert row.outcome.startswith(ingest.UNVERIFIED) and "not authenticated" in row.trust
+    assert ("legacy Message-ID" in row.trust) is legacy and row.processed_at is not None
+    shown = json.loads(CliRunner().invoke(app, ["replies", "list", "acme", "--json"]).output)
+    assert [(s["lead"], s["verified"]) for s in shown] == [(m.email, False)]
+    assert "UNVERIFIED" in CliRunner().invoke(app, ["replies", "list", "acme"], env={"COLUMNS": "400"}).output
+    with engine.connect() as conn:  # the lead's story in the console
+        [entry] = story.inbound(conn, m.lead_id)
+    assert entry.title.startswith("unverified unsubscribe request") and entry.badge == "unverified"
+    assert dict(entry.details)["trust"] == row.trust
+    # The same text from the lead, authenticated by the receiving service, acts.
+    real = reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None,
+                 body="Please remove me from your list.", headers={
+                     "Authentication-Results": f"mx.inbound.test; dkim=pass header.d={m.email.rpartition('@')[2]}; "
+                                               "spf=fail smtp.mailfrom=elsewhere.example"})
+    assert _ingest(engine, real).verified is False  # no authserv-id is trusted yet
+    real_again = real.replace(b"Message-ID: <", b"Message-ID: <again-")
+    env_ok = get_settings().model_copy(update={"trusted_authserv_ids": "mx.inbound.test"})
+    done = ingest.ingest(engine, ingest.Received(real_again, parse_message(real_again), "webhook",
+                                                 provider="standard_webhooks", webhook_id="msg_real"),
+                         settings=env_ok, now=MONDAY_10_UTC + timedelta(hours=3))
+    assert done.verified is True and "dkim=pass" in done.trust
+    assert _lead(engine, m.lead_id).status == "unsubscribed"
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_forged_bounces_bounce_nobody_and_never_trip_the_shield(engine, env, sink, legacy):
+    """Issue 17 attack 2: DSNs from MAILER-DAEMON@attacker naming each lead in Final-Recipient and its computable
+    Message-ID. Two in 50 sends would trip the 2 % shield; none may bounce, suppress or pause anything."""
+    w = _setup(engine, env, sink[1], n_leads=50, steps=1)
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    sent, results = list(_sent(engine).values()), []
+    for m in sent[:5]:
+        if legacy:
+            _make_legacy(engine, m, w["campaign"])
+        forged = dsn(recipient=m.email, original_message_id=_computed_id(m, w["campaign"]),
+                     original_subject=m.subject, to="rep1@acme.test", mta="mx.attacker.example").replace(
+            b"MAILER-DAEMON@smtp.agency.example", b"MAILER-DAEMON@attacker.example")
+        results.append(_ingest(engine, forged))
+    assert [r.kind for r in results] == ["hard_bounce"] * 5
+    assert _untouched(engine, w["leads"]) == UNTOUCHED
+    assert [r.verified for r in results] == [False] * 5
+    # A real bounce quoting the keyed Message-ID (what the relay returns) still acts, and the shield judges
+    # it alone: 1 of 50 sends is not above 2 % (with the five forged ones counted it would be 12 %).
+    m = sent[10]
+    real = _ingest(engine, dsn(recipient=m.email, original_message_id=m.message_id, original_subject=m.subject,
+                               to="rep1@acme.test"))
+    assert real.verified is True and _lead(engine, m.lead_id).status == "bounced"
+    with engine.connect() as conn:
+        statuses = conn.execute(text("SELECT (SELECT status FROM mailboxes), (SELECT status FROM campaigns)")).one()
+    assert real.paused == [] and tuple(statuses) == ("active", "active")
+
+
+def test_a_reply_the_provider_authenticated_for_its_from_domain_acts_and_a_foreign_signature_does_not(
+        engine, sink, world, web):
+    """The webhook's own signed SPF/DKIM verdicts count only for the From domain: anyone can DKIM-sign as
+    themselves, and SPF speaks for the envelope sender."""
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    sent = _sent(engine)
+    a, b, c = (sent[lead] for lead in world["leads"][:3])
+
+    def post(m, extra):
+        raw = reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None)
+        body, headers = standard_webhook(raw, extra=extra)
+        return httpx.post(f"{web}/webhooks/inbound", content=body, headers=headers)
+
+    foreign = post(a, {"dkim": [{"domain": "evil.example", "result": "pass"}], "spf": "pass",
+                       "envelope_from": "bounce@evil.example"})
+    dkim_ok = post(b, {"dkim": [{"domain": b.email.rpartition("@")[2], "result": "pass"}]})
+    spf_ok = post(c, {"spf": "pass", "envelope_from": c.email})
+    malformed = post(a, {"dkim": "pass"})
+    assert [r.status_code for r in (foreign, dkim_ok, spf_ok, malformed)] == [200, 200, 200, 422]
+    assert [r.json()["verified"] for r in (foreign, dkim_ok, spf_ok)] == [False, True, True]
+    assert [_lead(engine, m.lead_id).status for m in (a, b, c)] == ["new", "replied", "replied"]
+    assert "dkim" in malformed.text
+
+
+def test_an_operator_may_accept_an_unverified_reply_after_checking_it(engine, sink, world):
+    """A lead's real answer that quotes nothing of ours and comes from an unauthenticated server stays
+    unverified until someone who checked says so; only that client's unverified messages can be accepted."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    outreach_pass.fn(MONDAY_10_UTC, True)
+    m = _sent(engine)[world["leads"][0]]
+    stored = _ingest(engine, reply(frm=m.email, to="rep1@acme.test", subject=f"Re: {m.subject}", in_reply_to=None))
+    verified = _ingest(engine, _reply_to(_sent(engine)[world["leads"][1]]))
+    assert (stored.verified, verified.verified) == (False, True) and _lead(engine, m.lead_id).status == "new"
+    runner = CliRunner()
+    with engine.begin() as conn:
+        factories.client(conn, "globex")
+    assert runner.invoke(app, ["replies", "accept", "globex", str(stored.inbound_id)]).exit_code == 1
+    assert runner.invoke(app, ["replies", "accept", "acme", str(verified.inbound_id)]).exit_code == 1
+    ok = runner.invoke(app, ["replies", "accept", "acme", str(stored.inbound_id)])
+    assert ok.exit_code == 0 and "replied: 1 enrollment(s) stopped" in ok.output
+    assert _lead(engine, m.lead_id).status == "replied"
+    again = runner.invoke(app, ["replies", "accept", "acme", str(stored.inbound_id)])
+    assert again.exit_code == 1 and "no unverified received message" in again.output

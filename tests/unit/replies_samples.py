@@ -14,8 +14,8 @@ from shared.engines.replies import parse_bytes
 MAIL_DIR = Path(__file__).resolve().parent.parent / "data" / "mail"
 VERP_SECRET = "test-verp-secret"  # the secret the VERP addresses in tests/data/mail were signed with
 OUR_DOMAIN = "mail.agency.example"
-STEP1_ID = "<2fea40f8-8cff-56b5-bc63-ff3307015b42@mail.agency.example>"  # message_id(7, 1001, 1, OUR_DOMAIN)
-STEP2_ID = "<5773f831-ec5f-5c57-ac56-7328ba604e73@mail.agency.example>"  # message_id(7, 1001, 2, OUR_DOMAIN)
+STEP1_ID = "<2fea40f8-8cff-56b5-bc63-ff3307015b42@mail.agency.example>"  # legacy_message_id(7, 1001, 1, OUR_DOMAIN): sent before keyed ids
+STEP2_ID = "<5773f831-ec5f-5c57-ac56-7328ba604e73@mail.agency.example>"  # legacy_message_id(7, 1001, 2, OUR_DOMAIN): sent before keyed ids
 
 
 def sample(name: str) -> EmailMessage:

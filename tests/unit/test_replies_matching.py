@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.engines.replies import classify, dedupe_key, is_inbound, match_keys, parse_bytes
 from shared.engines.replies.matching import MatchKey, normalize_subject
-from shared.mailids import message_id, verp_address
+from shared.mailids import legacy_message_id, verp_address
 from tests.unit.replies_samples import OUR_DOMAIN, STEP1_ID, STEP2_ID, VERP_SECRET, reply, rfc3464_dsn, rfc5965_arf, sample
 
 OUR_ADDRESSES = {"alice@agency.example", "Bob.Rep@Agency.example"}
@@ -16,7 +16,7 @@ def _kinds(keys: list[MatchKey]) -> list[tuple]:
 
 
 def test_sample_ids_are_the_deterministic_ones() -> None:
-    assert STEP1_ID == message_id(7, 1001, 1, OUR_DOMAIN) and STEP2_ID == message_id(7, 1001, 2, OUR_DOMAIN)
+    assert STEP1_ID == legacy_message_id(7, 1001, 1, OUR_DOMAIN) and STEP2_ID == legacy_message_id(7, 1001, 2, OUR_DOMAIN)
 
 
 def test_reply_keys_parent_first_then_references_newest_first_then_sender_subject() -> None:
@@ -92,7 +92,7 @@ def test_normalize_subject() -> None:
 def test_our_own_follow_up_is_not_inbound() -> None:
     ours_by_id = reply("Following up", sender="Alice Rep <alice@agency.example>")
     del ours_by_id["Message-ID"]
-    ours_by_id["Message-ID"] = message_id(7, 1001, 2, OUR_DOMAIN)  # our step 2, threaded on step 1
+    ours_by_id["Message-ID"] = legacy_message_id(7, 1001, 2, OUR_DOMAIN)  # our step 2, threaded on step 1
     assert not is_inbound(ours_by_id, OUR_ADDRESSES, {OUR_DOMAIN})
     # Copied back from another of our mailboxes, id rewritten by the provider: still ours by From.
     copied = reply("Following up", sender="Bob <bob.rep@agency.example>")
@@ -100,7 +100,7 @@ def test_our_own_follow_up_is_not_inbound() -> None:
     # Our id domain alone is enough (a mailbox not in the list, e.g. removed since).
     other = reply("Following up", sender="Carl <carl@agency.example>")
     del other["Message-ID"]
-    other["Message-ID"] = message_id(7, 1001, 3, OUR_DOMAIN.upper())
+    other["Message-ID"] = legacy_message_id(7, 1001, 3, OUR_DOMAIN.upper())
     assert not is_inbound(other, OUR_ADDRESSES, {OUR_DOMAIN})
     assert is_inbound(sample("human_reply_quoting_footer.eml"), OUR_ADDRESSES, {OUR_DOMAIN})
     assert is_inbound(sample("gmail_dsn_failure.eml"), OUR_ADDRESSES, {OUR_DOMAIN})

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -33,7 +34,7 @@ from sqlalchemy import Connection, Engine, text
 from shared import mailids, workitems
 from shared.db import get_engine
 from shared.engines.outreach import capacity, suppression, templates, timezones
-from shared.integrations import smtp
+from shared.integrations import mailauth, smtp
 from shared.settings import Settings, get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus
 from shared.workitems import Outcome, Started
@@ -87,6 +88,7 @@ _CONTEXT = text(
            e.id AS enrollment_id, e.status AS enrollment_status, e.next_step, e.next_due_at, e.timezone, e.mailbox_id AS sticky_mailbox,
            m.from_address, m.from_name, m.smtp_host, m.smtp_port, m.tls_mode, m.username, m.secret_name,
            m.status AS mailbox_status, m.status_reason AS mailbox_reason,
+           m.keeps_verp, m.dkim_selector, m.dkim_secret_name,
            st.subject_template, st.body_template,
            nx.delay_amount AS next_delay, nx.delay_unit AS next_unit,
            sq.weekdays, sq.start_hour, sq.end_hour
@@ -141,6 +143,7 @@ class Prepared:
     message: EmailMessage
     envelope_from: str
     account: smtp.SmtpAccount
+    raw: bytes | None = None  # the exact bytes to send when we DKIM-sign (the signature covers them)
 
 
 def _thread(conn: Connection, campaign_id: int, lead_id: int, step: int) -> tuple[str | None, str | None, str | None]:
@@ -202,7 +205,8 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                               "AND status = 'active'"), {"r": reason, "e": ctx.enrollment_id})
         return None, reason, ctx
     existing = conn.execute(
-        text("SELECT id, status FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s FOR UPDATE"),
+        text("SELECT id, status, message_id FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s "
+             "FOR UPDATE"),
         {"camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step}).first()
     if existing is not None and existing.status != "failed":
         return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
@@ -213,7 +217,9 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
                                 templates.lead_context(ctx._mapping, ctx._mapping))
     domain = ctx.from_address.rpartition("@")[2]
-    mid = mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain)
+    # A retry keeps the stored id (an old uuid5 one too): the Sent-folder reconciler looks for that one.
+    mid = existing.message_id if existing is not None else \
+        mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain, settings.message_id_key())
     first_subject, parent, refs = _thread(conn, ctx.campaign_id, ctx.lead_id, ctx.step)
     subject = rendered.subject if first_subject is None else first_subject
     if existing is None:
@@ -237,7 +243,18 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     conn.execute(text("UPDATE messages SET headers = CAST(:h AS jsonb) WHERE id = :id"),
                  {"h": json.dumps(headers), "id": pk})
     account = smtp.SmtpAccount(ctx.smtp_host, ctx.smtp_port, ctx.tls_mode, ctx.username, ctx.secret_name)
-    return Prepared(pk, msg, mailids.verp_address(pk, domain, secret), account), None, ctx
+    # A relay that rewrites MAIL FROM (keeps_verp false) gets our own address; its bounces then come back
+    # to the mailbox and are known by the keyed Message-ID they quote (reply recovery reads them).
+    envelope = mailids.verp_address(pk, domain, secret) if ctx.keeps_verp else ctx.from_address
+    return Prepared(pk, msg, envelope, account, _dkim_signed(ctx, msg, domain)), None, ctx
+
+
+def _dkim_signed(ctx: Any, msg: EmailMessage, domain: str) -> bytes | None:
+    """The message signed with the mailbox's DKIM key (h= in mailauth.SIGNED_HEADERS), or None when it has none."""
+    if not ctx.dkim_selector:
+        return None
+    key = mailauth.private_key(ctx.dkim_secret_name, smtp.lookup_secret(ctx.dkim_secret_name))
+    return mailauth.sign(msg.as_bytes(policy=policy.SMTP), domain=domain, selector=ctx.dkim_selector, private_key=key)
 
 
 def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
@@ -289,7 +306,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
     ilog.extra = dict(ilog.extra or {}, message_pk=prepared.message_pk, mailbox_id=ctx.mailbox_id)
     try:
         reply = smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
-                          recipient=ctx.email, timeout=settings.smtp_timeout_seconds)
+                          recipient=ctx.email, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
     except smtp.SmtpError as exc:
         _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog)
         return

@@ -6,6 +6,7 @@ Every function takes the client id and filters on it: no query reaches another c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,9 @@ class OutreachError(ValueError):
 # -- mailboxes -----------------------------------------------------------------------------------
 
 MAILBOX_COLUMNS = ("from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username", "secret_name",
-                   "imap_host", "imap_port", "imap_tls_mode", "sent_folder", "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "min_gap_seconds", "jitter_seconds")
+                   "imap_host", "imap_port", "imap_tls_mode", "sent_folder", "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "min_gap_seconds", "jitter_seconds",
+                   "keeps_verp", "dkim_selector", "dkim_secret_name")
+_DKIM_SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
@@ -42,6 +45,13 @@ def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
     for key in ("tls_mode", "imap_tls_mode"):
         if values[key] not in ("starttls", "tls", "none"):
             raise OutreachError(f"{key.replace('_', ' ')} must be starttls, tls or none, got {values[key]!r}")
+    values["keeps_verp"] = True if values["keeps_verp"] is None else bool(values["keeps_verp"])
+    if values["dkim_selector"] is not None:
+        values["dkim_selector"] = values["dkim_selector"].strip().lower()
+        if not _DKIM_SELECTOR.match(values["dkim_selector"]):
+            raise OutreachError(f"DKIM selector {fields.get('dkim_selector')!r} is not a DNS label (letters, digits, -)")
+    if (values["dkim_selector"] is None) != (values["dkim_secret_name"] is None):
+        raise OutreachError("DKIM signing needs both a selector and the name of the secret holding the private key")
     cols = ", ".join(MAILBOX_COLUMNS)
     params = ", ".join(f":{k}" for k in MAILBOX_COLUMNS)
     updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in MAILBOX_COLUMNS[1:])
@@ -65,7 +75,8 @@ def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None
     for r in rows:
         d = {k: r[k] for k in ("id", "from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username",
                                "secret_name", "imap_host", "imap_port", "daily_cap", "ramp_start", "ramp_step",
-                               "ramp_ceiling", "min_gap_seconds", "jitter_seconds", "status", "status_reason", "sent_24h")}
+                               "ramp_ceiling", "min_gap_seconds", "jitter_seconds", "status", "status_reason", "sent_24h",
+                               "keeps_verp", "dkim_selector", "dkim_secret_name")}
         for k in ("paused_at", "last_sent_at", "next_send_at", "ramp_started_at"):
             d[k] = r[k].isoformat() if r[k] else None
         at = now or datetime.now(r["created_at"].tzinfo)

@@ -14,6 +14,13 @@
    A crash between 1 and 2 leaves an unprocessed row; the next delivery, replay or recovery run
    processes it (`process_pending`).
 
+Only a verified match acts (`trust.decide`): a bounce or complaint that came back to our signed
+VERP address or quotes a keyed Message-ID only we can produce; a reply that does the same or
+whose From domain passed SPF/DKIM/DMARC (trusted Authentication-Results, the provider's signed
+verdicts). Spoofing a From or quoting a legacy uuid5 Message-ID is free, so an unverified match is
+stored final with `verified = false` and the reason, shown to the operator, and changes nothing:
+no stop, no unsubscribe, no suppression, no bounce-shield count.
+
 Actions: human reply → lead `replied`, its enrollments stopped (and, when the campaign says so,
 every enrollment of the same company in that campaign); auto-reply → nothing stops, the next
 step waits `auto_reply_wait_days`; unsubscribe request → suppressed and `unsubscribed`; hard
@@ -38,6 +45,7 @@ from shared.engines.replies import shield
 from shared.engines.replies.classify import Classification, classify
 from shared.engines.replies.matching import MatchKey, dedupe_key, is_inbound, match_keys, normalize_subject
 from shared.engines.replies.mime import header, sender
+from shared.engines.replies.trust import AuthResult, decide, parse_authentication_results
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ REPLY_KINDS = ("human_reply", "auto_reply", "unsubscribe_request")
 BOUNCE_KINDS = ("hard_bounce", "soft_bounce")
 OURS = "ignored: our own message"
 UNMATCHED = "unmatched: no send of ours found"
+UNVERIFIED = "unverified, nothing changed"
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Received:
     mailbox_id: int | None = None
     folder: str | None = None
     imap_uid: int | None = None
+    auth: tuple[AuthResult, ...] = ()  # the webhook provider's own signed SPF/DKIM verdicts, if it gives them
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class Match:
     mailbox_id: int
     step: int
     by: str
+    message_id: str | None = None  # the send's Message-ID when matched by it
 
 
 @dataclass
@@ -89,16 +100,18 @@ class Ingested:
     ours: bool
     outcome: str | None = None
     paused: list[str] = field(default_factory=list)
+    verified: bool | None = None  # None: unmatched or ours; False: stored as unverified, changed nothing
+    trust: str | None = None
 
     @property
     def acted(self) -> bool:
-        return self.match is not None and not self.ours
+        return self.match is not None and not self.ours and self.verified is not False
 
 
 # -- matching ------------------------------------------------------------------------------------
 
 _BY_MESSAGE_ID = text(
-    "SELECT s.id, s.client_id, s.lead_id, s.campaign_id, s.mailbox_id, s.step, l.email FROM messages s "
+    "SELECT s.id, s.client_id, s.lead_id, s.campaign_id, s.mailbox_id, s.step, s.message_id, l.email FROM messages s "
     "JOIN leads l ON l.id = s.lead_id AND l.client_id = s.client_id "
     "WHERE s.message_id = :mid AND (CAST(:c AS bigint) IS NULL OR s.client_id = :c)")
 BOUNCE_KINDS = ("hard_bounce", "soft_bounce", "complaint")
@@ -115,8 +128,9 @@ _BY_SENDER = text(
 def corroborated(lead_email: str, from_address: str, verdict: Classification) -> bool:
     """Does the message itself back up a Message-ID match?
 
-    Our Message-IDs are derived from (campaign, lead, step), so anyone can write one into an
-    In-Reply-To: alone it must not stop, or unsubscribe, a lead. A bounce or complaint must name the
+    A Message-ID names a send, not who is writing: a real one may be forwarded, and the legacy uuid5
+    ones can be computed by anyone, so a match by id must also fit the lead (whether it may then act
+    is `trust.decide`'s question). A bounce or complaint must name the
     lead's address among its recipients; anything else must come from the lead's own domain (a
     colleague answering counts), or from the lead's exact address when that is free mail.
     """
@@ -157,7 +171,8 @@ def find_match(conn: Connection, keys: list[MatchKey], client_id: int | None, *,
         else:
             continue
         if row is not None:
-            return Match(row.id, row.client_id, row.lead_id, row.campaign_id, row.mailbox_id, row.step, key.kind)
+            return Match(row.id, row.client_id, row.lead_id, row.campaign_id, row.mailbox_id, row.step, key.kind,
+                         row.message_id if key.kind == "message_id" else None)
     return None
 
 
@@ -182,17 +197,18 @@ _INSERT = text(
     """
     INSERT INTO inbound_messages (client_id, source, provider, webhook_id, mailbox_id, folder, imap_uid, dedupe_key,
         raw, raw_bytes, from_address, subject, message_pk, lead_id, campaign_id, match_kind, kind, evidence,
-        status_code, processed_at, outcome)
+        status_code, processed_at, outcome, verified, trust)
     VALUES (:client, :source, :provider, :webhook_id, :mailbox, :folder, :uid, :key, :raw, :size, :from_, :subject,
-        :pk, :lead, :campaign, :by, :kind, :evidence, :status, :processed_at, :outcome)
+        :pk, :lead, :campaign, :by, :kind, :evidence, :status, :processed_at, :outcome, :verified, :trust)
     ON CONFLICT DO NOTHING
     RETURNING id
     """
 )
 
 
-def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit: int) -> Ingested:
-    """Store the message (or find it stored already) with its match and class; nothing is acted on here."""
+def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit: int,
+           authserv_ids: tuple[str, ...] = ()) -> Ingested:
+    """Store the message (or find it stored already) with its match, class and trust; nothing is acted on here."""
     msg = received.message
     verdict: Classification = classify(msg)
     keys = match_keys(msg, verp_secret, envelope_to=received.envelope_to, classification=verdict)
@@ -200,8 +216,16 @@ def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit:
     client_id = match.client_id if match else received.client_id
     ours = _ours(conn, msg, client_id)
     key = dedupe_key(msg, received.raw)
-    # Our own mail and unmatched mail are final when stored: nothing to act on.
-    final = OURS if ours else (UNMATCHED if match is None else None)
+    trust = None
+    if match is not None and not ours:
+        results = [*received.auth, *parse_authentication_results(msg, authserv_ids)]
+        trust = decide(verdict.kind, match.by, match.message_id, sender(msg), results)
+        if not trust.verified:
+            log.warning("lead_id=%s message_pk=%s %s matched by %s but not acted on: %s", match.lead_id,
+                        match.message_pk, verdict.kind, match.by, trust.why)
+    # Our own mail, unmatched mail and unverified mail are final when stored: nothing to act on.
+    final = OURS if ours else (UNMATCHED if match is None else (
+        f"{UNVERIFIED} ({trust.why})" if trust is not None and not trust.verified else None))
     mailbox = received.mailbox_id if received.mailbox_id is not None else (match.mailbox_id if match else None)
     row = conn.execute(_INSERT, {
         "client": client_id, "source": received.source, "provider": received.provider,
@@ -211,16 +235,18 @@ def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit:
         "lead": match.lead_id if match else None, "campaign": match.campaign_id if match else None,
         "by": match.by if match else None, "kind": verdict.kind, "evidence": verdict.evidence[:1000],
         "status": verdict.status, "processed_at": datetime.now(UTC) if final else None, "outcome": final,
+        "verified": trust.verified if trust else None, "trust": trust.why[:1000] if trust else None,
     }).first()
     if row is not None:
-        return Ingested(int(row.id), True, verdict.kind, verdict.evidence, client_id, match, ours, final)
+        return Ingested(int(row.id), True, verdict.kind, verdict.evidence, client_id, match, ours, final,
+                        verified=trust.verified if trust else None, trust=trust.why if trust else None)
     existing = conn.execute(
-        text("SELECT id, kind, evidence, client_id, outcome FROM inbound_messages WHERE "
+        text("SELECT id, kind, evidence, client_id, outcome, verified, trust FROM inbound_messages WHERE "
              "(client_id IS NOT DISTINCT FROM :c AND dedupe_key = :k) OR "
              "(CAST(:p AS text) IS NOT NULL AND provider = :p AND webhook_id = :w) ORDER BY id LIMIT 1"),
         {"c": client_id, "k": key, "p": received.provider, "w": received.webhook_id}).one()
     return Ingested(int(existing.id), False, existing.kind, existing.evidence, existing.client_id, match, ours,
-                    existing.outcome)
+                    existing.outcome, verified=existing.verified, trust=existing.trust)
 
 
 # -- act -----------------------------------------------------------------------------------------
@@ -309,7 +335,8 @@ def process(conn: Connection, inbound_id: int, *, now: datetime, settings: Setti
     """Act on one stored, matched, unprocessed message; None when another call already did (or nothing to do)."""
     row = conn.execute(
         text("SELECT id, client_id, message_pk, lead_id, campaign_id, match_kind, kind, evidence, status_code "
-             "FROM inbound_messages WHERE id = :id AND processed_at IS NULL FOR UPDATE SKIP LOCKED"),
+             "FROM inbound_messages WHERE id = :id AND processed_at IS NULL AND verified IS NOT FALSE "
+             "FOR UPDATE SKIP LOCKED"),
         {"id": inbound_id}).first()
     if row is None:
         return None
@@ -351,13 +378,31 @@ def ingest(engine: Engine, received: Received, *, settings: Settings, now: datet
     """Store (committed), then act (committed with the state it guards). Safe to call twice for one message."""
     secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
     with engine.begin() as conn:
-        result = record(conn, received, verp_secret=secret or "-", raw_limit=settings.inbound_raw_max_bytes)
+        result = record(conn, received, verp_secret=secret or "-", raw_limit=settings.inbound_raw_max_bytes,
+                        authserv_ids=tuple(settings.authserv_ids()))
     if result.outcome is None:  # matched, inbound, not yet acted on (new, or left by a crash)
         with engine.begin() as conn:
             done = process(conn, result.inbound_id, now=now or datetime.now(UTC), settings=settings)
         if done is not None:
             result.outcome, result.paused = done.outcome, done.paused
     return result
+
+
+def accept_unverified(engine: Engine, client_id: int, inbound_id: int, *, settings: Settings,
+                      now: datetime | None = None) -> Ingested | None:
+    """An operator vouches for one unverified message of this client (they checked with the lead): act on it now.
+
+    None when the client has no such unverified message (another client's id reads the same)."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            text("UPDATE inbound_messages SET verified = true, trust = left('accepted by the operator; was ' || "
+                 "coalesce(trust, 'unverified'), 1000), processed_at = NULL, outcome = NULL "
+                 "WHERE id = :id AND client_id = :c AND verified = false RETURNING id"),
+            {"id": inbound_id, "c": client_id}).first()
+        if found is None:
+            return None
+        done = process(conn, inbound_id, now=now or datetime.now(UTC), settings=settings)
+    return done
 
 
 def process_pending(engine: Engine, *, settings: Settings, now: datetime | None = None,
@@ -378,7 +423,7 @@ def inbound_summary(conn: Connection, client_id: int) -> list[dict[str, Any]]:
     """Received messages of one client, newest first, for reports and the CLI."""
     return [dict(r) for r in conn.execute(
         text("SELECT i.id, i.source, i.kind, i.evidence, i.status_code, i.from_address, i.subject, i.received_at, "
-             "i.outcome, l.email AS lead FROM inbound_messages i LEFT JOIN leads l ON l.id = i.lead_id "
+             "i.outcome, i.verified, i.trust, l.email AS lead FROM inbound_messages i LEFT JOIN leads l ON l.id = i.lead_id "
              "AND l.client_id = i.client_id WHERE i.client_id = :c ORDER BY i.id DESC"), {"c": client_id}).mappings()]
 
 

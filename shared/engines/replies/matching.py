@@ -3,8 +3,8 @@
 Pure: the caller tries the keys against Postgres in order and stops at the first hit, re-checking
 the tenant there (a key from outside names a candidate, it proves nothing by itself).
 
-1. `message_id`: our deterministic Message-IDs (`shared.mailids.message_id`) named by the
-   message: In-Reply-To first (the direct parent), then References newest first, then, for a
+1. `message_id`: Message-IDs named by the message, looked up among those stored on our sends
+   (keyed ones, `shared.mailids.message_id`, and the legacy uuid5 ones of older sends): In-Reply-To first (the direct parent), then References newest first, then, for a
    DSN or ARF report, the returned original's Message-ID.
 2. `verp`: the send's primary key from a signed VERP address (`shared.mailids.parse_verp`), looked
    for in the envelope recipient given by the caller (webhook), the delivery headers an IMAP

@@ -42,6 +42,7 @@ class MailboxRecovery:
     already_recorded: int = 0
     ours: int = 0
     unmatched: int = 0
+    unverified: int = 0  # matched, but neither authenticated nor quoting a token of ours: stored, not acted on
     unreadable: int = 0
     backfilled: dict[str, int] = field(default_factory=lambda: {"replies": 0, "bounces": 0, "complaints": 0})
     rescanned: list[str] = field(default_factory=list)
@@ -126,6 +127,8 @@ def _recover_folder(engine: Engine, settings: Settings, box: Any, account: imap.
                 result.ours += 1
             elif done.match is None:
                 result.unmatched += 1
+            elif done.verified is False:
+                result.unverified += 1
             else:
                 result.backfilled[CATEGORY[done.kind]] += 1
         with engine.begin() as conn:

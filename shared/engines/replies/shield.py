@@ -70,9 +70,11 @@ def verdict(rates: Rates, t: Thresholds) -> str | None:
 _RATES = """
     SELECT count(*) AS sends,
            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM inbound_messages i WHERE i.message_pk = s.id
-                                          AND i.client_id = s.client_id AND i.kind = 'hard_bounce')) AS hard,
+                                          AND i.client_id = s.client_id AND i.kind = 'hard_bounce'
+                                          AND i.verified IS NOT FALSE)) AS hard,
            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM inbound_messages i WHERE i.message_pk = s.id
-                                          AND i.client_id = s.client_id AND i.kind = 'complaint')) AS complaints
+                                          AND i.client_id = s.client_id AND i.kind = 'complaint'
+                                          AND i.verified IS NOT FALSE)) AS complaints
     FROM messages s
     WHERE s.{column} = :id AND s.client_id = :c AND s.status = 'sent' AND s.sent_at > :since AND s.sent_at <= :now
 """

@@ -12,7 +12,14 @@ usual `whsec_<base64>`. The signed body is JSON, UTF-8:
 
     {"raw_base64": "<base64 of the RFC 5322 message bytes>",   # or "raw": "<message as text>"
      "envelope_from": "<SMTP MAIL FROM>",                       # optional
-     "envelope_to": ["<SMTP RCPT TO>", ...]}                    # optional (VERP lives here)
+     "envelope_to": ["<SMTP RCPT TO>", ...],                   # optional (VERP lives here)
+     "spf": "pass",                                             # optional: the provider's SPF verdict on envelope_from
+     "dkim": [{"domain": "<d= of a signature>", "result": "pass"}]}  # optional: its DKIM verdicts
+
+`spf` and `dkim` are the receiving provider's own verdicts, signed with the rest of the body: a
+reply whose From domain they pass for may stop or unsubscribe its lead (`trust.decide`; SPF
+counts only with `envelope_from` in the From domain). A DKIM verdict without its domain proves
+nothing (anyone can sign with their own domain), so it is refused.
 
 Exactly one of `raw_base64` (exact bytes, for 8-bit mail in any charset) or `raw` (a string,
 for 7-bit/UTF-8 mail) is required.
@@ -53,6 +60,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.engines.replies.matching import dedupe_key
 from shared.engines.replies.mime import header, parse_bytes, sender
+from shared.engines.replies.trust import AuthResult
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # 25 MiB: the common provider limit on a received message
 TOLERANCE_S = 5 * 60  # seconds a signed timestamp may be off, both schemes
@@ -104,6 +112,7 @@ class InboundMessage:
     delivery_id: str  # webhook-id, or Mailgun's token: which request brought it, for logs
     envelope_from: str | None = None
     envelope_to: tuple[str, ...] = field(default=())
+    auth: tuple[AuthResult, ...] = field(default=())  # the provider's signed SPF/DKIM verdicts
 
 
 def check_size(length: int | str | None, max_bytes: int = MAX_BODY_BYTES) -> None:
@@ -135,9 +144,32 @@ def parse_message(raw: bytes) -> EmailMessage:
     return msg
 
 
-def _inbound(raw: bytes, source: Source, delivery_id: str, envelope_from: str | None, envelope_to: tuple[str, ...]) -> InboundMessage:
+def _inbound(raw: bytes, source: Source, delivery_id: str, envelope_from: str | None, envelope_to: tuple[str, ...],
+             auth: tuple[AuthResult, ...] = ()) -> InboundMessage:
     msg = parse_message(raw)
-    return InboundMessage(msg, raw, dedupe_key(msg, raw), source, delivery_id, envelope_from or None, envelope_to)
+    return InboundMessage(msg, raw, dedupe_key(msg, raw), source, delivery_id, envelope_from or None, envelope_to,
+                          auth)
+
+
+def _provider_auth(payload: dict[str, object], envelope_from: str | None) -> tuple[AuthResult, ...]:
+    """The payload's `spf` / `dkim` verdicts as AuthResults (shape in the module doc); MalformedMessage naming the field."""
+    found: list[AuthResult] = []
+    spf = payload.get("spf")
+    if spf is not None:
+        if not isinstance(spf, str):
+            raise MalformedMessage("spf must be a string such as \"pass\"")
+        if envelope_from and "@" in envelope_from:
+            found.append(AuthResult("spf", spf.strip().lower(), envelope_from.strip().strip("<>").rpartition("@")[2]
+                                    .lower(), "webhook spf"))
+    dkim = payload.get("dkim")
+    if dkim is not None:
+        if not isinstance(dkim, list) or not all(
+                isinstance(d, dict) and isinstance(d.get("domain"), str) and isinstance(d.get("result"), str)
+                and d["domain"].strip() for d in dkim):
+            raise MalformedMessage("dkim must be a list of {\"domain\": ..., \"result\": ...}")
+        found.extend(AuthResult("dkim", d["result"].strip().lower(), d["domain"].strip().lower().rstrip("."),
+                                "webhook dkim") for d in dkim)
+    return tuple(found)
 
 
 def verify_standard(body: bytes, headers: Mapping[str, str], secret: str, *, max_bytes: int = MAX_BODY_BYTES) -> InboundMessage:
@@ -172,7 +204,8 @@ def verify_standard(body: bytes, headers: Mapping[str, str], secret: str, *, max
     envelope_from = payload.get("envelope_from")
     if envelope_from is not None and not isinstance(envelope_from, str):
         raise MalformedMessage("envelope_from must be a string")
-    return _inbound(raw, "standard_webhooks", lowered["webhook-id"], envelope_from, tuple(envelope_to))
+    auth = _provider_auth(payload, envelope_from)
+    return _inbound(raw, "standard_webhooks", lowered["webhook-id"], envelope_from, tuple(envelope_to), auth)
 
 
 def _raw_from_payload(payload: dict[str, object]) -> bytes:
