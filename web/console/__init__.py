@@ -34,6 +34,7 @@ from shared.console import scope, users
 from shared.console.users import Principal
 from web.console.auth import (LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, CsrfRefused,
                               Forbidden, NotSignedIn, Session, Sessions)
+from web.console.forecasts import Forecasts
 from web.security import HEADERS
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Console:
     def __init__(self, engine: Callable[[], Engine], secret: str, *, secure_cookies: bool) -> None:
         self.engine = engine
         self.sessions = Sessions(secret, secure=secure_cookies)
+        self.forecasts = Forecasts()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True),
                                      trim_blocks=True, lstrip_blocks=True)

@@ -1,5 +1,6 @@
 """Campaign and mailbox pages: campaigns with their counts, step previews for a chosen lead, the forecast
-as a chart, mailbox health; pause/resume for operators.
+as a chart (cached per campaign state, bounded: web/console/forecasts.py), mailbox health; pause/resume
+for operators.
 
 Every action goes through the engine function the CLI uses: `accounts.update_campaign` (as
 `outbound campaigns status`: a pause says "paused by hand" and when, a resume clears reason and
@@ -28,6 +29,7 @@ from shared.engines.replies import shield
 from shared.settings import get_settings
 from web.console import Console, NotFound, client_filter, path_id, redirect
 from web.console.charts import stacked_bars
+from web.console.forecasts import RETRY_AFTER_SECONDS, Busy
 
 REASON_MAX_CHARS = 500  # a pause reason is a sentence, not a document
 
@@ -37,6 +39,7 @@ def _confirmed(form: dict[str, Any]) -> bool:
 
 
 def register(router: APIRouter, console: Console) -> None:
+    forecasts = console.forecasts
     # -- campaigns ---------------------------------------------------------------------------------
     @router.get("/campaigns")
     async def campaign_list(request: Request, client: str | None = None, notice: str | None = None) -> Response:
@@ -83,13 +86,18 @@ def register(router: APIRouter, console: Console) -> None:
         per_lead = forecasting.paid_credits_per_lead(get_settings())
 
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
-            camp = q.campaign(conn, campaign_id)
+            camp = q.campaign(conn, campaign_id)  # in the caller's scope: a cached forecast is shown only to who may see it
             if camp is None:
                 return None
-            return {"campaign": camp, "forecast": q.forecast(conn, camp["client_id"], campaign_id,
-                                                             now=datetime.now(UTC), credits_per_lead=per_lead)}
+            state = f"{per_lead}|{q.forecast_state(conn, camp['client_id'], campaign_id)}"
+            return {"campaign": camp, "forecast": forecasts.get(campaign_id, state, lambda: q.forecast(
+                conn, camp["client_id"], campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead))}
 
-        data, who, session = await console.read(request, load)
+        try:
+            data, who, session = await console.read(request, load)
+        except Busy as exc:
+            return Response(f"{exc}\n", status_code=503, media_type="text/plain",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         if data is None:
             raise NotFound(NotFound.__doc__)
         result = data.pop("forecast")
