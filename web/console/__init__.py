@@ -232,6 +232,7 @@ def mount(app: FastAPI, engine: Callable[[], Engine], secret: str | None, *, sec
         importlib.import_module(name).register(router, console)
     app.include_router(router)
     app.state.console_router = router  # what the tenancy test walks: every console page and action
+    app.state.console = console
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
