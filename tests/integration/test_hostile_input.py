@@ -102,7 +102,8 @@ def test_a_locked_account_answers_like_an_unknown_one(app, world, engine):
     unknown = sign_in(_client(app), "nobody@agency.test")
     strip = lambda page: re.sub(r'value="[^"]*"', "", page)  # noqa: E731 - the csrf token and echoed email differ
     assert locked.status_code == unknown.status_code == 401
-    assert strip(locked.text).replace(world["acc"].viewer_a, "") == strip(unknown.text).replace("nobody@agency.test", "")
+    assert (strip(locked.text).replace(world["acc"].viewer_a, "")
+            == strip(unknown.text).replace("nobody@agency.test", ""))
 
 
 # -- every route, hostile values ------------------------------------------------------------------

@@ -86,7 +86,7 @@ def register(router: APIRouter, console: Console) -> None:
         per_lead = forecasting.paid_credits_per_lead(get_settings())
 
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
-            camp = q.campaign(conn, campaign_id)  # in the caller's scope: a cached forecast is shown only to who may see it
+            camp = q.campaign(conn, campaign_id)  # in the caller's scope: a cached forecast only for who may see it
             if camp is None:
                 return None
             state = f"{per_lead}|{q.forecast_state(conn, camp['client_id'], campaign_id)}"
