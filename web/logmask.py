@@ -33,11 +33,16 @@ def _masked(value: Any) -> Any:
 def mask_record(record: logging.LogRecord) -> logging.LogRecord:
     """The record with its message and string arguments masked (argument shapes kept: uvicorn's
     access formatter unpacks a 5-tuple)."""
-    record.msg = _masked(record.msg)
     if isinstance(record.args, tuple):
         record.args = tuple(_masked(a) for a in record.args)
     elif isinstance(record.args, dict):
         record.args = {k: _masked(v) for k, v in record.args.items()}
+    if isinstance(record.msg, str) and mask(record.msg) != record.msg:
+        # the template itself holds a token's place ("/u/%s"): mask the finished message instead
+        try:
+            record.msg, record.args = mask(record.getMessage()), None
+        except (TypeError, ValueError):
+            record.msg = mask(record.msg)
     return record
 
 
