@@ -62,20 +62,22 @@ DEMO_VIEWER = "viewer@demo.test"
 
 
 def _console_accounts(client_id: int) -> dict[str, str]:
-    """Sign-in accounts for the console on the demo's data, with a new password each run (printed once)."""
+    """Sign-in accounts for the console on the demo's data, each with its own new password every run
+    (printed once): a viewer who knows theirs cannot sign in as the operator."""
     import secrets
 
     from shared.console import users
 
-    password = secrets.token_urlsafe(12)
+    password, viewer_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     with db.transaction() as conn:
         users.ensure_user(conn, DEMO_OPERATOR, password, role="operator")
-        users.ensure_user(conn, DEMO_VIEWER, password, role="viewer", client_id=client_id)
+        users.ensure_user(conn, DEMO_VIEWER, viewer_password, role="viewer", client_id=client_id)
     console.rule("[bold]Operator console")
     console.print("Open it on this data: [bold]make console[/bold], then http://127.0.0.1:8000/console", highlight=False)
     console.print(f"  {DEMO_OPERATOR}  {password}  (operator: every client)", highlight=False)
-    console.print(f"  {DEMO_VIEWER}    {password}  (viewer: {CLIENT} only)", highlight=False)
-    return {"operator": DEMO_OPERATOR, "viewer": DEMO_VIEWER, "password": password}
+    console.print(f"  {DEMO_VIEWER}    {viewer_password}  (viewer: {CLIENT} only)", highlight=False)
+    return {"operator": DEMO_OPERATOR, "viewer": DEMO_VIEWER, "password": password,
+            "viewer_password": viewer_password}
 
 
 def _fresh_client(credits: int) -> tuple[int, int]:

@@ -15,6 +15,9 @@ cap, the signature and timestamp are verified (401), the MIME is parsed (422 wit
 then the message is stored and only then acted on (`shared.engines.replies.ingest`). A replay
 answers 200 and changes nothing. Which client the mail belongs to is decided by the send it
 matches, read from Postgres; unmatched mail is stored and reported, never acted on.
+
+Every response passes web.security's middleware (CSP, frame-ancestors, no-store, redirects only to
+trusted hosts); web.logmask masks tokens in every log line.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from sqlalchemy import Engine
 from fastapi.concurrency import run_in_threadpool
 
 from shared.db import get_engine
-from web import console
+from web import console, logmask
+from web.security import SecurityHeaders
 from shared.engines.outreach import suppression
 from shared.engines.replies import ingest, webhooks
 from shared.settings import get_settings
@@ -42,6 +46,7 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</titl
 def create_app(engine: Engine | None = None, secret: str | None = None, console_secret: str | None = None) -> FastAPI:
     """The app; `console_secret` (else CONSOLE_SECRET) turns the operator console on at /console."""
     app = FastAPI(title="outbound", docs_url=None, redoc_url=None, openapi_url=None)
+    logmask.install()  # tokens (/u/<token> in uvicorn's access log) never reach a log line
 
     def _secret() -> str:
         value = secret or (s.get_secret_value() if (s := get_settings().outreach_secret) else "")
@@ -143,4 +148,5 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
             return _refuse(exc)
         return await _accept(verified, "mailgun")
 
+    app.add_middleware(SecurityHeaders, trusted_origin=settings.public_base_url)
     return app

@@ -153,3 +153,25 @@ def mailbox_health(conn: Connection, *, now: datetime, thresholds: shield.Thresh
 def shield_paused(reason: str | None) -> bool:
     """Did the bounce shield pause this (its reason starts with the shield's prefix)?"""
     return (reason or "").startswith(shield.SHIELD_PREFIX)
+
+
+def forecast_state(conn: Connection, client_id: int, campaign_id: int) -> str:
+    """A digest of every row `forecasting.forecast` reads for this campaign (the campaign, its
+    sequence and steps, its enrollments and leads, the client's mailboxes and credit balance, the
+    last day's reserved sends): it changes whenever the forecast's inputs change."""
+    return str(conn.execute(text(
+        "SELECT md5(concat_ws('|', "
+        " (SELECT md5(string_agg(c::text, ',')) FROM campaigns c WHERE c.id = :camp), "
+        " (SELECT md5(string_agg(s::text, ',')) FROM sequences s WHERE s.campaign_id = :camp), "
+        " (SELECT md5(string_agg(st::text, ',' ORDER BY st.step)) FROM sequence_steps st "
+        "   WHERE st.campaign_id = :camp), "
+        " (SELECT md5(string_agg(e::text, ',' ORDER BY e.id)) FROM enrollments e "
+        "   WHERE e.campaign_id = :camp AND e.client_id = :c), "
+        " (SELECT md5(string_agg(l::text, ',' ORDER BY l.id)) FROM leads l "
+        "   WHERE l.campaign_id = :camp AND l.client_id = :c), "
+        " (SELECT md5(string_agg(m::text, ',' ORDER BY m.id)) FROM mailboxes m WHERE m.client_id = :c), "
+        " (SELECT credit_balance::text FROM clients WHERE id = :c), "
+        " (SELECT md5(string_agg(concat_ws(':', s.id, s.status, s.reserved_at), ',' ORDER BY s.id)) FROM messages s "
+        "   JOIN mailboxes m ON m.id = s.mailbox_id "
+        "   WHERE m.client_id = :c AND s.reserved_at > now() - interval '25 hours')))"),
+        {"c": client_id, "camp": campaign_id}).scalar_one())

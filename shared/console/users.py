@@ -49,7 +49,7 @@ class Principal:
 
 def normalize_email(email: str) -> str:
     value = (email or "").strip().lower()
-    if "@" not in value or len(value) > 320 or any(c.isspace() for c in value):
+    if "@" not in value or len(value) > 320 or any(c.isspace() or not c.isprintable() for c in value):
         raise UserError(f"email {email!r} is not an email address")
     return value
 
@@ -136,14 +136,15 @@ class SignInRefused(Exception):
 
 
 class AccountLocked(SignInRefused):
-    """Too many wrong passwords: try again later."""
+    """Locked after too many wrong passwords (logged as such); the person is told only SignInRefused's text,
+    so a locked account reads exactly like an unknown one."""
 
 
 def authenticate(conn: Connection, email: str, password: str) -> Principal:
     """The principal for a correct email and password; SignInRefused (or AccountLocked) otherwise.
 
-    The message never says which of the two was wrong, and an unknown email costs one argon2
-    verification like a known one. MAX_FAILED_LOGINS wrong passwords in a row lock the account for
+    The message never says which of the two was wrong, nor that an account exists or is locked, and
+    an unknown or locked email costs one argon2 verification like a known one. MAX_FAILED_LOGINS wrong passwords in a row lock the account for
     LOCK_MINUTES (checked before the password, so a locked account cannot be probed).
     """
     try:
@@ -155,7 +156,8 @@ def authenticate(conn: Connection, email: str, password: str) -> Principal:
         _verify(_DUMMY_HASH, password[:MAX_PASSWORD_CHARS])
         raise SignInRefused(SignInRefused.__doc__)
     if row.locked:
-        raise AccountLocked(AccountLocked.__doc__)
+        _verify(_DUMMY_HASH, password)
+        raise AccountLocked(SignInRefused.__doc__)
     if not _verify(row.password_hash, password):
         conn.execute(
             text("UPDATE console_users SET failed_logins = failed_logins + 1, "

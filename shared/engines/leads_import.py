@@ -398,24 +398,19 @@ def open_input(path: Path) -> io.BufferedReader:
 
 
 def clean(value: str | None) -> str | None:
-    """Trimmed, NUL-free (Postgres text cannot hold NUL), spreadsheet-safe; None when empty."""
+    """The one cleaner for every imported text field (names, title, company, phone, URL, country):
+    one line (control and format characters become one space: a CR/LF, an ANSI escape or a bidi
+    override would break or disguise the value wherever it is shown or put in a header), NUL-free
+    (Postgres text cannot hold NUL), trimmed, spreadsheet-safe; None when empty."""
     if not value:
         return None
-    if "\x00" in value:
-        value = value.replace("\x00", "")
+    if not value.isprintable():
+        value = " ".join(_CONTROL.sub(" ", value.replace("\x00", "")).split())
     value = safe_cell(value.strip()).strip()
     return value or None
 
 
-def clean_name(value: str | None) -> str | None:
-    """`clean` for a one-line value (a name, a title): control and format characters become one space.
-
-    A CR/LF, an ANSI escape or a bidi override inside a name would break or disguise it wherever
-    it is shown; a name is never meant to hold one.
-    """
-    if value and not value.isprintable():
-        value = " ".join(_CONTROL.sub(" ", value.replace("\x00", "")).split())
-    return clean(value)
+clean_name = clean  # the name callers already use for one-line values
 
 
 def email_problem(raw: str) -> tuple[str | None, str | None]:
@@ -566,7 +561,7 @@ def _lead_values(email: str, fields: Sequence[str], cmap: ColumnMap) -> tuple[st
             split_first, split_last = split_full_name(full)
             first, last = clean_name(split_first), clean_name(split_last)
     raw_domain = get("company_domain").replace("\x00", "")
-    return (email, first, last, clean_name(get("title")), clean(get("company_name")),
+    return (email, first, last, clean(get("title")), clean(get("company_name")),
             normalize_domain(raw_domain) if raw_domain.strip() else None,
             clean(get("phone")), clean(get("linkedin_url")), clean(get("country")))
 

@@ -57,7 +57,11 @@ def test_sign_in_sets_a_session_and_wrong_passwords_lock_the_account(app, engine
     for _ in range(users.MAX_FAILED_LOGINS):
         sign_in(client_for(app), world["acc"].viewer_a, "not the password")
     locked = sign_in(client_for(app), world["acc"].viewer_a)  # even the right password, for now
-    assert locked.status_code == 401 and "Too many wrong passwords" in locked.text
+    # The same answer as an unknown account (issue 17): a locked account does not say it exists.
+    assert locked.status_code == 401 and "Wrong email or password" in locked.text
+    assert "Too many" not in locked.text
+    with engine.begin() as conn:
+        assert users.locked_until(conn, world["acc"].viewer_a) is not None
 
 
 def test_a_form_without_the_sessions_csrf_token_is_refused(app, world):

@@ -45,8 +45,13 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
 
     with get_engine().begin() as conn:
         operator = users.authenticate(conn, summary["console"]["operator"], summary["console"]["password"])
-        viewer = users.authenticate(conn, summary["console"]["viewer"], summary["console"]["password"])
+        viewer = users.authenticate(conn, summary["console"]["viewer"], summary["console"]["viewer_password"])
     assert operator.is_operator and viewer.client_name == "Demo Agency"
+    # each account has its own password: the viewer's does not open the operator account (issue 17)
+    assert summary["console"]["viewer_password"] != summary["console"]["password"]
+    with get_engine().begin() as conn:
+        with pytest.raises(users.SignInRefused):
+            users.authenticate(conn, summary["console"]["operator"], summary["console"]["viewer_password"])
     # the demo's settings and log handler were for the demo only
     import logging
     import os

@@ -163,4 +163,5 @@ def test_names_lose_line_breaks_and_escapes(engine, tmp_path):
     with engine.connect() as conn:
         row = conn.execute(text("SELECT first_name, last_name, title, company_name FROM leads WHERE client_id = :c"),
                            {"c": client}).one()
-    assert tuple(row) == ("Jane Ignore previous", "Doe [31m", "VP Sales", "Acme\nSuite 4")
+    # every text field is one line, the company too (issue 17: it kept its newline)
+    assert tuple(row) == ("Jane Ignore previous", "Doe [31m", "VP Sales", "Acme Suite 4")

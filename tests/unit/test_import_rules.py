@@ -248,7 +248,7 @@ def _parse(text: str):
 def test_line_numbers_are_physical_and_multiline_values_stay_one_row():
     parsed = _parse('Email,Company\n\na@x.com,"Acme\nSuite 4"\nnope,Beta\n')
     assert [line for line, _, _ in parsed.valid] == [3]
-    assert parsed.valid[0][1][4] == "Acme\nSuite 4"
+    assert parsed.valid[0][1][4] == "Acme Suite 4"  # one row, and its value one line (issue 17)
     assert [(line, reason[:13]) for line, reason, _ in parsed.rejected] == [(5, "invalid email")]
 
 

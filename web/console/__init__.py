@@ -4,7 +4,7 @@
 `register(router, console)` function (batches, leads, campaigns, suppressions); this module holds
 what they share: the signed-in principal (re-read from Postgres on every request), the
 per-transaction tenant scope, CSRF checks, rendering with autoescaped Jinja2 templates, and the
-security headers (a strict Content-Security-Policy: no inline script or style).
+security headers (web.security: a strict Content-Security-Policy, no inline script or style).
 
 Pages never filter by client for isolation: a viewer's queries run as `outbound_tenant` with the
 viewer's client set (`shared.console.scope`), so another client's id simply is not there (404,
@@ -22,30 +22,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection, Engine
 
+from shared import ids
 from shared.console import scope, users
 from shared.console.users import Principal
 from web.console.auth import (LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, CsrfRefused,
                               Forbidden, NotSignedIn, Session, Sessions)
+from web.console.forecasts import Forecasts
+from web.security import HEADERS
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/console"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
+SECURITY_HEADERS = HEADERS  # web.security's, which its middleware also adds to every other response
 # Each page family registers its routes (`register(router, console)`); the nav in base.html lists them.
 PAGE_MODULES = ("web.console.batches", "web.console.leads", "web.console.campaigns", "web.console.suppressions")
 FORM_MAX_BYTES = 256 * 1024  # an ordinary console form; the suppression import has its own limit
@@ -61,6 +57,7 @@ class Console:
     def __init__(self, engine: Callable[[], Engine], secret: str, *, secure_cookies: bool) -> None:
         self.engine = engine
         self.sessions = Sessions(secret, secure=secure_cookies)
+        self.forecasts = Forecasts()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True),
                                      trim_blocks=True, lstrip_blocks=True)
@@ -154,7 +151,8 @@ async def read_form(request: Request, limit: int = FORM_MAX_BYTES, **options: An
     `limit`, and while it arrives when it declares none; it is never held whole beyond the cap
     (Starlette spools file parts to a temporary file). `options`: Starlette's form limits."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not (declared.isascii() and declared.isdigit() and len(declared) <= ids.MAX_DIGITS
+                                     and int(declared) <= limit):
         raise FormTooLarge(f"{FormTooLarge.__doc__} ({limit} bytes at most)")
     capped = Request(request.scope, _capped(request.receive, limit))
     return await capped.form(**({"max_part_size": FORM_MAX_BYTES} | options))
@@ -172,23 +170,32 @@ def _str(value: Any) -> str | None:
 
 
 def form_int(form: dict[str, Any], name: str) -> int | None:
-    raw = _str(form.get(name))
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {raw[:40]!r} is not a number") from exc
+    """An optional id from a form field (`shared.ids.field_id`): BadNumber, a ValueError naming the field."""
+    return ids.field_id(_str(form.get(name)), name)
 
 
 def client_filter(raw: str | None) -> tuple[int | None, str | None]:
     """(client id or None for all, a notice when the value was not a number)."""
     if raw is None or raw.strip() == "":
         return None, None
-    try:
-        return int(raw), None
-    except ValueError:
+    value = ids.parse_id(raw.strip())
+    if value is None:
         return None, f"client: {raw[:40]!r} is not a number; showing every client"
+    return value, None
+
+
+def path_id(name: str) -> Any:
+    """A route's `{name}` path parameter as an id (`shared.ids.parse_id`); NotFound (404) when it is not one.
+
+    Use as a default: `batch_id: int = path_id("batch_id")`. FastAPI's own `int` would take any size
+    and let Postgres fail on a bigint out of range."""
+    def dependency(request: Request) -> int:
+        value = ids.parse_id(request.path_params.get(name))
+        if value is None:
+            raise NotFound(NotFound.__doc__)
+        return value
+
+    return Depends(dependency)
 
 
 
@@ -225,6 +232,7 @@ def mount(app: FastAPI, engine: Callable[[], Engine], secret: str | None, *, sec
         importlib.import_module(name).register(router, console)
     app.include_router(router)
     app.state.console_router = router  # what the tenancy test walks: every console page and action
+    app.state.console = console
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:

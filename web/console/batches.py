@@ -21,7 +21,7 @@ from shared.console import batches as q
 from shared.console.users import Principal
 from shared.engines import batches
 from shared.status import BatchStatus
-from web.console import Console, NotFound, client_filter, form_int, redirect
+from web.console import Console, NotFound, client_filter, form_int, path_id, redirect
 
 EVENT_POLL_SECONDS = 1.0  # how often a watched batch is read again
 EVENT_STREAM_MAX_SECONDS = 15 * 60  # then the browser's EventSource reconnects (re-checking the session)
@@ -66,7 +66,8 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/batches/{batch_id}", "batch created")
 
     @router.get("/batches/{batch_id}")
-    async def batch_page(request: Request, batch_id: int, notice: str | None = None) -> Response:
+    async def batch_page(request: Request, batch_id: int = path_id("batch_id"),
+                         notice: str | None = None) -> Response:
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
             p = q.progress(conn, batch_id)
             return None if p is None else {"batch": p, "items": q.items(conn, batch_id)}
@@ -78,7 +79,7 @@ def register(router: APIRouter, console: Console) -> None:
                             item_limit=q.ITEMS_SHOWN, **data)
 
     @router.post("/batches/{batch_id}/launch")
-    async def batch_launch(request: Request, batch_id: int) -> Response:
+    async def batch_launch(request: Request, batch_id: int = path_id("batch_id")) -> Response:
         def launch(conn: Connection, who: Principal, form: dict[str, Any]) -> bool:
             if q.progress(conn, batch_id) is None:
                 raise NotFound(NotFound.__doc__)
@@ -88,7 +89,7 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/batches/{batch_id}", "launched" if done else "only a draft can be launched")
 
     @router.post("/batches/{batch_id}/cancel")
-    async def batch_cancel(request: Request, batch_id: int) -> Response:
+    async def batch_cancel(request: Request, batch_id: int = path_id("batch_id")) -> Response:
         def cancel(conn: Connection, who: Principal, form: dict[str, Any]) -> bool:
             if q.progress(conn, batch_id) is None:
                 raise NotFound(NotFound.__doc__)
@@ -99,7 +100,7 @@ def register(router: APIRouter, console: Console) -> None:
                         if done else "only a draft, launched or running batch can be cancelled")
 
     @router.get("/batches/{batch_id}/items.json")
-    async def batch_items(request: Request, batch_id: int) -> Response:
+    async def batch_items(request: Request, batch_id: int = path_id("batch_id")) -> Response:
         """The item table's rows, for the page to refresh as the batch moves."""
         def load(conn: Connection, who: Principal) -> list[dict[str, Any]] | None:
             return None if q.progress(conn, batch_id) is None else q.items(conn, batch_id)
@@ -111,7 +112,7 @@ def register(router: APIRouter, console: Console) -> None:
                         headers={"Cache-Control": "no-store"})
 
     @router.get("/batches/{batch_id}/events")
-    async def batch_events(request: Request, batch_id: int) -> Response:
+    async def batch_events(request: Request, batch_id: int = path_id("batch_id")) -> Response:
         """Server-sent events: `progress` whenever something changed, then `finished` once the batch is over."""
         session = console.session(request)
 

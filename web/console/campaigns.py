@@ -1,5 +1,6 @@
 """Campaign and mailbox pages: campaigns with their counts, step previews for a chosen lead, the forecast
-as a chart, mailbox health; pause/resume for operators.
+as a chart (cached per campaign state, bounded: web/console/forecasts.py), mailbox health; pause/resume
+for operators.
 
 Every action goes through the engine function the CLI uses: `accounts.update_campaign` (as
 `outbound campaigns status`: a pause says "paused by hand" and when, a resume clears reason and
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
+from shared import ids
 from shared.console import campaigns as q
 from shared.console.users import Principal
 from shared.engines import accounts
@@ -25,8 +27,9 @@ from shared.engines.outreach import forecast as forecasting
 from shared.engines.outreach import store
 from shared.engines.replies import shield
 from shared.settings import get_settings
-from web.console import Console, NotFound, client_filter, redirect
+from web.console import Console, NotFound, client_filter, path_id, redirect
 from web.console.charts import stacked_bars
+from web.console.forecasts import RETRY_AFTER_SECONDS, Busy
 
 REASON_MAX_CHARS = 500  # a pause reason is a sentence, not a document
 
@@ -36,6 +39,7 @@ def _confirmed(form: dict[str, Any]) -> bool:
 
 
 def register(router: APIRouter, console: Console) -> None:
+    forecasts = console.forecasts
     # -- campaigns ---------------------------------------------------------------------------------
     @router.get("/campaigns")
     async def campaign_list(request: Request, client: str | None = None, notice: str | None = None) -> Response:
@@ -48,18 +52,20 @@ def register(router: APIRouter, console: Console) -> None:
         return console.page("campaigns.html", who, session, client=client_id, notice=notice or problem, **data)
 
     @router.get("/campaigns/{campaign_id}")
-    async def campaign_page(request: Request, campaign_id: int, lead: int | None = None,
+    async def campaign_page(request: Request, campaign_id: int = path_id("campaign_id"), lead: str | None = None,
                             notice: str | None = None) -> Response:
         """Steps and previews at once; the forecast (a simulation that can take seconds on a big
         campaign) arrives from /forecast when the page asks for it."""
+        lead_id = ids.parse_id(lead)  # not an id: the first lead, as when none is chosen
+
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
             camp = q.campaign(conn, campaign_id)
             if camp is None:
                 return None
             leads = q.preview_leads(conn, camp["client_id"], campaign_id)
-            chosen = next((r for r in leads if r["id"] == lead), None)
-            if chosen is None and lead is not None:  # beyond the select's first rows, or not this campaign's
-                found = q.preview_leads(conn, camp["client_id"], campaign_id, lead_id=lead)
+            chosen = next((r for r in leads if r["id"] == lead_id), None)
+            if chosen is None and lead_id is not None:  # beyond the select's first rows, or not this campaign's
+                found = q.preview_leads(conn, camp["client_id"], campaign_id, lead_id=lead_id)
                 chosen = found[0] if found else None
                 leads = leads + found
             if chosen is None:
@@ -75,18 +81,23 @@ def register(router: APIRouter, console: Console) -> None:
                             shield_paused=q.shield_paused(data["campaign"]["status_reason"]), **data)
 
     @router.get("/campaigns/{campaign_id}/forecast")
-    async def campaign_forecast(request: Request, campaign_id: int) -> Response:
+    async def campaign_forecast(request: Request, campaign_id: int = path_id("campaign_id")) -> Response:
         """The forecast section of the campaign page (an HTML fragment): the chart and its table."""
         per_lead = forecasting.paid_credits_per_lead(get_settings())
 
         def load(conn: Connection, who: Principal) -> dict[str, Any] | None:
-            camp = q.campaign(conn, campaign_id)
+            camp = q.campaign(conn, campaign_id)  # in the caller's scope: a cached forecast only for who may see it
             if camp is None:
                 return None
-            return {"campaign": camp, "forecast": q.forecast(conn, camp["client_id"], campaign_id,
-                                                             now=datetime.now(UTC), credits_per_lead=per_lead)}
+            state = f"{per_lead}|{q.forecast_state(conn, camp['client_id'], campaign_id)}"
+            return {"campaign": camp, "forecast": forecasts.get(campaign_id, state, lambda: q.forecast(
+                conn, camp["client_id"], campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead))}
 
-        data, who, session = await console.read(request, load)
+        try:
+            data, who, session = await console.read(request, load)
+        except Busy as exc:
+            return Response(f"{exc}\n", status_code=503, media_type="text/plain",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         if data is None:
             raise NotFound(NotFound.__doc__)
         result = data.pop("forecast")
@@ -100,7 +111,7 @@ def register(router: APIRouter, console: Console) -> None:
                             forecast_problem=problem, credits_per_lead=per_lead, **data)
 
     @router.post("/campaigns/{campaign_id}/pause")
-    async def campaign_pause(request: Request, campaign_id: int) -> Response:
+    async def campaign_pause(request: Request, campaign_id: int = path_id("campaign_id")) -> Response:
         def pause(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
             camp = q.campaign(conn, campaign_id)
             if camp is None:
@@ -114,7 +125,7 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/campaigns/{campaign_id}", notice)
 
     @router.post("/campaigns/{campaign_id}/resume")
-    async def campaign_resume(request: Request, campaign_id: int) -> Response:
+    async def campaign_resume(request: Request, campaign_id: int = path_id("campaign_id")) -> Response:
         def resume(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
             camp = q.campaign(conn, campaign_id)
             if camp is None:
@@ -149,14 +160,15 @@ def register(router: APIRouter, console: Console) -> None:
                             **data)
 
     @router.get("/mailboxes/{mailbox_id}")
-    async def mailbox_page(request: Request, mailbox_id: int, notice: str | None = None) -> Response:
+    async def mailbox_page(request: Request, mailbox_id: int = path_id("mailbox_id"),
+                           notice: str | None = None) -> Response:
         data, who, session = await console.read(request, health(None, mailbox_id))
         if not data["mailboxes"]:
             raise NotFound(NotFound.__doc__)
         return console.page("mailboxes.html", who, session, client=None, notice=notice, single=True, **data)
 
     @router.post("/mailboxes/{mailbox_id}/pause")
-    async def mailbox_pause(request: Request, mailbox_id: int) -> Response:
+    async def mailbox_pause(request: Request, mailbox_id: int = path_id("mailbox_id")) -> Response:
         def pause(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
             box = q.mailbox(conn, mailbox_id)
             if box is None:
@@ -172,7 +184,7 @@ def register(router: APIRouter, console: Console) -> None:
         return redirect(f"/mailboxes/{mailbox_id}", notice)
 
     @router.post("/mailboxes/{mailbox_id}/resume")
-    async def mailbox_resume(request: Request, mailbox_id: int) -> Response:
+    async def mailbox_resume(request: Request, mailbox_id: int = path_id("mailbox_id")) -> Response:
         def resume(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
             box = q.mailbox(conn, mailbox_id)
             if box is None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from shared.console import story
 from shared.console.users import Principal
-from web.console import Console, NotFound, client_filter
+from web.console import Console, NotFound, client_filter, path_id
 
 QUERY_MAX_CHARS = 200  # a search box, not a document
 
@@ -37,7 +37,7 @@ def register(router: APIRouter, console: Console) -> None:
                             limit=story.SEARCH_LIMIT, **data)
 
     @router.get("/leads/{lead_id}")
-    async def lead_page(request: Request, lead_id: int) -> Response:
+    async def lead_page(request: Request, lead_id: int = path_id("lead_id")) -> Response:
         data, who, session = await console.read(request, lambda conn, who: story.story(conn, lead_id))
         if data is None:
             raise NotFound(NotFound.__doc__)

@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
+from shared import ids
 from shared.console import suppressions as queries
 from shared.console.users import Principal
 from shared.engines.leads_import import clean_name
@@ -37,10 +38,6 @@ IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppres
 PROBLEMS_SHOWN = 2000  # rejected lines listed on the page after an import (the count covers all)
 REASON_MAX_CHARS = 200
 DEFAULT_REASON = "manual"
-
-
-def _page_param(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() and 0 < int(raw) < 10**9 else 1
 
 
 def _str(value: Any) -> str:
@@ -94,7 +91,7 @@ def register(router: APIRouter, console: Console) -> None:
     async def suppression_list(request: Request, client: str | None = None, q: str | None = None,
                                page: str | None = None, notice: str | None = None) -> Response:
         client_id, problem = client_filter(client)  # blank ("all") or malformed: every client in the scope
-        text, page_no = queries.clean_query(q), _page_param(page)
+        text, page_no = queries.clean_query(q), ids.parse_page(page)
         data, who, session = await console.read(request, lambda conn, who: _listing(conn, who, client_id, text, page_no))
         return render(who, session, data, client=client_id, text=text, notice=notice or problem)
 

@@ -29,12 +29,18 @@ class OutreachError(ValueError):
 MAILBOX_COLUMNS = ("from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username", "secret_name",
                    "imap_host", "imap_port", "imap_tls_mode", "sent_folder", "daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "min_gap_seconds", "jitter_seconds",
                    "keeps_verp", "dkim_selector", "dkim_secret_name")
+_ONE_LINE_FIELDS = ("from_address", "from_name", "smtp_host", "username", "secret_name", "imap_host", "sent_folder",
+                    "dkim_selector", "dkim_secret_name")
 _DKIM_SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
     """Create or update a mailbox (keyed by its from address within the client)."""
     values = {k: fields.get(k) for k in MAILBOX_COLUMNS}
+    for key in _ONE_LINE_FIELDS:  # they go into headers and SMTP commands: a CR/LF would fail every send
+        value = values[key]
+        if isinstance(value, str) and not value.isprintable():
+            raise OutreachError(f"{key.replace('_', ' ')} {value[:60]!r} holds a line break or control character")
     values["from_address"] = (values["from_address"] or "").strip().lower()
     if "@" not in values["from_address"]:
         raise OutreachError(f"from address {fields.get('from_address')!r} is not an email address")

@@ -18,7 +18,7 @@ from typing import IO
 
 from sqlalchemy import Connection, text
 
-from shared import csvsafe
+from shared import csvsafe, ids
 from shared.csvsafe import safe_cell
 
 TOKEN_MAC_BYTES = 16
@@ -38,10 +38,10 @@ def make_token(message_pk: int, secret: str) -> str:
 def read_token(token: str, secret: str) -> int | None:
     """The message pk a token names, or None when it is malformed, forged or tampered with."""
     head, _, mac = (token or "").partition(".")
-    if not head.isdigit() or not mac or len(head) > 18:
+    pk = ids.parse_id(head)
+    if pk is None or not mac:
         return None
-    pk = int(head)
-    return pk if pk > 0 and hmac.compare_digest(mac, _mac(pk, secret)) else None
+    return pk if hmac.compare_digest(mac.encode("utf-8", "replace"), _mac(pk, secret).encode()) else None
 
 
 MAX_VALUE_CHARS = 320  # an address is at most 254 characters, a domain 253: longer is not a real entry

@@ -3,6 +3,10 @@
 `meta.find_undeclared_variables` over-reports (`|default`, `{% if %}`), so activation renders
 every enrolled lead for every step and catches `UndefinedError`: the report names the lead, the
 step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`.
+
+Rendered output is capped (RENDER_MAX_CHARS per subject or body, RenderTooLarge naming the step):
+the output is streamed and counted while it is produced, and the sandbox intercepts `*`, `+` and
+`**` so `{{ 'a' * 10**8 }}` is refused before the 100 MB string exists.
 """
 
 from __future__ import annotations
@@ -12,15 +16,62 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 # What a template may use about a lead (the lead's own columns, plus enrichment under `enrichment`).
 LEAD_VARIABLES = ("email", "first_name", "last_name", "title", "company_name", "company_domain", "phone",
                   "country", "linkedin_url")
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, finalize=lambda v: "" if v is None else v,
-                            autoescape=False, keep_trailing_newline=True)
+RENDER_MAX_CHARS = 100_000  # an email body is a few kB; more is a template bug or an attack
+_TOO_LARGE = f"the template renders more than {RENDER_MAX_CHARS:,} characters"
+_POWER_MAX_BITS = 4096  # `10**8` is fine, `10**10**10` would not finish
+
+
+class RenderTooLarge(ValueError):
+    """A template would render more than RENDER_MAX_CHARS characters."""
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else None
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with `*`, `+` and `**` checked before they compute (an intercepted operator is
+    never constant-folded at compile time either: `jinja2.nodes.BinExpr.as_const`)."""
+
+    intercepted_binops = frozenset({"*", "+", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                size = _sized(seq)
+                if size is not None and isinstance(times, int) and size * times > RENDER_MAX_CHARS:
+                    raise RenderTooLarge(f"{_TOO_LARGE} (a repetition of {times:,})")
+        elif operator == "+":
+            a, b = _sized(left), _sized(right)
+            if a is not None and b is not None and a + b > RENDER_MAX_CHARS:
+                raise RenderTooLarge(_TOO_LARGE)
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+            if right > 0 and right * abs(left).bit_length() > _POWER_MAX_BITS:
+                raise RenderTooLarge(f"{left} ** {right} is too large a number")
+        return super().call_binop(context, operator, left, right)
+
+
+def _render_capped(template: Template, ctx: Mapping[str, Any]) -> str:
+    """The template's output, refused (RenderTooLarge) as soon as it passes RENDER_MAX_CHARS."""
+    parts, size = [], 0
+    for chunk in template.generate(ctx):
+        size += len(chunk)
+        if size > RENDER_MAX_CHARS:
+            raise RenderTooLarge(_TOO_LARGE)
+        parts.append(chunk)
+    return "".join(parts)
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, finalize=lambda v: "" if v is None else v,
+                       autoescape=False, keep_trailing_newline=True)
 _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute '|)([A-Za-z_][A-Za-z0-9_]*)'")
 
 
@@ -62,10 +113,10 @@ def lead_context(lead: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
 
 
 def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-    subject = _ENV.from_string(template.subject).render(ctx)
+    subject = _render_capped(_ENV.from_string(template.subject), ctx)
     if "\r" in subject or "\n" in subject:
         subject = " ".join(subject.split())  # a header cannot carry a line break
-    return Rendered(subject.strip(), _ENV.from_string(template.body).render(ctx))
+    return Rendered(subject.strip(), _render_capped(_ENV.from_string(template.body), ctx))
 
 
 def missing_variable(exc: UndefinedError) -> str:
@@ -77,6 +128,8 @@ def describe_problem(exc: Exception, step: int) -> str:
     """Why step `step` did not render, as the activation report and the console's preview say it."""
     if isinstance(exc, UndefinedError):
         return f"step {step} needs {{{{ {missing_variable(exc)} }}}}"
+    if isinstance(exc, RenderTooLarge):
+        return f"step {step}: {exc}"
     return f"step {step}: {type(exc).__name__}: {exc}"
 
 
@@ -98,8 +151,8 @@ def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate]
         ctx = lead_context(lead, sender or {"from_name": "", "from_address": ""})
         for step, subject, body in compiled:
             try:
-                subject.render(ctx)
-                body.render(ctx)
+                _render_capped(subject, ctx)
+                _render_capped(body, ctx)
             except Exception as exc:  # a sandbox refusal or a filter error is just as blocking as a missing variable
                 problems.append(f"lead {lead['id']} {lead['email']}: {describe_problem(exc, step.step)}")
     return problems
