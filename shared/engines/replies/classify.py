@@ -257,7 +257,9 @@ def _from_dsn(report: DeliveryReport) -> Classification | None:
 def _looks_like_bounce_sender(msg: Message) -> bool:
     from_local = _local_part(sender(msg))
     return_path = header(msg, "Return-Path").strip()
-    return from_local in BOUNCE_LOCALS or return_path == "<>"
+    # `From: MAILER-DAEMON <>`: the address is empty, the display name says who wrote it (issue 18).
+    display = header(msg, "From").split("<", 1)[0].strip().strip('"').lower()
+    return from_local in BOUNCE_LOCALS or return_path == "<>" or (not sender(msg) and display in BOUNCE_LOCALS)
 
 
 def _nonstandard_bounce(msg: Message) -> Classification | None:
@@ -281,7 +283,8 @@ def _nonstandard_bounce(msg: Message) -> Classification | None:
         return Classification("hard_bounce", f"bounce from {sender(msg) or 'null sender'}: status {hard_code}", (), hard_code)
     if soft_code:
         return Classification("soft_bounce", f"bounce from {sender(msg) or 'null sender'}: status {soft_code}", (), soft_code)
-    return None
+    # A bounce sender with nothing readable is still a bounce (reason unknown), never an auto-reply (issue 18).
+    return Classification("hard_bounce", f"bounce from {sender(msg) or 'null sender'}: reason unknown", (), None)
 
 
 def _bounce(msg: Message) -> Classification | None:
