@@ -22,9 +22,11 @@ from email import policy
 from email.parser import HeaderParser
 
 from shared.engines.replies.mime import addresses, header, header_values, normalize_address
+from shared.engines.replies.reasons import enhanced_code, reason, severity
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ANGLE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+FAILURE_ACTIONS = frozenset({"failed", "delayed", "expired"})
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,20 @@ class RecipientStatus:
 
     @property
     def severity(self) -> str | None:
-        """"hard", "soft" or None (not a failure): failed + 5.x.x is hard; 4.x.x or delayed is soft."""
-        if self.action == "delayed":
-            return "soft"
-        if self.action != "failed":
+        """"hard", "soft" or None (not a failure), by `reasons.severity`: the status code class decides.
+
+        `failed`, `delayed` and `expired` (SendGrid's and some appliances' word for a message given up
+        after its retry period; RFC 3464 has no such Action, but it is a failure) are failures.
+        """
+        if self.action not in FAILURE_ACTIONS:
             return None
-        if self.status and self.status.startswith("4."):
-            return "soft"
-        return "hard"  # failed is final: 5.x.x, or a failure without a readable status
+        code = self.status or enhanced_code(self.diagnostic)
+        return severity(code, self.diagnostic, action=self.action)
+
+    @property
+    def reason(self) -> str:
+        """The vocabulary reason of this recipient's failure (`reasons.reason`)."""
+        return reason(self.status or enhanced_code(self.diagnostic), self.diagnostic, action=self.action)
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,7 @@ def _original_fields(msg: Message) -> tuple[str | None, str | None, str | None]:
 
 def parse_dsn(msg: Message) -> DeliveryReport | None:
     """The DSN's per-recipient results, or None when `msg` is not a delivery-status report."""
-    if _report_type(msg) != "delivery-status":
-        return None
+    # The status part decides, not the outer type (some MTAs wrap it in multipart/mixed).
     status_parts = _parts(msg, "message/delivery-status") or _parts(msg, "message/global-delivery-status")
     if not status_parts:
         return None
@@ -173,8 +180,9 @@ def parse_dsn(msg: Message) -> DeliveryReport | None:
 
 def parse_arf(msg: Message) -> FeedbackReport | None:
     """The abuse report's fields, or None when `msg` is not an RFC 5965 feedback report."""
-    if _report_type(msg) != "feedback-report":
-        return None
+    # The report part decides, not the outer type: Hotmail/Outlook and some ESPs send the same
+    # parts inside multipart/mixed. A feedback-report part without Feedback-Type is still a report
+    # (RFC 5965 makes the field required; "abuse" is the type senders omit it for).
     parts = _parts(msg, "message/feedback-report")
     if not parts:
         return None
@@ -182,9 +190,7 @@ def parse_arf(msg: Message) -> FeedbackReport | None:
     if not blocks:
         return None
     block = blocks[0]
-    feedback_type = header(block, "Feedback-Type").lower().strip()
-    if not feedback_type:
-        return None
+    feedback_type = header(block, "Feedback-Type").lower().strip() or "abuse"
     rcpts = tuple(dict.fromkeys(a for a in (normalize_address(v) for v in header_values(block, "Original-Rcpt-To")) if a))
     original_id, return_path, subject = _original_fields(msg)
     mail_from = normalize_address(header(block, "Original-Mail-From")) or None
