@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 
 from flufl.bounce import all_failures
 
-from shared.engines.replies.mime import addresses, all_text, header, normalize_address, sender
-from shared.engines.replies.reasons import enhanced_code, reason, severity, smtp_code
+from shared.engines.replies.mime import addresses, all_text, header, normalize_address, part_text, sender
+from shared.engines.replies.reasons import enhanced_code, reason, reason_for_text, severity, smtp_code
 from shared.engines.replies.reports import DeliveryReport, parse_arf, parse_dsn, returned_original
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ FORWARD_SUBJECT = re.compile(r"^\s*(?:\[?fwd?\]?|fw|wg|tr|rv|doorst)\s*:", re.IG
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _FAILED_LINE = re.compile(r"^[ \t]*<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>?:?\s*$|^[ \t]*<([^<>@\s]+@[^<>\s]+)>[:\s]",
                           re.MULTILINE)
+_DELAY = re.compile(r"has not yet been delivered|has been delayed|still being retried|will (?:continue to )?(?:try|retry)|"
+                    r"delivery (?:is )?delayed|temporary problem|not been delivered yet", re.IGNORECASE)
 _DIAGNOSTIC_LINE = re.compile(r"^.*\b[45]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\b)?.*$|^.*\b[45]\.\d{1,3}\.\d{1,3}\b.*$",
                               re.MULTILINE)
 
@@ -339,21 +341,29 @@ def _diagnostic(text: str, original_at: int) -> str | None:
     return found.group(0).strip()[:500] if found else None
 
 
+def _own_text(part: Message, depth: int = 0) -> list[str]:
+    """Text parts of the bounce itself, not of the returned original (message/rfc822 is not descended)."""
+    if depth > 20:
+        return []
+    try:
+        if part.is_multipart():
+            return [t for p in part.get_payload() if isinstance(p, Message) for t in _own_text(p, depth + 1)]
+        if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
+            return [part_text(part)]
+        if part.get_content_type() in {"message/delivery-status", "message/global-delivery-status"}:
+            return [str(b) for b in part.get_payload() or [] if isinstance(b, Message)]
+    except Exception:
+        return []
+    return []
+
+
 def _report_text(msg: Message) -> str:
     """The bounce's own text without the returned original (whose words must not decide the reason)."""
-    text = _text(msg)
-    original = returned_original(msg)
+    text = "\n".join(_own_text(msg))[:MAX_TEXT]
     marker = re.search(r"^-{3,}\s*(?:Original message|Below this line is a copy|This is a copy of the message|"
-                       r"Undelivered message|Unsent message below|Returned message|Forwarded message|"
-                       r"original message follows)", text, re.IGNORECASE | re.MULTILINE)
-    if marker:
-        return text[: marker.start()]
-    if original is not None:
-        subject = header(original, "Subject")
-        at = text.find(f"Subject: {subject}") if subject else -1
-        if at > 0:
-            return text[:at]
-    return text
+                       r"Undelivered message|Unsent message below|Returned message|"
+                       r"original message follows)|^Original message follows", text, re.IGNORECASE | re.MULTILINE)
+    return text[: marker.start()] if marker else text
 
 
 def _nonstandard(msg: Message, *, rule_prefix: str = "") -> Bounce | None:
@@ -364,7 +374,10 @@ def _nonstandard(msg: Message, *, rule_prefix: str = "") -> Bounce | None:
     daemon = _local(sender(msg)) in BOUNCE_LOCALS or (not sender(msg) and bool(BOUNCE_DISPLAY_NAMES.match(header(msg, "From"))))
     null_path = header(msg, "Return-Path").strip() in {"<>", "< >"}
     bounce_subject = bool(BOUNCE_SUBJECT.search(subject))
-    if not (daemon or (mta and mta != "generic") or (mta == "generic" and (bounce_subject or null_path))
+    # Generic failure wording counts only from an automaton (null path, Auto-Submitted): a person
+    # writing "Re: delivery problems ... could not be delivered" is a human reply.
+    automated = null_path or header(msg, "Auto-Submitted").split(";")[0].strip().lower() not in {"", "no"}
+    if not (daemon or (mta and mta != "generic") or (mta == "generic" and automated)
             or (null_path and bounce_subject)):
         return None
     hard_rcpts, soft_rcpts = _flufl(msg)
@@ -374,17 +387,25 @@ def _nonstandard(msg: Message, *, rule_prefix: str = "") -> Bounce | None:
     why = reason(code, text, action=None)
     if why == "unknown" and (smtp_code(diagnostic) or hard_rcpts):
         why = "rejected"
+    # Without a code flufl.bounce's permanent/temporary split is a guess (it calls most failures
+    # permanent): a delay notice is soft, then the reason's own default decides, then flufl.bounce.
     if code or smtp_code(diagnostic):
         level = severity(code, diagnostic)
-    elif hard_rcpts:
-        level = "hard"
-    elif soft_rcpts:
+    elif _DELAY.search(text):
+        level = "soft"
+    elif why not in {"rejected", "unknown"}:
+        level = severity(None, None, reason_name=why)
+    elif soft_rcpts and not hard_rcpts:
         level = "soft"
     else:
-        level = severity(None, None, reason_name=why)
+        level = "hard"
     kind = "hard_bounce" if level == "hard" else "soft_bounce"
+    if not daemon and FORWARD_SUBJECT.match(subject):
+        rule_prefix = "forwarded:"
     rule = f"{rule_prefix}mta:{mta}" if mta else f"{rule_prefix}sender"
     who = sender(msg) or "null sender"
+    if rule_prefix == "forwarded:":
+        who = f"{who} (forwarded by a person)"
     if recipients:
         evidence = f"bounce from {who}: {code or ('permanent failure' if level == 'hard' else 'temporary failure')} for {recipients[0]}"
     elif code:
@@ -427,6 +448,11 @@ def analyze(msg: Message, *, forwarded: bool = False) -> Bounce | None:
     report = parse_dsn(msg)
     if report is not None:
         found = _from_dsn(report)
+        if found is not None and found.reason in {"rejected", "unknown"}:
+            # The code and Diagnostic-Code said nothing precise: the DSN's human-readable part may (Notes, Yahoo).
+            better = reason_for_text(_report_text(msg))
+            if better:
+                found = replace(found, reason=better)
         if found is not None:
             return found
         if report.recipients:

@@ -167,3 +167,8 @@ def all_text(msg: Message) -> str:
     except Exception:
         pass
     return "\n".join(chunks)
+
+
+def part_text(part: Message) -> str:
+    """One leaf part's text (HTML as visible text); "" when it has none."""
+    return _part_text(part)

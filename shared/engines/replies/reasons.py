@@ -69,28 +69,30 @@ _CODE_REASONS: tuple[tuple[str, str], ...] = (
 # Text patterns per reason, read from Diagnostic-Code and bounce bodies. Order matters: the more
 # specific reasons first (a "550 5.7.1 listed at Spamhaus" is blocked, not generic policy).
 TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(p, re.IGNORECASE)) for name, p in (
-    ("blocked", r"spamhaus|spamcop|barracuda|\brbl\b|\bdnsbl\b|blacklist|blocklist|block ?list|\blisted\b|"
+    ("blocked", r"spamhaus|spamcop|barracuda|\brbl\b|\bdnsbl\b|blacklist|blocklist|block ?list|\b(?:is|are|was|been|currently) listed\b|listed (?:at|on|by)\b|"
                 r"poor reputation|bad reputation|ip reputation|sender reputation|\bbanned\b|client host .{0,80}blocked|"
                 r"access denied.{0,40}banned|\bblocked\b|\[?TS0[1-4]\]?|service unavailable.{0,30}client host"),
+    ("throttled", r"unusual rate|too many (?:messages|connections|recipients)|rate limit|rate-limited|try (?:again )?later|"
+                  r"throttl|temporarily deferred|exceeded (?:the )?(?:rate|sending)|greylist|graylist|slow down"),
     ("spam", r"\bspam\b|junk mail|content (?:rejected|filter)|message content|unsolicited|looks suspicious|"
              r"virus|malware|phishing"),
     ("mailbox_full", r"mailbox (?:is )?full|over ?quota|quota exceeded|exceeded (?:the )?(?:storage|quota)|"
                      r"insufficient (?:system )?storage|mailbox size limit|disk quota|user is over|"
-                     r"out of storage|inbox is full|full mailbox|mailfolder is full"),
+                     r"out of storage|inbox is full|messages in recipient's mailbox exceeded|full mailbox|mailfolder is full"),
     ("mailbox_disabled", r"account (?:is )?(?:disabled|inactive|suspended|locked|expired)|mailbox (?:is )?(?:disabled|"
-                         r"inactive|suspended|unavailable)|user (?:account )?(?:is )?(?:disabled|suspended|inactive)|"
+                         r"inactive|suspended)|user (?:account )?(?:is )?(?:disabled|suspended|inactive)|"
                          r"no longer (?:active|in use|with)|has been disabled|deactivated"),
     ("user_unknown", r"user (?:is )?unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|"
                      r"user not found|recipient not found|address not found|mailbox not found|"
                      r"(?:mailbox|user|recipient|address) (?:does not|doesn't) exist|"
                      r"does not exist|invalid (?:recipient|mailbox|address|user)|unknown (?:recipient|local part|"
                      r"mailbox|address)|recipient address rejected|not our customer|no mailbox here|"
-                     r"unrouteable address|undeliverable address|user doesn't have a|no such person|"
+                     r"undeliverable address|not listed in (?:domino|public name|the directory)|user doesn't have a|no such person|"
                      r"recipient unknown|address rejected|bad destination mailbox|not a valid mailbox|"
                      r"couldn't be found|could not be found|resolver\.adr\.recipnotfound|"
                      r"mailbox unavailable|user unknown in|this user doesn't have"),
     ("host_unknown", r"host (?:or domain name )?not found|domain (?:not found|does not exist|name not found)|"
-                     r"unrouteable (?:mail )?domain|no mx|name service error|host unknown|unknown host|"
+                     r"unrouteable (?:mail )?domain|unrouteable address|dns lookup fail|no mail exchangers|couldn't find any host|no mx|name service error|host unknown|unknown host|"
                      r"nxdomain|no such domain|domain .{0,40}not exist|all relevant mx records|"
                      r"no valid hosts|mail domain .{0,40}(?:invalid|unknown)"),
     ("message_too_big", r"message (?:is )?too (?:big|large)|size (?:limit )?exceed|exceeds (?:the )?(?:maximum|"
@@ -98,11 +100,9 @@ TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile
     ("policy", r"\bdmarc\b|\bspf\b|\bdkim\b|relay(?:ing)? (?:access )?denied|not permitted to relay|"
                r"unable to relay|relay not permitted|authentication (?:required|failed)|"
                r"sender (?:address )?rejected|policy|not authorized|access denied|prohibited|unauthenticated"),
-    ("throttled", r"too many (?:messages|connections|recipients)|rate limit|rate-limited|try (?:again )?later|"
-                  r"throttl|temporarily deferred|exceeded (?:the )?(?:rate|sending)|greylist|graylist|slow down"),
     ("expired", r"retry (?:timeout|time) exceeded|timeout exceeded|queue lifetime|expired|gave up|"
                 r"could not be delivered (?:for|within) \d+|too long in (?:the )?queue|delivery time expired|"
-                r"has been delayed|still being retried"),
+                r"queue too long|not going to try again"),
     ("network", r"connection (?:refused|timed out|reset)|timed out|network is unreachable|no route to host|"
                 r"lost connection|could not connect|connect to .{0,80}failed"),
     ("system", r"system (?:error|failure)|internal (?:server )?error|local error|temporary (?:local )?problem|"
