@@ -392,7 +392,7 @@ def sequences_replies(client: str, campaign: str,
 
 @replies_app.command("list")
 def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Received mail of one client, newest first: class, evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
+    """Received mail of one client, newest first: class (with the bounce reason), evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
     from rich.table import Table
 
     from orchestrator.cli.common import literal
@@ -406,7 +406,8 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     table = Table("id", "via", "class", "evidence", "lead", "from", "trust", "outcome", title=f"Received mail of {client}")
     for r in rows:
         trust = {True: "verified", False: "UNVERIFIED"}.get(r["verified"], "-")
-        table.add_row(str(r["id"]), r["source"], r["kind"], literal(r["evidence"] or ""), literal(r["lead"] or "-"),
+        kind = f'{r["kind"]} ({r["reason"]})' if r.get("reason") else r["kind"]
+        table.add_row(str(r["id"]), r["source"], literal(kind), literal(r["evidence"] or ""), literal(r["lead"] or "-"),
                       literal(r["from_address"] or ""), trust, literal(r["outcome"] or "not processed yet"))
     console().print(table)
 

@@ -252,6 +252,7 @@ def inbound(conn: Connection, lead_id: int) -> list[Entry]:
     """Replies, bounces and complaints matched to this lead, with their class, evidence and what was done."""
     rows = conn.execute(text("""
         SELECT i.id, i.received_at, i.source, i.provider, i.from_address, i.subject, i.kind, i.evidence,
+               i.reason, i.rule, i.diagnostic,
                i.status_code, i.match_kind, i.processed_at, i.outcome, i.verified, i.trust, s.step,
                s.message_id AS matched_message,
                m.from_address AS mailbox, i.folder
@@ -262,7 +263,8 @@ def inbound(conn: Connection, lead_id: int) -> list[Entry]:
     """), {"l": lead_id})
     return [Entry(r.received_at, "inbound", ("unverified " if r.verified is False else "")
                   + f"{r.kind.replace('_', ' ')}: {r.subject or '(no subject)'}", r.id,
-                  _pairs(("from", r.from_address), ("evidence", r.evidence), ("status code", r.status_code),
+                  _pairs(("from", r.from_address), ("evidence", r.evidence), ("reason", r.reason), ("rule", r.rule),
+                         ("status code", r.status_code), ("diagnostic", r.diagnostic),
                          ("matched by", r.match_kind), ("answers", f"step {r.step} {r.matched_message}"
                                                         if r.step is not None else None),
                          ("via", " ".join(x for x in (r.source, r.provider, r.mailbox, r.folder) if x)),

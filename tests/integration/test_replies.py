@@ -177,6 +177,10 @@ def test_unsubscribe_request_hard_and_soft_bounces_act(engine, sink, world, env)
     with engine.connect() as conn:
         supp = dict(conn.execute(text("SELECT value, reason FROM suppressions")).all())
     assert supp == {first[a].email: "unsubscribed", first[b].email: "hard_bounce"}
+    with engine.connect() as conn:  # the reader's evidence is stored beside the class (issue 18)
+        stored = {r.kind: (r.reason, r.rule, r.status_code) for r in conn.execute(
+            text("SELECT kind, reason, rule, status_code FROM inbound_messages WHERE kind LIKE '%bounce'"))}
+    assert stored == {"hard_bounce": ("user_unknown", "rfc3464", "5.1.1"), "soft_bounce": ("mailbox_full", "rfc3464", "4.2.2")}
     assert _lead(engine, a).status == "unsubscribed" and _lead(engine, b).status == "bounced"
     retry = _lead(engine, c)
     assert (retry.enrollment, retry.next_step) == ("active", 1)

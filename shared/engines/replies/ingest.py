@@ -197,9 +197,10 @@ _INSERT = text(
     """
     INSERT INTO inbound_messages (client_id, source, provider, webhook_id, mailbox_id, folder, imap_uid, dedupe_key,
         raw, raw_bytes, from_address, subject, message_pk, lead_id, campaign_id, match_kind, kind, evidence,
-        status_code, processed_at, outcome, verified, trust)
+        status_code, processed_at, outcome, verified, trust, reason, rule, diagnostic)
     VALUES (:client, :source, :provider, :webhook_id, :mailbox, :folder, :uid, :key, :raw, :size, :from_, :subject,
-        :pk, :lead, :campaign, :by, :kind, :evidence, :status, :processed_at, :outcome, :verified, :trust)
+        :pk, :lead, :campaign, :by, :kind, :evidence, :status, :processed_at, :outcome, :verified, :trust,
+        :reason, :rule, :diagnostic)
     ON CONFLICT DO NOTHING
     RETURNING id
     """
@@ -236,6 +237,8 @@ def record(conn: Connection, received: Received, *, verp_secret: str, raw_limit:
         "by": match.by if match else None, "kind": verdict.kind, "evidence": verdict.evidence[:1000],
         "status": verdict.status, "processed_at": datetime.now(UTC) if final else None, "outcome": final,
         "verified": trust.verified if trust else None, "trust": trust.why[:1000] if trust else None,
+        "reason": verdict.reason, "rule": verdict.rule,
+        "diagnostic": verdict.diagnostic[:1000] if verdict.diagnostic else None,
     }).first()
     if row is not None:
         return Ingested(int(row.id), True, verdict.kind, verdict.evidence, client_id, match, ours, final,
@@ -422,8 +425,8 @@ def process_pending(engine: Engine, *, settings: Settings, now: datetime | None 
 def inbound_summary(conn: Connection, client_id: int) -> list[dict[str, Any]]:
     """Received messages of one client, newest first, for reports and the CLI."""
     return [dict(r) for r in conn.execute(
-        text("SELECT i.id, i.source, i.kind, i.evidence, i.status_code, i.from_address, i.subject, i.received_at, "
-             "i.outcome, i.verified, i.trust, l.email AS lead FROM inbound_messages i LEFT JOIN leads l ON l.id = i.lead_id "
+        text("SELECT i.id, i.source, i.kind, i.reason, i.rule, i.diagnostic, i.evidence, i.status_code, i.from_address, "
+             "i.subject, i.received_at, i.outcome, i.verified, i.trust, l.email AS lead FROM inbound_messages i LEFT JOIN leads l ON l.id = i.lead_id "
              "AND l.client_id = i.client_id WHERE i.client_id = :c ORDER BY i.id DESC"), {"c": client_id}).mappings()]
 
 
