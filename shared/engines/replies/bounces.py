@@ -125,14 +125,11 @@ def _local(address: str) -> str:
     return address.split("@", 1)[0] if "@" in address else ""
 
 
-def bounce_sender(msg: Message) -> bool:
-    """From mailer-daemon/postmaster (or `MAILER-DAEMON <>` with no address) or a null Return-Path."""
+def daemon_sender(msg: Message) -> bool:
+    """From mailer-daemon/postmaster, or `MAILER-DAEMON <>` with no address (the display name says who wrote it)."""
     if _local(sender(msg)) in BOUNCE_LOCALS:
         return True
-    if header(msg, "Return-Path").strip() in {"<>", "< >"}:
-        return True
-    raw_from = header(msg, "From")
-    return not sender(msg) and bool(BOUNCE_DISPLAY_NAMES.match(raw_from or ""))
+    return not sender(msg) and bool(BOUNCE_DISPLAY_NAMES.match(header(msg, "From") or ""))
 
 
 def _text(msg: Message) -> str:
@@ -371,7 +368,7 @@ def _nonstandard(msg: Message, *, rule_prefix: str = "") -> Bounce | None:
     mta = which_mta(msg, text)
     subject = header(msg, "Subject")
     # A null Return-Path alone is not enough: RFC 3834 asks auto-responders to send with one too.
-    daemon = _local(sender(msg)) in BOUNCE_LOCALS or (not sender(msg) and bool(BOUNCE_DISPLAY_NAMES.match(header(msg, "From"))))
+    daemon = daemon_sender(msg)
     null_path = header(msg, "Return-Path").strip() in {"<>", "< >"}
     bounce_subject = bool(BOUNCE_SUBJECT.search(subject))
     # Generic failure wording counts only from an automaton (null path, Auto-Submitted): a person

@@ -119,6 +119,11 @@ def enhanced_code(text: str | None) -> str | None:
     return found.group(0) if found else None
 
 
+def enhanced_codes(text: str | None) -> list[str]:
+    """Every RFC 3463 code in `text`, in order."""
+    return [m.group(0) for m in _ENHANCED.finditer(text or "")]
+
+
 def smtp_code(text: str | None) -> str | None:
     """The first SMTP reply code (`550`) in `text`, or None."""
     found = _SMTP.search(text or "")

@@ -22,9 +22,8 @@ from email import policy
 from email.parser import HeaderParser
 
 from shared.engines.replies.mime import addresses, header, header_values, normalize_address
-from shared.engines.replies.reasons import enhanced_code, reason, severity
+from shared.engines.replies.reasons import enhanced_code, enhanced_codes, reason, severity
 
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ANGLE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 FAILURE_ACTIONS = frozenset({"failed", "delayed", "expired"})
 
@@ -158,12 +157,11 @@ def parse_dsn(msg: Message) -> DeliveryReport | None:
         action = header(block, "Action").lower().split(" ")[0] if header(block, "Action") else ""
         if not recipient or not action:
             continue  # the per-message block, or a recipient block missing its required fields
-        found = _STATUS.search(header(block, "Status"))
         recipients.append(
             RecipientStatus(
                 recipient=recipient,
                 action=action,
-                status=found.group(0) if found else None,
+                status=enhanced_code(header(block, "Status")),
                 diagnostic=header(block, "Diagnostic-Code") or None,
             )
         )
@@ -207,4 +205,4 @@ def parse_arf(msg: Message) -> FeedbackReport | None:
 
 def status_codes(text: str) -> list[str]:
     """Enhanced status codes (RFC 3463, `5.1.1`) found in free text, in order."""
-    return [m.group(0) for m in _STATUS.finditer(text)]
+    return enhanced_codes(text)
