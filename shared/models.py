@@ -575,6 +575,11 @@ class InboundMessage(Base):
     # Whether a matched message could act (False: stored and shown as unverified, changed nothing); why.
     verified: Mapped[bool | None] = mapped_column(Boolean)
     trust: Mapped[str | None] = mapped_column(Text)
+    # What the classifier read (issue 18): a `replies.reasons.REASONS` name (complaints: the
+    # feedback type), which reader decided, and the server's own diagnostic.
+    reason: Mapped[str | None] = mapped_column(Text)
+    rule: Mapped[str | None] = mapped_column(Text)
+    diagnostic: Mapped[str | None] = mapped_column(Text)
 
 
 class ImapCursor(Base):
