@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 BOUNCE_LOCALS = {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "mailer_daemon", "bounce",
                  "bounces", "mdaemon", "mail-delivery-system"}
 BOUNCE_DISPLAY_NAMES = re.compile(r"^\s*\"?(?:mailer[- _]?daemon|mail delivery (?:system|subsystem|service)|"
-                                  r"postmaster|microsoft outlook|mail administrator|mail delivery)\b", re.IGNORECASE)
+                                  r"postmaster|mail administrator|mail delivery)\b", re.IGNORECASE)
 MAX_TEXT = 200_000
 
 # Per-MTA signatures: (name, how its bounce text or headers start, where its diagnostic sits).
@@ -129,7 +129,8 @@ def daemon_sender(msg: Message) -> bool:
     """From mailer-daemon/postmaster, or `MAILER-DAEMON <>` with no address (the display name says who wrote it)."""
     if _local(sender(msg)) in BOUNCE_LOCALS:
         return True
-    return not sender(msg) and bool(BOUNCE_DISPLAY_NAMES.match(header(msg, "From") or ""))
+    # "Mail Delivery System <noreply@...>": the display name says who wrote it, whatever the address.
+    return bool(BOUNCE_DISPLAY_NAMES.match(header(msg, "From") or ""))
 
 
 def _text(msg: Message) -> str:
@@ -282,6 +283,8 @@ def _provider_complaint(msg: Message) -> Complaint | None:
 
 # -- complaints -------------------------------------------------------------------------------
 
+_FEEDBACK_TEXT = re.compile(r"^Feedback-Type:[ \t]*([A-Za-z-]+)", re.MULTILINE | re.IGNORECASE)
+_RCPT_TEXT = re.compile(r"^Original-Rcpt-To:[ \t]*<?([^>\s]+)>?", re.MULTILINE | re.IGNORECASE)
 _JMRP = re.compile(r"This is an email abuse report|email abuse report for an email message|"
                    r"X-HmXmrOriginalRecipient|complaint about a message|reported this (?:message|email) as spam",
                    re.IGNORECASE)
@@ -295,6 +298,12 @@ def complaint(msg: Message) -> Complaint | None:
         return Complaint(report.feedback_type, f"ARF Feedback-Type: {report.feedback_type}", "rfc5965", recipients)
     original = returned_original(msg)
     if original is not None:
+        # The report sent as text/plain instead of message/feedback-report (some feedback loops).
+        typed = _FEEDBACK_TEXT.search("\n".join(_own_text(msg))[:20_000])
+        if typed:
+            kind = typed.group(1).lower()
+            rcpts = tuple(a for a in (normalize_address(x) for x in _RCPT_TEXT.findall("\n".join(_own_text(msg)))) if a)
+            return Complaint(kind, f"ARF Feedback-Type: {kind} (report as text)", "rfc5965-text", rcpts or _original_to(msg))
         heads = "\n".join(f"{k}: {v}" for k, v in _items(original))
         body = _text(msg)[:20_000]
         if _JMRP.search(body) or "x-hmxmroriginalrecipient" in heads.lower():

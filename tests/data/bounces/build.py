@@ -273,6 +273,10 @@ def build() -> None:
           headers="Auto-Submitted: auto-replied\n", body="<html><body>Your message could not be handled.</body></html>")
     plain("mailer_daemon_german.eml", "hard_bounce", "user_unknown", sender="MAILER-DAEMON@mx.firma.example", subject="Unzustellbar: Quick question",
           body="Ihre Nachricht konnte nicht zugestellt werden an:\n\n<lars@firma.example>: 550 5.1.1 Benutzer unbekannt")
+    plain("mail_delivery_system_noreply.eml", "hard_bounce", "user_unknown", sender="Mail Delivery System <noreply@relay.example>",
+          subject="Undelivered message", return_path="<noreply@relay.example>",
+          body="Delivery to <nils@customer.example> failed: 550 5.1.1 mailbox does not exist",
+          note="a bounce sender by display name with an ordinary address")
     # provider JSON carried in mail
     def sns(inner: dict) -> str:
         return json.dumps({"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
@@ -335,6 +339,13 @@ def build() -> None:
     arf("arf_opt_out_mixed_auto_submitted.eml", "opt-out", sender="fbl@isp.example", outer="multipart/mixed",
         extra="Auto-Submitted: auto-replied\n")
     arf("arf_comcast_feedbackloop.eml", "abuse", sender="feedbackloop@comcastfbl.example", extra="Auto-Submitted: auto-generated\nPrecedence: bulk\n")
+    write("arf_report_as_text_plain.eml", "complaint", "abuse",
+          "From: fbl@smallisp.example\nTo: abuse@bounces.test\nSubject: Abuse report\nMessage-ID: <fbl.2@smallisp.example>\n"
+          "Auto-Submitted: auto-generated\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"TT\"\n\n"
+          "--TT\nContent-Type: text/plain\n\nA user reported this message.\n\n--TT\nContent-Type: text/plain\n\n"
+          "Feedback-Type: abuse\nUser-Agent: SmallFBL/0.1\nVersion: 1\nOriginal-Rcpt-To: <oz@smallisp.example>\n\n"
+          "--TT\nContent-Type: message/rfc822\n\n" + ORIGINAL.format(rcpt="oz@smallisp.example", n="fbltext") + "\n--TT--\n",
+          "the report part sent as text/plain")
     write("jmrp_hotmail.eml", "complaint", "abuse",
           "From: staff@hotmail.com\nTo: jmrp@bounces.test\nSubject: complaint about message from 192.0.2.1\nMessage-ID: <jmrp.1@hotmail.com>\n"
           "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"JJ\"\n\n--JJ\nContent-Type: text/plain\n\n"
