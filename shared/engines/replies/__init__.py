@@ -1,7 +1,8 @@
 """Replies and bounces, the database-free core: classify, parse reports, match to sends, verify webhooks.
 
 The pieces the replies flow and the webhook endpoint compose:
-- `classify.classify(msg) -> Classification` (kind, evidence, recipients, status)
+- `classify.classify(msg) -> Classification` (kind, evidence, recipients, status, reason, rule, diagnostic)
+- `bounces.analyze(msg)` / `bounces.complaint(msg)` (the one bounce and complaint reader) and `reasons` (reason vocabulary, hard/soft)
 - `reports.parse_dsn(msg)` / `reports.parse_arf(msg)` (RFC 3464 / RFC 5965)
 - `matching.match_keys(msg, verp_secret, ...)`, `matching.is_inbound(...)`, `matching.dedupe_key(...)`
 - `webhooks.verify_standard(...)` / `webhooks.verify_mailgun(...)` -> `InboundMessage`
