@@ -409,6 +409,10 @@ def build() -> None:
 CAPTURED = [
     ("postfix_local_user_unknown.eml", "hard_bounce", "user_unknown", "real Postfix, local(8) unknown user"),
     ("postfix_local_mailbox_full.eml", "hard_bounce", "mailbox_full", "real Postfix, mailbox_size_limit exceeded (5.2.2: hard by the code)"),
+    ("postfix_relay_unknown.eml", "hard_bounce", "user_unknown", "real Postfix relaying to an SMTP server answering 550 5.1.1"),
+    ("postfix_relay_full.eml", "soft_bounce", "mailbox_full", "real Postfix: 452 4.2.2 deferred, returned at queue lifetime 0 as Action failed Status 4.2.2"),
+    ("postfix_relay_blocked.eml", "hard_bounce", "blocked", "real Postfix relaying to a server answering 554 5.7.1 (Spamhaus wording)"),
+    ("postfix_relay_dmarc.eml", "hard_bounce", "policy", "real Postfix relaying to a server answering 550 5.7.26 (DMARC)"),
 ]
 
 if __name__ == "__main__":
