@@ -190,7 +190,8 @@ class Taken:
     @property
     def busy(self) -> bool:
         """Someone else runs it (its runner is not provably gone)."""
-        return not self.taken and self.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING)
+        return (not self.taken and self.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING)
+                and self.runner_id is not None and not (self.verdict is not None and self.verdict.gone))
 
     @property
     def silent(self) -> bool:
@@ -210,10 +211,28 @@ class Taken:
         return f"batch {self.batch_id} is already {self.status}"
 
 
-_HOLDER = text("""
+_HOLDER = """
     SELECT status, kind, runner_id, extract(epoch FROM clock_timestamp() - heartbeat_at) AS age
-    FROM batches WHERE id = :b FOR UPDATE
-""")
+    FROM batches WHERE id = :b
+"""
+
+
+def holder(conn: Connection, batch_id: int, *, stale_seconds: float, beat_seconds: float | None = None) -> Taken:
+    """Who runs the batch now and `shared.liveness.judge`'s verdict on them; changes nothing.
+
+    `taken` is False; `busy` means a runner that is not provably gone holds it (`silent`: one that
+    missed its heartbeats, judged again after `verdict.wait_seconds`). Raises NotFound."""
+    found = conn.execute(text(_HOLDER), {"b": batch_id}).first()
+    if found is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    age = None if found.age is None else float(found.age)
+    verdict = None
+    if found.runner_id is not None and found.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING):
+        verdict = liveness.judge_here(conn, found.runner_id, age, beat_seconds=beat_seconds,
+                                      stale_seconds=stale_seconds)
+        if not verdict.gone:
+            return Taken(batch_id, str(found.status), False, found.runner_id, age, verdict)
+    return Taken(batch_id, str(found.status), False, found.runner_id, age, verdict)
 
 _TAKE = text("""
     UPDATE batches
@@ -238,7 +257,7 @@ def take(conn: Connection, batch_id: int, runner_id: str, *, flow_run_id: str | 
     must not start what nobody launched. Raises NotFound or BatchIsDraft; a finished or busy
     batch comes back with `taken=False`.
     """
-    found = conn.execute(_HOLDER, {"b": batch_id}).first()
+    found = conn.execute(text(_HOLDER + " FOR UPDATE"), {"b": batch_id}).first()
     if found is None:
         raise NotFound(f"batch {batch_id} does not exist")
     if found.kind != "enrich":
