@@ -102,6 +102,10 @@ with code 3, or with --follow shows that runner's progress to the end."""
                              f"{seen.verdict.reason}"))
         summary = run_with_progress(batch_id, batch_size)
         if summary.get("note") == "busy":  # another run took it between our look and the flow's take
+            if summary.get("runner_state") == "alive" and not follow:
+                typer.echo(shown(f"{summary['message']}: not run again here. `outbound batch run {batch_id} "
+                                 "--follow` shows its progress"), err=True)
+                raise typer.Exit(EXIT_BUSY)
             continue
         if "note" in summary and summary["note"] != "cancelled":
             typer.echo(shown(summary.get("message") or f"batch {batch_id} was not run ({summary['note']})"))

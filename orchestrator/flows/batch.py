@@ -10,7 +10,8 @@ heartbeat is stale) takes it over, with the items that runner's workers held. Th
 Return value: the batch's summary dict (`BatchSummary.as_dict()`: batch_id, status, total,
 counts, skip_reasons, credits_spent, provider_calls). When this run did not run the batch, the
 summary of the batch as it stands plus `"note"`: `"busy"` (another orchestrator holds it) or
-`"finished"` (it was already over), and `"message"`, one line saying which.
+`"finished"` (it was already over), `"message"`, one line saying which, and `"runner_state"`:
+`shared.liveness`'s verdict on the holder ("alive", or "silent": missed heartbeats, not stale yet).
 
 Exceptions: `batches.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
 `batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_hourly works those),
@@ -128,7 +129,8 @@ def orchestrator_main(batch_id: int, batch_size: int = 50, allow_draft: bool = F
     if not taken.taken:
         message = taken.describe()
         logger.warning("batch_id=%s %s; this run leaves it alone", batch_id, message)
-        return batch_summary(batch_id) | {"note": "busy" if taken.busy else "finished", "message": message}
+        return batch_summary(batch_id) | {"note": "busy" if taken.busy else "finished", "message": message,
+                                          "runner_state": taken.verdict.state if taken.verdict else None}
     logger.info("batch_id=%s taken by %s", batch_id, me)
     try:
         # After taking the batch, before any claim: a misconfigured worker environment (a missing
