@@ -264,6 +264,7 @@ def wait_line(batch_id: int, judge: Callable[[], Any], seen: Any, out: Console |
     `judge` re-reads the holder (`batches.holder`); returns as soon as it is no longer silent: gone
     (the caller takes over), alive again, or the batch finished."""
     out = out or console()
+    out.print(literal(_waiting(batch_id, seen)))
     with Progress(TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=out, transient=False) as progress:
         task = progress.add_task("wait", total=None, detail=_waiting(batch_id, seen))
         while seen.silent:
