@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from shared import embedded
+from shared import embedded, liveness
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ _TRANSIENT_SQLSTATES = frozenset({
 def connect_args() -> dict[str, Any]:
     """libpq parameters for every connection: fail fast on connect, notice a dead peer."""
     return {
+        # Names this process's sessions in pg_stat_activity: shared.liveness's "its session is gone" proof.
+        "application_name": liveness.my_session_name(),
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "keepalives": 1,
         "keepalives_idle": KEEPALIVES_IDLE_SECONDS,

@@ -42,7 +42,11 @@ def outreach_pass(now: datetime, simulated: bool, campaign_id: int | None = None
     settings = get_settings()
     engine = get_engine()
     with transaction() as conn:
-        workitems.recover(conn, queue_timeout_seconds=settings.queue_timeout_seconds)
+        # A sender that died (kill -9, OOM) is taken over at once when provably gone (shared.liveness),
+        # else when its 30 s lease runs out: what it was sending is in doubt, the rest is sent now.
+        gone = workitems.gone_workers(conn)
+        sending.in_doubt_from_gone_workers(conn, gone)
+        workitems.recover(conn, queue_timeout_seconds=settings.queue_timeout_seconds, gone_workers=gone)
         sending.stale_sending(conn, older_than_seconds=STALE_SENDING_SECONDS)
         inputs = store.planning_inputs(conn, now, campaign_id=campaign_id)
         plan = scheduler.due_sends(now, inputs.candidates, inputs.windows, inputs.mailboxes)

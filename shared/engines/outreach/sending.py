@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -31,10 +29,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import mailids, workitems
+from shared import leases, liveness, mailids, workitems
 from shared.db import get_engine
 from shared.engines.outreach import capacity, suppression, templates, timezones
 from shared.integrations import mailauth, smtp
+from shared.leases import SEND_LEASE_SECONDS
 from shared.settings import Settings, get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus
 from shared.workitems import Outcome, Started
@@ -190,7 +189,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
     # Still ours? A slow chunk (SMTP timeouts) may have outlived its lease and been recovered:
     # renew it item by item, and stop here if recovery took it.
-    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=settings.lease_seconds).lost:
+    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=SEND_LEASE_SECONDS).lost:
         return None, FENCED, None
     # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
     # first, then one row per join by key) so planning is cheap.
@@ -267,14 +266,18 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
     if settings.outreach_secret is None:
         raise RuntimeError("OUTREACH_SECRET is not set: unsubscribe links cannot be signed")
     engine = engine or get_engine()
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     report = SendReport(requested=len(item_ids))
     with engine.begin() as conn:
+        # A short lease renewed while the chunk works, under a shared.liveness token: if this process
+        # dies, a rerun takes its items over at once (same host, or its session gone) or in 30 s.
+        worker_id = worker_id or liveness.me(conn).token()
         started, not_startable = workitems.start(conn, item_ids, worker_id=worker_id,
-                                                 lease_seconds=settings.lease_seconds)
+                                                 lease_seconds=SEND_LEASE_SECONDS)
     report.started, report.not_startable = len(started), len(not_startable)
-    for item in started:
-        _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
+    with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer:
+        for item in started:
+            _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
+            renewer.drop(item.id)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -370,6 +373,24 @@ def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc
     report.failed += 1
     report.retried += 0 if exc.permanent else 1
     ilog.warning("failed before DATA (%s): %s", "permanent" if exc.permanent else "will retry", exc)
+
+
+def in_doubt_from_gone_workers(conn: Connection, gone: Mapping[str, str]) -> int:
+    """'sending' rows of attempts held by workers that are provably gone (`workitems.gone_workers`):
+    in doubt now (DATA may have run), their leads held, never resent; run before `recover` hands the
+    items back. Returns how many."""
+    if not gone:
+        return 0
+    rows = conn.execute(
+        text("WITH moved AS (UPDATE messages s SET status = 'in_doubt', error = 'worker gone while sending: ' || g.why, "
+             "updated_at = now() FROM work_items w JOIN unnest(CAST(:gone AS text[]), CAST(:why AS text[])) "
+             "AS g(worker, why) ON g.worker = w.worker_id "
+             "WHERE w.status = 'IN_PROGRESS' AND s.work_item_id = w.id AND s.attempt = w.attempts "
+             "AND s.status = 'sending' RETURNING s.campaign_id, s.lead_id, s.client_id) "
+             "UPDATE enrollments e SET status = 'held' FROM moved WHERE e.campaign_id = moved.campaign_id "
+             "AND e.lead_id = moved.lead_id AND e.client_id = moved.client_id AND e.status = 'active' RETURNING e.id"),
+        {"gone": list(gone), "why": list(gone.values())}).all()
+    return len(rows)
 
 
 def stale_sending(conn: Connection, *, older_than_seconds: float) -> int:
