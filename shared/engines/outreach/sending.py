@@ -427,11 +427,12 @@ def _deferred(conn: Connection, item: Started, message_pk: int, ctx: Any, exc: s
 
 
 def _mailbox_failed(conn: Connection, ctx: Any, exc: smtp.SmtpError, now: datetime) -> bool:
-    """Count one failure per backoff step (concurrent sends that fail together count once); True: paused."""
+    """Count one failure per backoff step of an active mailbox (concurrent sends that fail together count
+    once, a paused one no more); True: this failure paused it."""
     row = conn.execute(
-        text("UPDATE mailboxes SET smtp_failures = smtp_failures + CASE WHEN smtp_retry_at IS NULL "
-             "OR smtp_retry_at <= :now THEN 1 ELSE 0 END, smtp_last_error = :e WHERE id = :m AND client_id = :c "
-             "RETURNING smtp_failures"), {"now": now, "e": str(exc)[:500], "m": ctx.mailbox_id, "c": ctx.client_id}).first()
+        text("UPDATE mailboxes SET smtp_failures = smtp_failures + CASE WHEN status = 'active' AND "
+             "(smtp_retry_at IS NULL OR smtp_retry_at <= :now) THEN 1 ELSE 0 END, smtp_last_error = :e "
+             "WHERE id = :m AND client_id = :c RETURNING smtp_failures"), {"now": now, "e": str(exc)[:500], "m": ctx.mailbox_id, "c": ctx.client_id}).first()
     if row is None:
         return False
     if retry.should_pause(row.smtp_failures, transient=exc.transient):
