@@ -347,11 +347,11 @@ def test_forecast_matches_what_actually_went_out(engine, sink, outreach):
     assert max(flat.values()) <= 2
 
 
-def test_the_hourly_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
-    from orchestrator.flows.outreach import outreach_hourly
+def test_the_outreach_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
+    from orchestrator.flows.outreach import outreach_run
 
     s, _ = sink
-    summary = outreach_hourly(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
+    summary = outreach_run(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
     assert summary["sent"] == 15 and len(s.messages) == 15
     assert summary["passes"] >= 3
 

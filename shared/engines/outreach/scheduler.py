@@ -1,7 +1,7 @@
 """Who is due (pure): given `now`, the sends to make — next step, delay elapsed, window open in the
 lead's timezone, a mailbox under its cap and past its gap. Nothing here reads a clock or sleeps.
 
-The same function drives the hourly flow (real `now`), the demo and the tests (a simulated clock)
+The same function drives the outreach flow (real `now`), the demo and the tests (a simulated clock)
 and the forecast (an in-memory simulation), so what the forecast promises is what runs.
 Policy, as the peers do it: follow-ups go before first steps; a follow-up leaves from the mailbox
 that sent step 1; a first step goes to the client's mailbox with the most room left (its cap
@@ -207,7 +207,7 @@ def next_wake(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
               mailboxes: Sequence[MailboxState], *, horizon: datetime) -> datetime | None:
     """The earliest moment after `now` (and before `horizon`) when something could become sendable.
 
-    A simulated clock jumps there; the real hourly flow waits there only within its hour.
+    A simulated clock jumps there; on the real clock the next scheduled pass (or `outbound outreach run --until`) comes back.
     """
     times: list[datetime] = []
     for m in mailboxes:

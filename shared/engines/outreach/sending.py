@@ -267,6 +267,40 @@ def _dkim_signed(ctx: Any, msg: EmailMessage, domain: str) -> bytes | None:
     return mailauth.sign(msg.as_bytes(policy=policy.SMTP), domain=domain, selector=ctx.dkim_selector, private_key=key)
 
 
+class OutreachConfigError(ValueError):
+    """Outreach cannot send with these settings; the message names the setting (never its value)."""
+
+
+def preflight(settings: Settings | None = None) -> None:
+    """Check every setting a send needs, before anything is claimed. No network call.
+
+    Raises OutreachConfigError naming the first missing or bad one: OUTREACH_SECRET (unsubscribe
+    links, VERP addresses and the Message-ID key are signed with it), PUBLIC_BASE_URL (the
+    unsubscribe links point there), UNSUBSCRIBE_MAILTO, SMTP_TIMEOUT_SECONDS, OUTREACH_CHUNK_SIZE."""
+    from urllib.parse import urlsplit
+
+    settings = settings or get_settings()
+    if settings.outreach_secret is None or not settings.outreach_secret.get_secret_value().strip():
+        raise OutreachConfigError("OUTREACH_SECRET is not set: unsubscribe links, VERP addresses and Message-IDs "
+                                  "cannot be signed (set it in the environment, `.env` or the `outreach` Secret)")
+    url = (settings.public_base_url or "").strip()
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and url.isascii() and url.isprintable()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise OutreachConfigError("PUBLIC_BASE_URL must be an http(s) URL with a host, like https://unsub.example.com "
+                                  "(the unsubscribe links point there)")
+    mailto = settings.unsubscribe_mailto
+    if mailto is not None and ("@" not in mailto or not mailto.isprintable() or " " in mailto.strip()):
+        raise OutreachConfigError("UNSUBSCRIBE_MAILTO must be one email address")
+    if not settings.smtp_timeout_seconds > 0:
+        raise OutreachConfigError(f"SMTP_TIMEOUT_SECONDS must be positive, got {settings.smtp_timeout_seconds}")
+    if settings.outreach_chunk_size < 1:
+        raise OutreachConfigError(f"OUTREACH_CHUNK_SIZE must be at least 1, got {settings.outreach_chunk_size}")
+
+
 def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
                engine: Engine | None = None, settings: Settings | None = None,
                after_reply: Callable[[int], None] | None = None) -> SendReport:
@@ -274,8 +308,7 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
     (real time when None); `after_reply` is a test seam run between the 250 and the commit."""
     t0 = time.perf_counter()
     settings = settings or get_settings()
-    if settings.outreach_secret is None:
-        raise RuntimeError("OUTREACH_SECRET is not set: unsubscribe links cannot be signed")
+    preflight(settings)  # before starting anything: a misconfigured worker leaves its items QUEUED
     engine = engine or get_engine()
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     report = SendReport(requested=len(item_ids))
