@@ -14,7 +14,7 @@ summary of the batch as it stands plus `"note"`: `"busy"` (another orchestrator 
 `shared.liveness`'s verdict on the holder ("alive", or "silent": missed heartbeats, not stale yet).
 
 Exceptions: `batches.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
-`batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_hourly works those),
+`batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_run works those),
 `ValueError` (bad batch_size), `batches.BatchTakenOver` (this run lost the batch to another
 orchestrator mid-run), `NoProgress` (rounds stopped moving items to terminal). None is retried:
 only transient database errors are, inside the tasks.

@@ -156,7 +156,7 @@ class BatchIsDraft(ValueError):
 
 
 class NotAnEnrichmentBatch(ValueError):
-    """The batch holds outreach sends: outreach_hourly works it, never orchestrator_main's enrichment engine."""
+    """The batch holds outreach sends: outreach_run works it, never orchestrator_main's enrichment engine."""
 
 
 class BatchTakenOver(RuntimeError):
@@ -261,7 +261,7 @@ def take(conn: Connection, batch_id: int, runner_id: str, *, flow_run_id: str | 
     if found is None:
         raise NotFound(f"batch {batch_id} does not exist")
     if found.kind != "enrich":
-        raise NotAnEnrichmentBatch(f"batch {batch_id} is an outreach send batch: outreach_hourly works it")
+        raise NotAnEnrichmentBatch(f"batch {batch_id} is an outreach send batch: outreach_run works it")
     age = None if found.age is None else float(found.age)
     if found.status == BatchStatus.DRAFT and not allow_draft:
         raise BatchIsDraft(f"batch {batch_id} is a draft: launch it with `outbound batch launch {batch_id}` "
@@ -313,7 +313,7 @@ _STALLED = text("""
            coalesce(heartbeat_at, started_at, launched_at, created_at) AS since,
            extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at, launched_at, created_at)) AS age
     FROM batches
-    WHERE kind = 'enrich'  -- send batches belong to outreach_hourly, which recovers its own
+    WHERE kind = 'enrich'  -- send batches belong to outreach_run, which recovers its own
       AND (CAST(:client AS bigint) IS NULL OR client_id = :client)
       AND ((status = 'running'
             AND coalesce(heartbeat_at, started_at, launched_at, created_at) < now() - make_interval(secs => :maybe))

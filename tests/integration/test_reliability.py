@@ -226,13 +226,13 @@ def test_taking_over_a_dead_runners_batch_hands_back_what_it_claimed_and_never_s
 
 
 def test_send_batches_are_never_taken_or_swept_as_enrichment(engine):
-    """outreach_hourly runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
+    """outreach_run runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
     _, b = _batch(engine, 2)
     with engine.begin() as conn:
         conn.execute(text("UPDATE batches SET kind = 'send', status = 'running', "
                           "heartbeat_at = now() - interval '1 hour' WHERE id = :b"), {"b": b})
         assert b not in [s.batch_id for s in batches.stalled(conn, stale_seconds=60, launch_grace_seconds=60)]
-    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_hourly"):
+    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_run"):
         batches.take(conn, b, "A", flow_run_id=None, stale_seconds=60, allow_draft=True)
 
 
