@@ -365,3 +365,14 @@ def sent_to_since(conn: Connection, campaign_id: int, email: str, since: datetim
         text("SELECT count(*) FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
              "AND l.email = :e AND s.sent_at > :t"), {"c": campaign_id, "e": email, "t": since}).scalar_one())
 
+
+
+def due_labels(conn: Connection, lead_ids: Sequence[int], mailbox_ids: Sequence[int],
+               campaign_ids: Sequence[int]) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """Lead emails, mailbox addresses and campaign names by id, for `outbound outreach due`."""
+    leads = dict(conn.execute(text("SELECT id, email FROM leads WHERE id = ANY(:ids)"), {"ids": list(lead_ids)}).all())
+    boxes = dict(conn.execute(text("SELECT id, from_address FROM mailboxes WHERE id = ANY(:ids)"),
+                              {"ids": list(mailbox_ids)}).all())
+    campaigns = dict(conn.execute(text("SELECT id, name FROM campaigns WHERE id = ANY(:ids)"),
+                                  {"ids": list(campaign_ids)}).all())
+    return leads, boxes, campaigns
