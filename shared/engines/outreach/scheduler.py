@@ -4,9 +4,10 @@ lead's timezone, a mailbox under its cap and past its gap. Nothing here reads a 
 The same function drives the outreach flow (real `now`), the demo and the tests (a simulated clock)
 and the forecast (an in-memory simulation), so what the forecast promises is what runs.
 Policy, as the peers do it: follow-ups go before first steps; a follow-up leaves from the mailbox
-that sent step 1; a first step goes to the client's mailbox with the most room left (its cap
-now minus what it sent in the rolling 24 h), ties to the longest idle, then the lowest id, so a
-client's sends spread evenly over its mailboxes instead of filling one first.
+that sent step 1; a first step goes to the client's mailbox with the largest share of its cap
+left (its cap now minus what it sent in the rolling 24 h, over that cap), ties to the most room,
+then the longest idle, then the lowest id, so a client's sends spread over its mailboxes in
+proportion to their caps instead of filling one first.
 `explain` is the same decision per lead, with what holds each one back and until when: the
 `outbound outreach due` view, never a second copy of these rules.
 """
@@ -14,6 +15,7 @@ client's sends spread evenly over its mailboxes instead of filling one first.
 from __future__ import annotations
 
 import copy
+from fractions import Fraction
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -163,9 +165,13 @@ def _decide(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int
                        mailbox_id=picked.id, until=now)
 
 
-def _rotation_key(m: MailboxState, now: datetime) -> tuple[int, bool, datetime, int]:
-    """Most room left first; then never used before used, longest idle first; then the lowest id."""
-    return -m.room(now), m.last_sent_at is not None, m.last_sent_at or now, m.id
+def _rotation_key(m: MailboxState, now: datetime) -> tuple[Fraction, int, bool, datetime, int]:
+    """The largest share of its cap left first (so each mailbox is used in proportion to its cap: a
+    ramping one still gets its share of warm-up sends); then the most room; then never used before
+    used, longest idle first; then the lowest id."""
+    cap = effective_cap(m.limits, now)
+    room = cap - m.sent_24h
+    return -Fraction(room, cap) if cap > 0 else Fraction(0), -room, m.last_sent_at is not None, m.last_sent_at or now, m.id
 
 
 def _mailbox_hold(m: MailboxState, now: datetime) -> tuple[str, datetime | None]:
