@@ -37,7 +37,8 @@ APP_NAME = "outbound-enrichment"
 # place our code comes from (modal_apps.common).
 app = modal.App(APP_NAME, include_source=False)
 
-image = lock_image(*WORKER_DISTRIBUTIONS)
+DISTRIBUTIONS = WORKER_DISTRIBUTIONS
+image = lock_image(*DISTRIBUTIONS)
 
 # This App's Secrets and the keys Modal requires in them (docs/deploy.md and README create them).
 SECRET_KEYS = {name: ALL_SECRET_KEYS[name] for name in ("postgres-connection-string", "provider-api-keys")}

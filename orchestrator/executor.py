@@ -159,7 +159,7 @@ class ModalExecutor:
         except NotFoundError as exc:
             raise ExecutorUnavailable(
                 f"Modal function {self.app_name}/{MODAL_CHECK_FUNCTION} not found ({exc}): "
-                f"deploy the workers with `modal deploy modal_apps/enrichment.py`"
+                f"deploy the workers with `modal deploy -m modal_apps.enrichment`"
             ) from None
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
