@@ -47,6 +47,8 @@ class DeploymentSpec:
     description: str | None = None
     # (cron, timezone) pairs; every schedule in prefect.yaml names its timezone.
     crons: tuple[tuple[str, str], ...] = ()
+    # prefect.yaml's `concurrency_limit` ({limit, collision_strategy}), passed to Prefect as is.
+    concurrency: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def load_specs(path: Path = PREFECT_YAML, only: Iterable[str] | None = None) -> 
             tags=tuple(entry.get("tags") or ()),
             description=entry.get("description"),
             crons=tuple(crons),
+            concurrency=dict(entry["concurrency_limit"]) if entry.get("concurrency_limit") else None,
         ))
     if only:
         wanted = set(only)
@@ -214,6 +217,16 @@ def _schedules(spec: DeploymentSpec) -> list[Any]:
     return [Cron(cron, timezone=tz) for cron, tz in spec.crons]
 
 
+def _extra(spec: DeploymentSpec) -> dict[str, Any]:
+    """Schedules and the concurrency limit, when the spec has them."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+    if spec.concurrency:
+        extra["concurrency_limit"] = ConcurrencyLimitConfig(**spec.concurrency)
+    return extra
+
+
 def _deployment_name(spec: DeploymentSpec, main_name: str | None) -> str:
     return main_name if (main_name and spec.name == MAIN_DEPLOYMENT) else spec.name
 
@@ -247,7 +260,7 @@ def deploy_managed(
     deployed: list[Deployed] = []
     for spec in specs:
         loaded = flow_source.from_source(source=source, entrypoint=spec.entrypoint)
-        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        extra = _extra(spec)
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,
@@ -280,7 +293,7 @@ def deploy_local(
     deployed: list[Deployed] = []
     for spec in specs:
         loaded = flow_source.from_source(source=str(source), entrypoint=spec.entrypoint)
-        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        extra = _extra(spec)
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,
