@@ -95,6 +95,10 @@ def load_specs(path: Path = PREFECT_YAML, only: Iterable[str] | None = None) -> 
             if not schedule.get("timezone"):
                 raise DeployError(f"{path.name}: deployment {entry['name']!r} schedule needs an explicit timezone")
             crons.append((schedule["cron"], schedule["timezone"]))
+        limit = entry.get("concurrency_limit")
+        if crons and not (isinstance(limit, dict) and limit.get("limit") and limit.get("collision_strategy")):
+            raise DeployError(f"{path.name}: scheduled deployment {entry['name']!r} needs a concurrency_limit "
+                              f"with limit and collision_strategy (a run must not queue behind the last one)")
         specs.append(DeploymentSpec(
             name=entry["name"],
             entrypoint=entry["entrypoint"],
