@@ -226,15 +226,26 @@ def managed_job_variables_yaml(indent: str, lock: Path = LOCK_FILE) -> str:
     return "\n".join([*lines, f"{indent}{PACKAGES_END}"]) + "\n"
 
 
-def write_managed_job_variables(path: Path = PREFECT_YAML, lock: Path = LOCK_FILE) -> bool:
-    """Rewrite prefect.yaml's generated block from the lock; True when it changed."""
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
+def _generated_block(path: Path) -> tuple[list[str], int, int]:
+    lines = path.read_text().splitlines(keepends=True)
     begin = next((i for i, li in enumerate(lines) if li.strip() == PACKAGES_BEGIN), None)
     end = next((i for i, li in enumerate(lines) if li.strip() == PACKAGES_END), None)
     if begin is None or end is None or end < begin:
         raise DeployError(f"{path.name} has no generated block: add the lines {PACKAGES_BEGIN!r} and "
                           f"{PACKAGES_END!r} under the managed pool's job_variables")
+    return lines, begin, end
+
+
+def read_managed_job_variables(path: Path = PREFECT_YAML) -> list[str]:
+    """prefect.yaml's generated block, markers included, without its indentation."""
+    lines, begin, end = _generated_block(path)
+    return [li.strip() for li in lines[begin:end + 1]]
+
+
+def write_managed_job_variables(path: Path = PREFECT_YAML, lock: Path = LOCK_FILE) -> bool:
+    """Rewrite prefect.yaml's generated block from the lock; True when it changed."""
+    text = path.read_text()
+    lines, begin, end = _generated_block(path)
     indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
     updated = "".join(lines[:begin]) + managed_job_variables_yaml(indent, lock) + "".join(lines[end + 1:])
     if updated != text:
