@@ -16,6 +16,8 @@ from pathlib import Path
 import modal
 from modal.file_pattern_matcher import FilePatternMatcher
 
+from shared.settings import MODAL_MAX_CONTAINERS_DEFAULT
+
 # The containers' Python: the same minor version as the tests, the lock and the managed Prefect image.
 PYTHON_VERSION = "3.11"
 RUNTIME_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
@@ -52,7 +54,9 @@ WORKER_DISTRIBUTIONS = (
 WORKER_SOURCES = ("modal_apps", "shared")
 
 # Each container holds a pool of Postgres connections: cap containers so the database is not swamped.
-MAX_CONTAINERS = int(os.environ.get("MODAL_MAX_CONTAINERS", "20"))
+# The orchestrator claims at most MODAL_MAX_CONTAINERS x MODAL_INPUTS_PER_CONTAINER chunks ahead
+# (orchestrator/executor.py): deploy and flows must see the same MODAL_MAX_CONTAINERS.
+MAX_CONTAINERS = int(os.environ.get("MODAL_MAX_CONTAINERS", str(MODAL_MAX_CONTAINERS_DEFAULT)))
 
 
 def source_files(*extra: str) -> FilePatternMatcher:

@@ -22,6 +22,9 @@ DAYS = 24 * HOURS
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Containers per Modal worker function: the deploy (modal_apps/common.py) and the executor's claim window read it.
+MODAL_MAX_CONTAINERS_DEFAULT = 20
+
 class Settings(BaseSettings):
     """Everything configurable. Secrets have no defaults and are never logged (SecretStr)."""
 
@@ -62,6 +65,11 @@ class Settings(BaseSettings):
     )
     modal_app_name: str = "outbound-enrichment"
     modal_function_name: str = "enrich_chunk"
+    # What the Modal workers can take at once; the Modal executor claims at most their product ahead.
+    modal_max_containers: int = Field(default=MODAL_MAX_CONTAINERS_DEFAULT, ge=1,
+                                      description="max_containers of each worker function (modal_apps/common.py).")
+    modal_inputs_per_container: int = Field(default=1, ge=1,
+                                            description="Chunks one worker container runs at once (1: no @modal.concurrent).")
 
     # -- providers ----------------------------------------------------------------------------
     provider_order: str = Field(
