@@ -449,3 +449,19 @@ def test_kill_9_of_the_parent_takes_the_temporary_prefect_server_with_it(tmp_pat
         if parent.poll() is None:
             os.kill(parent.pid, signal.SIGKILL)
         parent.stdout.close()
+
+
+def test_a_scheduled_deployment_reaches_prefect_with_its_limit_and_collision_strategy(prefect_harness):
+    """`outbound deploy` (local target, the same specs as managed) registers prefect.yaml's limit on a real Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from orchestrator import deploy
+
+    with get_client(sync_client=True) as client:
+        deploy.deploy_local(client=client, specs=deploy.load_specs(only=["batch-sweep", "orchestrator-main"]))
+        sweep = client.read_deployment_by_name("batch_sweep/batch-sweep")
+        main = client.read_deployment_by_name("orchestrator_main/orchestrator-main")
+    assert sweep.global_concurrency_limit is not None and sweep.global_concurrency_limit.limit == 1
+    assert sweep.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    assert main.global_concurrency_limit is None  # one run per launched batch, many at once
