@@ -119,12 +119,17 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int, fn: Callable[[list[int]], dict[str, Any]] = _enrich_chunk_report) -> None:
+    def __init__(self, workers: int, fn: Callable[[list[int]], dict[str, Any]] = _enrich_chunk_report,
+                 check: Callable[[], object] | None = None) -> None:
         self.workers = max(1, workers)
         self.fn = fn
+        self.check = check  # the engine's own settings check; None: the enrichment providers'
 
     def preflight(self) -> None:
-        """The providers' configuration in this process's environment (raises ProviderConfigError)."""
+        """The engine's configuration in this process's environment (enrichment: raises ProviderConfigError)."""
+        if self.check is not None:
+            self.check()
+            return
         from shared.integrations.providers import preflight
 
         preflight()
@@ -204,11 +209,13 @@ class ModalExecutor:
 
 
 def get_executor(settings: Settings | None = None, *, local_fn: Callable[[list[int]], dict[str, Any]] | None = None,
-                 modal_function: tuple[str, str] | None = None) -> Executor:
+                 modal_function: tuple[str, str] | None = None,
+                 local_check: Callable[[], object] | None = None) -> Executor:
     """The configured executor; `local_fn` and `modal_function` (app, function) pick another engine
-    function than enrichment's (outreach's `send_chunk`), the same one on both sides."""
+    function than enrichment's (outreach's `send_chunk`), the same one on both sides, and
+    `local_check` its settings check (Modal runs the App's own `check_config`)."""
     settings = settings or get_settings()
     if settings.executor == "modal":
         app, fn = modal_function or (settings.modal_app_name, settings.modal_function_name)
         return ModalExecutor(app, fn, window=settings.modal_max_containers * settings.modal_inputs_per_container)
-    return LocalExecutor(settings.local_workers, local_fn or _enrich_chunk_report)
+    return LocalExecutor(settings.local_workers, local_fn or _enrich_chunk_report, local_check)

@@ -47,10 +47,11 @@ class Settings(BaseSettings):
     queue_timeout_seconds: int = 10 * MINUTES
     max_attempts: int = 3
     # An orchestrator heartbeats the batch it runs this often; one silent for `batch_stale_seconds`
-    # is dead (its batch may be taken over and is resumed by the sweep). A launched batch nobody
+    # is dead (its batch may be taken over and is resumed by the sweep), and sooner when provably
+    # gone (shared.liveness: its PID on this host, its database session). A launched batch nobody
     # started within `batch_launch_grace_seconds` is a lost launch.
-    batch_heartbeat_seconds: float = 10 * SECONDS
-    batch_stale_seconds: float = 60 * SECONDS
+    batch_heartbeat_seconds: float = 3 * SECONDS
+    batch_stale_seconds: float = 20 * SECONDS
     batch_launch_grace_seconds: float = 3 * MINUTES
 
     # -- execution ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """batch_sweep: every few minutes, start a flow run for each batch that should be moving and is not.
 
 Two kinds of stalled batch (`batches.stalled`, decided in Postgres):
-- `running` whose orchestrator's heartbeat is older than `batch_stale_seconds` (it died: kill -9,
-  a lost container, an OOM);
+- `running` whose orchestrator is gone by `shared.liveness.judge` (it died: kill -9, a lost
+  container, an OOM): its database session is gone, or its PID on this host, or its heartbeat is
+  older than `batch_stale_seconds`;
 - `launched` with nothing started for it after `batch_launch_grace_seconds` (pg_net does not
   retry, so a launch the Edge Function never saw stays lost).
 
@@ -43,7 +44,8 @@ SWEEP_TAGS = ("trigger:sweep",)
 @task(**DB_RETRIES)
 def find_stalled(stale_seconds: float, launch_grace_seconds: float) -> list[batches.Stalled]:
     with transaction() as conn:
-        return batches.stalled(conn, stale_seconds=stale_seconds, launch_grace_seconds=launch_grace_seconds)
+        return batches.stalled(conn, stale_seconds=stale_seconds, launch_grace_seconds=launch_grace_seconds,
+                               beat_seconds=get_settings().batch_heartbeat_seconds)
 
 
 def _queued_runs(batch_id: int, flow_name: str) -> list[str]:

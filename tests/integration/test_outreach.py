@@ -245,7 +245,7 @@ def test_failure_after_data_is_in_doubt_and_never_resent(engine, outreach, sink)
         assert set(conn.execute(text("SELECT status FROM enrollments")).scalars()) == {"held"}
 
 
-def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
+def test_deferred_at_rcpt_is_retried_later_under_the_same_message_id(engine, outreach):
     from aiosmtpd.controller import Controller
 
     from tests.email_sink import Sink, free_port
@@ -267,13 +267,16 @@ def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
         with engine.begin() as conn:
             conn.execute(text("UPDATE mailboxes SET smtp_port = :p"), {"p": port})
         outreach_pass.fn(MONDAY_10_UTC, True)
-        assert {r.status for r in _sent(engine)} == {"failed"} and handler.messages == []
+        assert {r.status for r in _sent(engine)} == {"deferred"} and handler.messages == []
+        with engine.connect() as conn:
+            ids = set(conn.execute(text("SELECT message_id FROM messages")).scalars())
         Refuser.refuse = False
         outreach_pass.fn(MONDAY_10_UTC + timedelta(hours=1), True)
     finally:
         controller.stop()
     assert {r.status for r in _sent(engine) if r.step == 1} == {"sent"}
     assert len(handler.messages) == 5
+    assert {m["Message-ID"] for _, _, m in handler.messages} == ids  # the retry kept each Message-ID
 
 
 def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
@@ -344,13 +347,44 @@ def test_forecast_matches_what_actually_went_out(engine, sink, outreach):
     assert max(flat.values()) <= 2
 
 
-def test_the_hourly_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
-    from orchestrator.flows.outreach import outreach_hourly
+def test_the_outreach_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
+    from orchestrator.flows.outreach import outreach_run
 
     s, _ = sink
-    summary = outreach_hourly(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
+    summary = outreach_run(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
     assert summary["sent"] == 15 and len(s.messages) == 15
     assert summary["passes"] >= 3
+
+
+def test_the_flow_without_outreach_secret_fails_naming_it_before_claiming(engine, sink, outreach, env, monkeypatch,
+                                                                         prefect_harness):
+    """Issue 21.3: every chunk used to raise "cannot be signed" and the run ended Completed, sent 0."""
+    from orchestrator.flows.outreach import outreach_run
+    from shared.engines.outreach.sending import OutreachConfigError
+
+    monkeypatch.delenv("OUTREACH_SECRET")
+    env()
+    with pytest.raises(OutreachConfigError, match="OUTREACH_SECRET"):
+        outreach_run(now=MONDAY_10_UTC)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM work_items WHERE step IS NOT NULL")).scalar() == 0
+    assert sink[0].messages == []
+
+
+def test_a_run_whose_every_chunk_raised_fails_with_the_count(engine, sink, outreach):
+    """Workers that all raise (e.g. a Modal container without its Secret): the run fails, never 'Completed, sent 0'."""
+    from orchestrator.executor import LocalExecutor
+    from orchestrator.flows.outreach import OutreachRunFailed, run_passes
+
+    def lost_its_secret(item_ids):
+        raise RuntimeError("unsubscribe links cannot be signed")
+
+    with pytest.raises(OutreachRunFailed, match=r"all \d+ send chunks failed .*cannot be signed"):
+        run_passes(outreach_pass.fn, now=MONDAY_10_UTC, executor=LocalExecutor(2, lost_its_secret))
+    assert sink[0].messages == []
+    with engine.connect() as conn:  # the items are left for recovery, not lost
+        assert conn.execute(text("SELECT count(*) FROM work_items WHERE step IS NOT NULL "
+                                 "AND status <> 'DONE'")).scalar() == 5
 
 
 KILL_AFTER_250 = """

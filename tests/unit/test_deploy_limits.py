@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_scheduled_deployment_has_a_limit_of_one_that_cancels_the_newcomer():
     parsed = PrefectYamlModel.model_validate(yaml.safe_load((REPO / "prefect.yaml").read_text()))
     scheduled = [d for d in parsed.deployments if d.schedules]
-    assert {d.name for d in scheduled} >= {"enrichment-daily", "batch-sweep", "outreach-hourly", "reply-recovery"}
+    assert {d.name for d in scheduled} >= {"enrichment-daily", "batch-sweep", "outreach-run", "reply-recovery"}
     for d in scheduled:
         assert d.concurrency_limit is not None, f"{d.name} has a schedule and no concurrency_limit"
         limit = ConcurrencyLimitConfig.model_validate(d.concurrency_limit.model_dump())
