@@ -129,7 +129,7 @@ def test_managed_pool_of_another_type_is_refused():
 
 def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows():
     flows, client = FakeFlowSource(), FakePoolClient({"managed-production": "prefect:managed"})
-    packages = deploy.pinned_packages()
+    packages = deploy.managed_packages()
     deployed = deploy.deploy_managed(GIT, client=client, flow_source=flows)
 
     assert flows.sources == [
@@ -145,7 +145,7 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
         "work_pool_name": "managed-production",
-        "job_variables": {"pip_packages": packages,
+        "job_variables": {"image": "prefecthq/prefect:3.8.8-python3.11", "pip_packages": packages,
                           "env": {"EXECUTOR": "modal", "PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}},
         "tags": ["outbound", "orchestrator", "batch"],
         "parameters": {"batch_size": 50},

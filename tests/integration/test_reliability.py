@@ -350,6 +350,52 @@ def test_sweep_creates_one_flow_run_per_stall_through_the_deployment(engine, pre
     assert all(r.state.is_scheduled() for r in runs)
 
 
+def test_sweep_never_refires_a_stall_whose_run_is_merely_queued(engine, prefect_harness, env, monkeypatch):
+    """Runs waiting for a managed slot are not lost: a later sweep, even in a new window, adds none beside them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.deployments import run_deployment
+
+    import orchestrator.flows.sweep as sweep
+
+    with get_client(sync_client=True) as client:  # batch ids restart per test; earlier tests' runs carry their tags
+        for run in client.read_flow_runs():
+            client.delete_flow_run(run.id)
+    deployment_id = orchestrator_main.to_deployment(name="orchestrator-main").apply()
+    env(BATCH_LAUNCH_GRACE_SECONDS="0", BATCH_STALE_SECONDS="60")
+    _, unrecorded = _batch(engine, 2, status="launched", name="queued-launch")  # launch run made, id never recorded
+    _, dead = _batch(engine, 2, status="running", name="dead-runner")
+    _, lost = _batch(engine, 2, status="launched", name="lost-launch")  # pg_net lost it: no run at all
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE batches SET started_at = now() - interval '5 minutes' WHERE id = :b"), {"b": dead})
+    # The Edge Function's run for `unrecorded`, queued behind a busy slot (no worker takes it here).
+    edge = run_deployment("orchestrator_main/orchestrator-main", parameters={"batch_id": unrecorded}, timeout=0,
+                          as_subflow=False, tags=["trigger:edge-function", f"batch:{unrecorded}"])
+
+    def runs_of(batch_id):
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"batch:{batch_id}"])))
+        return [r for r in runs if r.deployment_id == deployment_id]
+
+    first = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert first["stalled"] == [unrecorded, dead, lost]
+    assert first["resumed"][unrecorded] == str(edge.id)  # the queued launch run, not a second one
+    monkeypatch.setattr(sweep, "RESUME_WINDOW_SECONDS", 1)  # every later sweep is in a new resume window
+    time.sleep(1.1)
+    second = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert second["resumed"] == first["resumed"]
+    assert [len(runs_of(b)) for b in (unrecorded, dead, lost)] == [1, 1, 1]
+    assert all(r.state.is_scheduled() for b in (unrecorded, dead, lost) for r in runs_of(b))
+    # Once the queued run has ended without taking the batch (cancelled, crashed), the next sweep fires again.
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(runs_of(dead)[0].id, Cancelled(), force=True)
+    time.sleep(1.1)
+    third = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert third["resumed"][dead] != first["resumed"][dead] and len(runs_of(dead)) == 2
+
+
 def test_daily_run_resumes_a_stalled_batch_instead_of_ignoring_it(engine, prefect_harness, providers, env):
     env(BATCH_STALE_SECONDS="60")
     with engine.begin() as conn:
@@ -404,3 +450,19 @@ def test_kill_9_of_the_parent_takes_the_temporary_prefect_server_with_it(tmp_pat
         if parent.poll() is None:
             os.kill(parent.pid, signal.SIGKILL)
         parent.stdout.close()
+
+
+def test_a_scheduled_deployment_reaches_prefect_with_its_limit_and_collision_strategy(prefect_harness):
+    """`outbound deploy` (local target, the same specs as managed) registers prefect.yaml's limit on a real Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from orchestrator import deploy
+
+    with get_client(sync_client=True) as client:
+        deploy.deploy_local(client=client, specs=deploy.load_specs(only=["batch-sweep", "orchestrator-main"]))
+        sweep = client.read_deployment_by_name("batch_sweep/batch-sweep")
+        main = client.read_deployment_by_name("orchestrator_main/orchestrator-main")
+    assert sweep.global_concurrency_limit is not None and sweep.global_concurrency_limit.limit == 1
+    assert sweep.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    assert main.global_concurrency_limit is None  # one run per launched batch, many at once
