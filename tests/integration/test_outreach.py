@@ -356,37 +356,6 @@ def test_the_outreach_flow_runs_a_simulated_week_under_prefect(engine, sink, out
     assert summary["passes"] >= 3
 
 
-def test_the_flow_without_outreach_secret_fails_naming_it_before_claiming(engine, sink, outreach, env, monkeypatch,
-                                                                         prefect_harness):
-    """Issue 21.3: every chunk used to raise "cannot be signed" and the run ended Completed, sent 0."""
-    from orchestrator.flows.outreach import outreach_run
-    from shared.engines.outreach.sending import OutreachConfigError
-
-    monkeypatch.delenv("OUTREACH_SECRET")
-    env()
-    with pytest.raises(OutreachConfigError, match="OUTREACH_SECRET"):
-        outreach_run(now=MONDAY_10_UTC)
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM work_items WHERE step IS NOT NULL")).scalar() == 0
-    assert sink[0].messages == []
-
-
-def test_a_run_whose_every_chunk_raised_fails_with_the_count(engine, sink, outreach):
-    """Workers that all raise (e.g. a Modal container without its Secret): the run fails, never 'Completed, sent 0'."""
-    from orchestrator.executor import LocalExecutor
-    from orchestrator.flows.outreach import OutreachRunFailed, run_passes
-
-    def lost_its_secret(item_ids):
-        raise RuntimeError("unsubscribe links cannot be signed")
-
-    with pytest.raises(OutreachRunFailed, match=r"all \d+ send chunks failed .*cannot be signed"):
-        run_passes(outreach_pass.fn, now=MONDAY_10_UTC, executor=LocalExecutor(2, lost_its_secret))
-    assert sink[0].messages == []
-    with engine.connect() as conn:  # the items are left for recovery, not lost
-        assert conn.execute(text("SELECT count(*) FROM work_items WHERE step IS NOT NULL "
-                                 "AND status <> 'DONE'")).scalar() == 5
-
-
 KILL_AFTER_250 = """
 import os, signal, sys
 from datetime import datetime
