@@ -185,7 +185,7 @@ class ModalExecutor:
         except NotFoundError as exc:
             raise ExecutorUnavailable(
                 f"Modal function {self.app_name}/{MODAL_CHECK_FUNCTION} not found ({exc}): "
-                f"deploy the workers with `modal deploy -m modal_apps.enrichment`"
+                f"deploy the workers with `modal deploy -m {_deploy_module(self.app_name)}`"
             ) from None
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
@@ -206,6 +206,11 @@ class ModalExecutor:
                     logging.getLogger(__name__).warning("%s chunk failed: %r", self.app_name, result)
 
         threading.Thread(target=drain, name=f"{self.app_name}-spawn", daemon=True).start()
+
+
+def _deploy_module(app_name: str) -> str:
+    """The module whose `modal deploy -m` creates the App named `app_name` in these settings."""
+    return "modal_apps.outreach" if app_name == get_settings().modal_outreach_app_name else "modal_apps.enrichment"
 
 
 def get_executor(settings: Settings | None = None, *, local_fn: Callable[[list[int]], dict[str, Any]] | None = None,

@@ -15,6 +15,7 @@ from shared.engines.outreach.sending import OutreachConfigError
 from shared.settings import environment
 from tests import factories
 from tests.email_sink import smtp_sink
+from tests.modal_function import ModalFunction
 
 pytestmark = pytest.mark.integration
 
@@ -34,23 +35,14 @@ class RemoteCall:
         return self.body(*args, **kwargs)
 
 
-class ContainerMap:
-    """`.map(..., return_exceptions=True)` stand-in: each chunk runs the App's real `send_chunk` body in a
-    container environment of its own (`container_env`, what the Modal Secrets hold), errors returned as values."""
+def container(**container_env: str) -> ModalFunction:
+    """The deployed `send_chunk` as Modal runs it (tests.modal_function: Modal's capacity and buffering):
+    the App's real body in a container environment of its own (`container_env`, what its Secrets hold)."""
+    def in_container(chunk):
+        with environment(**container_env):
+            return outreach_app.send_chunk.local(chunk)
 
-    def __init__(self, **container_env: str) -> None:
-        self.container_env = container_env
-        self.calls = 0
-
-    def map(self, chunks, *, order_outputs=True, return_exceptions=False):
-        for chunk in chunks:
-            self.calls += 1
-            with environment(**self.container_env):
-                try:
-                    result = outreach_app.send_chunk.local(chunk)
-                except Exception as exc:  # noqa: BLE001 - Modal hands the exception back as the output
-                    result = exc
-            yield result
+    return ModalFunction(in_container, containers=1)
 
 
 @pytest.fixture
@@ -108,27 +100,27 @@ def test_modal_workers_without_the_secret_fail_the_preflight_in_their_own_enviro
         with environment(OUTREACH_SECRET=""):
             return outreach_app.check_config.local()
 
-    function = ContainerMap(OUTREACH_SECRET="")
+    function = container(OUTREACH_SECRET="")
     check = RemoteCall(container_check)
     executor = ModalExecutor("outbound-outreach", "send_chunk", function=function, check=check)
     with pytest.raises(OutreachConfigError, match="OUTREACH_SECRET"):
         run_passes(outreach_pass.fn, now=START, executor=executor)
-    assert check.calls == 1 and function.calls == 0
+    assert check.calls == 1 and function.pulled == 0
     assert _claimed(engine) == (0, 0, 0)
 
 
 def test_a_run_whose_chunks_all_failed_ends_failed_with_the_count(engine, env, campaign):
     """Workers whose DATABASE_URL is wrong (nothing the settings check can see): every chunk raises."""
-    function = ContainerMap(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    function = container(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     executor = ModalExecutor("outbound-outreach", "send_chunk", function=function,
                              check=RemoteCall(outreach_app.check_config.local))
     with pytest.raises(OutreachRunFailed, match=r"all 3 send chunks failed .*OperationalError"):
         run_passes(outreach_pass.fn, now=START, chunk_size=2, executor=executor)
-    assert function.calls == 3 and campaign.messages == []
+    assert function.pulled == 3 and campaign.messages == []
 
 
 def test_a_healthy_modal_shaped_run_sends_and_returns_its_summary(engine, env, campaign):
-    function = ContainerMap()
+    function = container()
     executor = ModalExecutor("outbound-outreach", "send_chunk", function=function,
                              check=RemoteCall(outreach_app.check_config.local))
     summary = run_passes(outreach_pass.fn, now=START, chunk_size=2, executor=executor)
