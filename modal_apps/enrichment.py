@@ -1,6 +1,6 @@
 """Modal App `outbound-enrichment`: the enrichment engine on a chunk of items, and a configuration check.
 
-Deploy: `modal deploy modal_apps/enrichment.py`. The orchestrator reaches it with
+Deploy from the repo root: `modal deploy -m modal_apps.enrichment` (modal_apps/common.py says why). The orchestrator reaches it with
 `modal.Function.from_name("outbound-enrichment", "enrich_chunk")` and `.map` / `.spawn_map`, and
 asks `check_config` before it claims anything (orchestrator.executor.ModalExecutor.preflight).
 
@@ -15,83 +15,38 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import modal
-from modal.file_pattern_matcher import FilePatternMatcher
 
-APP_NAME = "outbound-enrichment"
-app = modal.App(APP_NAME)
-
-RUNTIME_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
-LOCK_IN_IMAGE = "/opt/outbound/requirements.lock"
-# What `shared` imports (every image ships the whole package: the engine, its providers, settings,
-# and the email modules beside them). Names only: every version, and every transitive
-# dependency's, comes from the runtime lock installed as pip constraints, so an image cannot drift
-# from what the tests ran (tests/unit/test_modal_app.py checks the list against shared/'s imports).
-WORKER_DISTRIBUTIONS = (
-    "sqlalchemy",
-    "psycopg2-binary",
-    "pydantic",
-    "pydantic-settings",
-    "python-dotenv",
-    "httpx",
-    "aiohttp",
-    "tenacity",
-    "email-validator",
-    "disposable-email-domains",
-    "nameparser",
-    "tldextract",
-    "imap-tools",
-    "flufl.bounce",
-    "mail-parser-reply",
-    "standardwebhooks",
-    "jinja2",
-    "phonenumbers",
-    "tzdata",  # zoneinfo's data: debian_slim has no system time zone database
-    "dkimpy",  # DKIM-signing a mailbox's sends (outreach workers)
-    "dnspython",
+from modal_apps.common import (
+    MAX_CONTAINERS,
+    RUNTIME_LOCK,
+    SECRET_KEYS as ALL_SECRET_KEYS,
+    WORKER_DISTRIBUTIONS,
+    lock_image,
+    postgres,
+    providers,
+    require_module_mode,
 )
 
+require_module_mode(__name__)
 
-def source_files(*extra: str) -> FilePatternMatcher:
-    """What `add_local_python_source` must leave out: everything but .py files and the `extra` patterns."""
-    return ~FilePatternMatcher("**/*.py", *extra)
+APP_NAME = "outbound-enrichment"
+# include_source=False: the image's add_local_python_source("modal_apps", "shared") is the one
+# place our code comes from (modal_apps.common).
+app = modal.App(APP_NAME, include_source=False)
 
+DISTRIBUTIONS = WORKER_DISTRIBUTIONS
+image = lock_image(*DISTRIBUTIONS)
 
-def lock_image(*distributions: str, sources: tuple[str, ...] = ("shared",),
-               ignore: FilePatternMatcher | None = None) -> modal.Image:
-    """debian_slim with `distributions` at the runtime lock's versions, and our `sources` packages.
-
-    The lock goes into the image and pip installs with it as constraints (`-c`): the names pick
-    what, the lock alone says which version, transitive dependencies included. Only .py files of
-    `sources` are added unless `ignore` (see `source_files`) lets more in.
-    """
-    return (
-        modal.Image.debian_slim(python_version="3.11")
-        .add_local_file(RUNTIME_LOCK, LOCK_IN_IMAGE, copy=True)
-        .pip_install(*distributions, extra_options=f"-c {LOCK_IN_IMAGE}")
-        .add_local_python_source(*sources, ignore=ignore if ignore is not None else source_files())
-    )
-
-
-image = lock_image(*WORKER_DISTRIBUTIONS)
-
-# The Secret names and keys docs/deploy.md and README create; Modal refuses to start without them.
-SECRET_KEYS = {
-    "postgres-connection-string": ("DATABASE_URL",),
-    "provider-api-keys": ("APOLLO_API_KEY", "HUNTER_API_KEY"),
-}
-postgres = modal.Secret.from_name("postgres-connection-string",
-                                  required_keys=list(SECRET_KEYS["postgres-connection-string"]))
-providers = modal.Secret.from_name("provider-api-keys", required_keys=list(SECRET_KEYS["provider-api-keys"]))
+# This App's Secrets and the keys Modal requires in them (docs/deploy.md and README create them).
+SECRET_KEYS = {name: ALL_SECRET_KEYS[name] for name in ("postgres-connection-string", "provider-api-keys")}
+__all__ = ["RUNTIME_LOCK", "WORKER_DISTRIBUTIONS", "MAX_CONTAINERS", "app", "enrich_chunk", "check_config"]
 
 RETRIES = modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=2.0, max_delay=30.0)
 TIMEOUT_SECONDS = 15 * 60
 CHECK_TIMEOUT_SECONDS = 60
-# Each container holds a pool of Postgres connections: cap containers so the database is not swamped.
-MAX_CONTAINERS = int(os.environ.get("MODAL_MAX_CONTAINERS", "20"))
 
 # The engine's per-lead lines already carry "lead_id=… item_id=… batch_id=…" in the message.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -180,7 +135,7 @@ def check_config() -> list[str]:
 
 @app.local_entrypoint()
 def smoke(batch_id: int, batch_size: int = 50) -> None:
-    """`modal run modal_apps/enrichment.py --batch-id N`: check the configuration, then run one chunk remotely."""
+    """`modal run -m modal_apps.enrichment --batch-id N`: check the configuration, then run one chunk remotely."""
     from shared.db import get_engine
     from shared.engines.batches import chunks
 

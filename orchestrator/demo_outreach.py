@@ -1,7 +1,7 @@
 """`make demo`, part two: the enriched leads get a three-step sequence from three mailboxes.
 
 Everything is local and real: an aiosmtpd sink stands in for the mail servers, the unsubscribe
-app runs with uvicorn on a real socket, and the hourly flow runs under Prefect on a simulated
+app runs with uvicorn on a real socket, and the outreach flow runs under Prefect on a simulated
 clock, so a week of sending takes seconds. Mid-week one lead unsubscribes by POSTing its
 List-Unsubscribe URL, exactly as a mailbox provider would, and six more answer (part three,
 `orchestrator/demo_replies.py`): replies through the signed webhook and only in the IMAP inbox
@@ -51,7 +51,7 @@ def _next_monday(now: datetime) -> datetime:
 def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dict[str, Any]:
     import httpx
 
-    from orchestrator.flows.outreach import outreach_hourly
+    from orchestrator.flows.outreach import outreach_run
     from shared.engines import accounts
     from shared.engines.outreach import store, suppression
     from orchestrator.demo_replies import replies_midweek, report_after_week
@@ -102,7 +102,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
             assert store.activate(conn, client_id, campaign_id) == []
         console.print("template fixed with a default; campaign activated")
 
-        half = outreach_hourly(now=start, until=start + timedelta(days=2, hours=12), campaign_id=campaign_id)
+        half = outreach_run(now=start, until=start + timedelta(days=2, hours=12), campaign_id=campaign_id)
         with db.transaction() as conn:
             latest = store.latest_first_step_sent(conn, campaign_id)
         assert latest is not None, "the first half-week sent no first step"
@@ -114,7 +114,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
                       f"{answer.text.strip()!r}")
         replies = replies_midweek(campaign_id, base=base, webhook_secret=webhook_secret, imap=imap,
                                   mailbox_address=MAILBOXES[0]["from_address"], exclude=email, console=console)
-        rest = outreach_hourly(now=start + timedelta(days=2, hours=12), until=start + WEEK, campaign_id=campaign_id)
+        rest = outreach_run(now=start + timedelta(days=2, hours=12), until=start + WEEK, campaign_id=campaign_id)
         with db.transaction() as conn:
             per_day = store.sends_per_day(conn, campaign_id)
             skips = store.skip_reasons(conn, campaign_id)

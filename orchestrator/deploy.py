@@ -1,7 +1,7 @@
 """Register the Prefect deployments declared in prefect.yaml: on the managed pool (from a git URL) or on a local process pool.
 
 Managed follows the deployment plan exactly: `flow.from_source("https://...git", entrypoint)
-.deploy(work_pool_name="managed-production", job_variables={"pip_packages": [...]}, ...)`.
+.deploy(work_pool_name="managed-production", job_variables={"image": ..., "pip_packages": [...]}, ...)`.
 Local registers the same deployments against the local checkout on a process pool, for a
 `prefect server` plus `outbound worker` on this machine.
 """
@@ -47,6 +47,8 @@ class DeploymentSpec:
     description: str | None = None
     # (cron, timezone) pairs; every schedule in prefect.yaml names its timezone.
     crons: tuple[tuple[str, str], ...] = ()
+    # prefect.yaml's `concurrency_limit` ({limit, collision_strategy}), passed to Prefect as is.
+    concurrency: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ def load_specs(path: Path = PREFECT_YAML, only: Iterable[str] | None = None) -> 
             if not schedule.get("timezone"):
                 raise DeployError(f"{path.name}: deployment {entry['name']!r} schedule needs an explicit timezone")
             crons.append((schedule["cron"], schedule["timezone"]))
+        limit = entry.get("concurrency_limit")
+        if crons and not (isinstance(limit, dict) and limit.get("limit") and limit.get("collision_strategy")):
+            raise DeployError(f"{path.name}: scheduled deployment {entry['name']!r} needs a concurrency_limit "
+                              f"with limit and collision_strategy (a run must not queue behind the last one)")
         specs.append(DeploymentSpec(
             name=entry["name"],
             entrypoint=entry["entrypoint"],
@@ -100,6 +106,7 @@ def load_specs(path: Path = PREFECT_YAML, only: Iterable[str] | None = None) -> 
             tags=tuple(entry.get("tags") or ()),
             description=entry.get("description"),
             crons=tuple(crons),
+            concurrency=dict(entry["concurrency_limit"]) if entry.get("concurrency_limit") else None,
         ))
     if only:
         wanted = set(only)
@@ -146,6 +153,104 @@ def pinned_packages(lock: Path = LOCK_FILE, pyproject: Path = PYPROJECT, dev_loc
     if dev_tools:
         raise DeployError(f"{lock.name} pins development tools {dev_tools}; they belong in {dev_lock.name} only")
     return sorted(locked.values(), key=str.lower)
+
+
+# -- what the managed image already has ----------------------------------------------------------
+
+# The managed runs' Python: the tests', the lock's and the Modal images' minor version.
+MANAGED_PYTHON = "3.11"
+PREFECT_DISTRIBUTION = "prefect"
+
+
+def managed_image(lock: Path = LOCK_FILE) -> str:
+    """The managed runs' image: Prefect's own, at exactly the prefect version the lock pins."""
+    pin = read_lock(lock).get(PREFECT_DISTRIBUTION)
+    if pin is None:
+        raise DeployError(f"{lock.name} does not pin {PREFECT_DISTRIBUTION}: the managed image is chosen by its version")
+    return f"prefecthq/prefect:{pin.split('==', 1)[1]}-python{MANAGED_PYTHON}"
+
+
+def image_distributions(lock: Path = LOCK_FILE) -> set[str]:
+    """The distributions `managed_image` already has: prefect's dependency closure (normalized names).
+
+    Read from this environment's installed metadata (markers evaluated for it: Linux, Python
+    3.11, like the image), which must be the lock's versions: an installed version that differs
+    from its pin is refused (re-create the venv from the lock), so the subtraction is computed
+    at exactly the versions we lock. Prefect's image installs prefect without extras.
+    """
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    locked = read_lock(lock)
+    installed = {_normalize(d.metadata["Name"]): d for d in metadata.distributions()}
+    names: set[str] = set()
+    todo = [(PREFECT_DISTRIBUTION, frozenset[str]())]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        if name not in installed:
+            raise DeployError(f"{name} (needed by {PREFECT_DISTRIBUTION}) is not installed: run `make venv` first")
+        version = installed[name].version
+        if name in locked and locked[name].split("==", 1)[1] != version:
+            raise DeployError(f"installed {name} {version} is not the locked {locked[name]}: run `make venv` first")
+        names.add(name)
+        for spec in installed[name].requires or []:
+            dependency = Requirement(spec)
+            if dependency.marker is None or any(
+                    dependency.marker.evaluate({**default_environment(), "extra": extra}) for extra in ("", *extras)):
+                todo.append((_normalize(dependency.name), frozenset(dependency.extras)))
+    return names
+
+
+def managed_packages(lock: Path = LOCK_FILE, pyproject: Path = PYPROJECT, dev_lock: Path = DEV_LOCK_FILE) -> list[str]:
+    """The managed pool's `pip_packages`: the runtime lock's pins minus what `managed_image` already has."""
+    in_image = image_distributions(lock)
+    return [pin for pin in pinned_packages(lock, pyproject, dev_lock)
+            if _normalize(pin.split("==", 1)[0].split("[", 1)[0]) not in in_image]
+
+
+# prefect.yaml's managed job variables are generated between these lines (`outbound deploy-packages --write`).
+PACKAGES_BEGIN = "# BEGIN managed job variables: generated by `outbound deploy-packages --write`, checked by tests"
+PACKAGES_END = "# END managed job variables"
+
+
+def managed_job_variables_yaml(indent: str, lock: Path = LOCK_FILE) -> str:
+    """The generated block of prefect.yaml: `image:` and `pip_packages:` at `indent`, between the markers."""
+    lines = [f"{indent}{PACKAGES_BEGIN}", f"{indent}image: {managed_image(lock)}", f"{indent}pip_packages:"]
+    lines += [f"{indent}  - {pin}" for pin in managed_packages(lock)]
+    return "\n".join([*lines, f"{indent}{PACKAGES_END}"]) + "\n"
+
+
+def _generated_block(path: Path) -> tuple[list[str], int, int]:
+    lines = path.read_text().splitlines(keepends=True)
+    begin = next((i for i, li in enumerate(lines) if li.strip() == PACKAGES_BEGIN), None)
+    end = next((i for i, li in enumerate(lines) if li.strip() == PACKAGES_END), None)
+    if begin is None or end is None or end < begin:
+        raise DeployError(f"{path.name} has no generated block: add the lines {PACKAGES_BEGIN!r} and "
+                          f"{PACKAGES_END!r} under the managed pool's job_variables")
+    return lines, begin, end
+
+
+def read_managed_job_variables(path: Path = PREFECT_YAML) -> list[str]:
+    """prefect.yaml's generated block, markers included, without its indentation."""
+    lines, begin, end = _generated_block(path)
+    return [li.strip() for li in lines[begin:end + 1]]
+
+
+def write_managed_job_variables(path: Path = PREFECT_YAML, lock: Path = LOCK_FILE) -> bool:
+    """Rewrite prefect.yaml's generated block from the lock; True when it changed."""
+    text = path.read_text()
+    lines, begin, end = _generated_block(path)
+    indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+    updated = "".join(lines[:begin]) + managed_job_variables_yaml(indent, lock) + "".join(lines[end + 1:])
+    if updated != text:
+        path.write_text(updated)
+    return updated != text
 
 
 # -- source and pool checks ----------------------------------------------------------------------
@@ -214,6 +319,16 @@ def _schedules(spec: DeploymentSpec) -> list[Any]:
     return [Cron(cron, timezone=tz) for cron, tz in spec.crons]
 
 
+def _extra(spec: DeploymentSpec) -> dict[str, Any]:
+    """Schedules and the concurrency limit, when the spec has them."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+    if spec.concurrency:
+        extra["concurrency_limit"] = ConcurrencyLimitConfig(**spec.concurrency)
+    return extra
+
+
 def _deployment_name(spec: DeploymentSpec, main_name: str | None) -> str:
     return main_name if (main_name and spec.name == MAIN_DEPLOYMENT) else spec.name
 
@@ -243,15 +358,16 @@ def deploy_managed(
     require_pool(client, pool, MANAGED_POOL_TYPE)
     flow_source = flow_source or _default_flow_source()
     specs = list(specs if specs is not None else load_specs())
-    packages = pip_packages if pip_packages is not None else pinned_packages()
+    packages = pip_packages if pip_packages is not None else managed_packages()
+    image = managed_image()
     deployed: list[Deployed] = []
     for spec in specs:
         loaded = flow_source.from_source(source=source, entrypoint=spec.entrypoint)
-        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        extra = _extra(spec)
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,
-            job_variables={"pip_packages": packages, "env": dict(MANAGED_ENV)},
+            job_variables={"image": image, "pip_packages": packages, "env": dict(MANAGED_ENV)},
             tags=list(spec.tags),
             parameters=spec.parameters,
             **extra,
@@ -280,7 +396,7 @@ def deploy_local(
     deployed: list[Deployed] = []
     for spec in specs:
         loaded = flow_source.from_source(source=str(source), entrypoint=spec.entrypoint)
-        extra: dict[str, Any] = {"schedules": _schedules(spec)} if spec.crons else {}
+        extra = _extra(spec)
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),
             work_pool_name=pool,

@@ -2,7 +2,11 @@
 
 Both call the same engine function (`shared.engines.enrichment.enrich_chunk`), so what runs on
 a laptop is what runs on Modal. The flow hands an executor a lazy iterable of chunks; claiming
-happens as the executor pulls, so items stay PENDING until a worker is about to take them.
+happens as the executor pulls, and both pull only while fewer chunks than their capacity are in
+flight (local: its threads; Modal: max_containers x inputs per container), so items stay PENDING
+until a worker is about to take them. Not Modal's `.map`: it pulls up to 1,000 inputs ahead
+(modal/parallel_map.py MAX_INPUTS_OUTSTANDING_DEFAULT), far past what the containers take, and
+those chunks would wait QUEUED past the queue timeout and be recovered while still queued on Modal.
 """
 
 from __future__ import annotations
@@ -87,39 +91,52 @@ def engine_logs_to_prefect() -> Iterator[None]:
         logger.setLevel(previous_level)
 
 
+def bounded(chunks: Iterable[list[int]], window: int, call: Callable[[list[int]], Any]) -> Iterator[ChunkResult]:
+    """`call` each chunk from a pool of `window` threads, pulling (claiming) the next chunk only when
+    one finishes: never more than `window` chunks claimed and not done. Yields each result (or the
+    exception it raised) in completion order."""
+    source = iter(chunks)
+    with ThreadPoolExecutor(window, thread_name_prefix="chunk") as pool:
+        in_flight: set[Future[Any]] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < window:
+                chunk = next(source, None)
+                if chunk is None:
+                    exhausted = True
+                else:
+                    in_flight.add(pool.submit(call, chunk))
+            if not in_flight:
+                return
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                exc = future.exception()
+                yield exc if exc is not None else future.result()
+
+
 class LocalExecutor:
     """A bounded thread pool in this process; at most `workers` chunks in flight."""
 
     name = "local"
 
-    def __init__(self, workers: int, fn: Callable[[list[int]], dict[str, Any]] = _enrich_chunk_report) -> None:
+    def __init__(self, workers: int, fn: Callable[[list[int]], dict[str, Any]] = _enrich_chunk_report,
+                 check: Callable[[], object] | None = None) -> None:
         self.workers = max(1, workers)
         self.fn = fn
+        self.check = check  # the engine's own settings check; None: the enrichment providers'
 
     def preflight(self) -> None:
-        """The providers' configuration in this process's environment (raises ProviderConfigError)."""
+        """The engine's configuration in this process's environment (enrichment: raises ProviderConfigError)."""
+        if self.check is not None:
+            self.check()
+            return
         from shared.integrations.providers import preflight
 
         preflight()
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
-        source = iter(chunks)
-        with engine_logs_to_prefect(), ThreadPoolExecutor(self.workers, thread_name_prefix="chunk") as pool:
-            in_flight: set[Future[dict[str, Any]]] = set()
-            exhausted = False
-            while True:
-                while not exhausted and len(in_flight) < self.workers:
-                    chunk = next(source, None)
-                    if chunk is None:
-                        exhausted = True
-                    else:
-                        in_flight.add(pool.submit(self.fn, chunk))
-                if not in_flight:
-                    return
-                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    exc = future.exception()
-                    yield exc if exc is not None else future.result()
+        with engine_logs_to_prefect():
+            yield from bounded(chunks, self.workers, self.fn)
 
     def spawn(self, chunks: Iterable[list[int]]) -> None:
         # Locally "fire and forget" still has to run somewhere: run to completion.
@@ -128,12 +145,21 @@ class LocalExecutor:
 
 
 class ModalExecutor:
-    """`modal.Function.from_name(app, fn)` and its `.map` / `.spawn_map`; Modal scales the containers."""
+    """`modal.Function.from_name(app, fn)`, called with `.remote` from a window of `window` threads.
+
+    `window` is what the deployed function can run at once (MODAL_MAX_CONTAINERS x
+    MODAL_INPUTS_PER_CONTAINER): each `.remote` call holds one chunk from claim to result, so a
+    chunk is claimed only when a container is about to be free for it.
+    """
 
     name = "modal"
 
     def __init__(self, app_name: str, function_name: str, function: Any | None = None,
-                 check: Any | None = None) -> None:
+                 check: Any | None = None, window: int | None = None) -> None:
+        if window is None:
+            settings = get_settings()
+            window = settings.modal_max_containers * settings.modal_inputs_per_container
+        self.window = max(1, window)
         self.app_name = app_name
         if function is None:
             import modal
@@ -159,22 +185,42 @@ class ModalExecutor:
         except NotFoundError as exc:
             raise ExecutorUnavailable(
                 f"Modal function {self.app_name}/{MODAL_CHECK_FUNCTION} not found ({exc}): "
-                f"deploy the workers with `modal deploy modal_apps/enrichment.py`"
+                f"deploy the workers with `modal deploy -m {_deploy_module(self.app_name)}`"
             ) from None
 
     def run(self, chunks: Iterable[list[int]]) -> Iterator[ChunkResult]:
-        yield from self.function.map(chunks, order_outputs=False, return_exceptions=True)
+        yield from bounded(chunks, self.window, self.function.remote)
 
     def spawn(self, chunks: Iterable[list[int]]) -> None:
-        self.function.spawn_map(chunks)
+        """Claim the first window's chunks, start them and return; a background thread keeps the same
+        window for the rest (not `.spawn_map`, which would claim every chunk now)."""
+        import itertools
+        import threading
+
+        source = iter(chunks)
+        first = list(itertools.islice(source, self.window))  # claimed before returning: the caller sees them in flight
+
+        def drain() -> None:
+            for result in bounded(itertools.chain(first, source), self.window, self.function.remote):
+                if isinstance(result, BaseException):
+                    logging.getLogger(__name__).warning("%s chunk failed: %r", self.app_name, result)
+
+        threading.Thread(target=drain, name=f"{self.app_name}-spawn", daemon=True).start()
+
+
+def _deploy_module(app_name: str) -> str:
+    """The module whose `modal deploy -m` creates the App named `app_name` in these settings."""
+    return "modal_apps.outreach" if app_name == get_settings().modal_outreach_app_name else "modal_apps.enrichment"
 
 
 def get_executor(settings: Settings | None = None, *, local_fn: Callable[[list[int]], dict[str, Any]] | None = None,
-                 modal_function: tuple[str, str] | None = None) -> Executor:
+                 modal_function: tuple[str, str] | None = None,
+                 local_check: Callable[[], object] | None = None) -> Executor:
     """The configured executor; `local_fn` and `modal_function` (app, function) pick another engine
-    function than enrichment's (outreach's `send_chunk`), the same one on both sides."""
+    function than enrichment's (outreach's `send_chunk`), the same one on both sides, and
+    `local_check` its settings check (Modal runs the App's own `check_config`)."""
     settings = settings or get_settings()
     if settings.executor == "modal":
         app, fn = modal_function or (settings.modal_app_name, settings.modal_function_name)
-        return ModalExecutor(app, fn)
-    return LocalExecutor(settings.local_workers, local_fn or _enrich_chunk_report)
+        return ModalExecutor(app, fn, window=settings.modal_max_containers * settings.modal_inputs_per_container)
+    return LocalExecutor(settings.local_workers, local_fn or _enrich_chunk_report, local_check)

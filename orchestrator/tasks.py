@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -25,22 +27,36 @@ DB_RETRIES: dict[str, Any] = {"retries": 5, "retry_delay_seconds": [1, 3, 10, 20
                               "retry_condition_fn": retry_transient_condition, "cache_policy": NO_CACHE}
 
 
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a flow or task run; this module's plain logger outside one (a task's
+    function called directly, e.g. from the CLI), where get_run_logger() raises MissingContextError."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 @task(**DB_RETRIES)
 def start_batch(batch_id: int, runner_id: str, allow_draft: bool = False) -> batches.Taken:
     """Take the batch for this orchestrator (see `batches.take`); raises NotFound / BatchIsDraft.
 
     Whatever a taken batch still has QUEUED was claimed by an earlier runner (this one has claimed
     nothing yet) that will never start it: it goes back to PENDING now instead of after the queue
-    timeout. A late worker of that runner cannot double-work it: starting is a guarded UPDATE.
+    timeout. What it has IN_PROGRESS under a worker that is provably gone (the killed runner's own
+    threads: its PID is dead) goes back too, instead of waiting out the lease. A late worker of that
+    runner cannot double-work an item: starting and finishing are guarded by attempt.
     """
+    settings = get_settings()
     with transaction() as conn:
         taken = batches.take(conn, batch_id, runner_id, flow_run_id=flow_run.get_id(),
-                             stale_seconds=get_settings().batch_stale_seconds, allow_draft=allow_draft)
+                             stale_seconds=settings.batch_stale_seconds, allow_draft=allow_draft,
+                             beat_seconds=settings.batch_heartbeat_seconds)
         if taken.taken:
             orphans = workitems.recover(conn, queue_timeout_seconds=0, batch_id=batch_id,
                                         queued_reason="handed back: claimed by an earlier orchestrator that "
-                                                      "never started it")
-            billing.refund(conn, orphans.abandoned, note="attempt abandoned (lease expired)")
+                                                      "never started it",
+                                        gone_workers=workitems.gone_workers(conn, batch_id=batch_id))
+            billing.refund(conn, orphans.abandoned, note="attempt abandoned (worker gone)")
         return taken
 
 
@@ -55,14 +71,15 @@ def recover_stale_items(batch_id: int | None = None) -> dict[str, int]:
     """Stale QUEUED/IN_PROGRESS items back to PENDING (or FAILED); abandoned reservations refunded."""
     result = _recover(batch_id)
     if any(result.values()):
-        get_run_logger().warning("batch_id=%s recovered stale items: %s", batch_id, result)
+        run_logger().warning("batch_id=%s recovered stale items: %s", batch_id, result)
     return result
 
 
 def _recover(batch_id: int | None, claimed_since: datetime | None = None) -> dict[str, int]:
     with transaction() as conn:
         recovered = workitems.recover(conn, queue_timeout_seconds=get_settings().queue_timeout_seconds,
-                                      batch_id=batch_id, claimed_since=claimed_since)
+                                      batch_id=batch_id, claimed_since=claimed_since,
+                                      gone_workers=workitems.gone_workers(conn, batch_id=batch_id))
         refunded = billing.refund(conn, recovered.abandoned, note="attempt abandoned (lease expired)")
     return {"requeued": len(recovered.requeued), "failed": len(recovered.failed), "refunded": refunded}
 
@@ -76,7 +93,7 @@ def dispatch_chunks(batch_id: int, batch_size: int, runner_id: str | None = None
     IN_PROGRESS (a chunk raised, or could not write its outcome) is handed back at once instead of
     waiting out its lease. Claims stop (BatchTakenOver) if another orchestrator took the batch.
     """
-    logger = get_run_logger()
+    logger = run_logger()
     executor = get_executor()
     totals: dict[str, Any] = {"chunks": 0, "chunk_errors": 0, "done": 0, "failed": 0, "retried": 0,
                               "fenced": 0, "skipped": {}}
@@ -101,7 +118,7 @@ def _db_now() -> datetime:
 
 def _run_chunks(executor: Any, batch_id: int, batch_size: int, runner_id: str | None,
                 totals: dict[str, Any]) -> None:
-    logger = get_run_logger()
+    logger = run_logger()
     for result in executor.run(batches.chunks(get_engine(), batch_id, batch_size, runner_id)):
         totals["chunks"] += 1
         if isinstance(result, BaseException):
@@ -158,7 +175,7 @@ def finalize_batch(batch_id: int) -> dict[str, Any]:
         summary = batches.finalize(conn, batch_id)
     create_markdown_artifact(key=f"batch-{batch_id}-summary", markdown=summary_markdown(summary.as_dict()),
                              description=f"Batch {batch_id}: counts by status, skip reasons, credits spent")
-    get_run_logger().info("batch_id=%s finished %s: %s", batch_id, summary.status, summary.as_dict())
+    run_logger().info("batch_id=%s finished %s: %s", batch_id, summary.status, summary.as_dict())
     return summary.as_dict()
 
 

@@ -1,13 +1,17 @@
 """Connections: resolve the database URL, build one engine per URL, hand out transactions.
 
-Also the one place that decides which database errors are transient (`is_transient`): a dropped
-connection, a restarting server, a serialization conflict. Prefect task retries and the statement-level
-retries inside long-running loops (`retrying`) both ask it, and nothing else is ever retried.
+Also the one place that decides which errors are transient (`is_transient`): a dropped database
+connection, a restarting server, a serialization conflict; and, for mail servers, a 4xx reply, a
+refused or timed-out connection (while AUTH not offered, 5xx and a failed TLS handshake are not).
+Prefect task retries, the statement-level retries inside long-running loops (`retrying`) and the
+per-mailbox SMTP backoff all ask it, and nothing else is ever retried.
 """
 
 from __future__ import annotations
 
 import logging
+import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from shared import embedded
+from shared import embedded, liveness
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ _TRANSIENT_SQLSTATES = frozenset({
 def connect_args() -> dict[str, Any]:
     """libpq parameters for every connection: fail fast on connect, notice a dead peer."""
     return {
+        # Names this process's sessions in pg_stat_activity: shared.liveness's "its session is gone" proof.
+        "application_name": liveness.my_session_name(),
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "keepalives": 1,
         "keepalives_idle": KEEPALIVES_IDLE_SECONDS,
@@ -68,10 +74,12 @@ def connect_args() -> dict[str, Any]:
 
 
 def is_transient(exc: BaseException | None) -> bool:
-    """True when `exc` (or what it wraps) is a database error a later try can get past.
+    """True when `exc` (or what it wraps) is a database or mail-server error a later try can get past.
 
     Lost connections, a restarting server, statement timeouts, serialization failures and
-    deadlocks. Never NotFound, bad input, constraint violations or programming errors.
+    deadlocks; an SMTP 4xx reply, a refused, dropped or timed-out mail connection. Never NotFound,
+    bad input, constraint violations, programming errors, an SMTP 5xx, AUTH/STARTTLS not offered
+    or a failed TLS handshake.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -82,6 +90,12 @@ def is_transient(exc: BaseException | None) -> bool:
             return True
         if isinstance(exc, psycopg2.InterfaceError):  # "connection already closed"
             return True
+        if isinstance(exc, smtplib.SMTPResponseException):  # a mail server's answer: 4xx is "not now"
+            return 400 <= exc.smtp_code < 500
+        if isinstance(exc, (smtplib.SMTPNotSupportedError, ssl.SSLError)):
+            return False  # AUTH or STARTTLS not offered, a TLS handshake refused: the same next time
+        if isinstance(exc, (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError)):
+            return True  # a mail server refused, dropped or stopped answering the connection
         if isinstance(exc, psycopg2.Error):
             code = exc.pgcode
             if code is None:

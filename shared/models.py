@@ -287,7 +287,7 @@ TLS_MODES = ("starttls", "tls", "none")
 MAILBOX_STATUSES = ("active", "paused")
 DELAY_UNITS = ("business_days", "days")
 ENROLLMENT_STATUSES = ("active", "held", "finished", "stopped")
-MESSAGE_STATUSES = ("sending", "sent", "failed", "in_doubt", "unknown")
+MESSAGE_STATUSES = ("sending", "sent", "failed", "in_doubt", "unknown", "deferred")
 SUPPRESSION_KINDS = ("email", "domain")
 
 # Outreach columns on existing tables (additive): which machine a batch runs, which step an item sends.
@@ -326,6 +326,7 @@ class Mailbox(Base):
         CheckConstraint("(dkim_selector IS NULL) = (dkim_secret_name IS NULL)", name="dkim_both_or_neither"),
         CheckConstraint("dkim_selector IS NULL OR dkim_selector ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?"
                         "(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$'", name="dkim_selector_label"),
+        CheckConstraint("smtp_failures >= 0", name="smtp_failures_not_negative"),
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
@@ -354,6 +355,11 @@ class Mailbox(Base):
     # Capacity: the guarded UPDATE moves these; the rolling 24 h count comes from `messages`.
     last_sent_at: Mapped[datetime | None] = mapped_column(TS)
     next_send_at: Mapped[datetime | None] = mapped_column(TS)
+    # The mailbox's own server failing (connection, TLS, AUTH, 421, 5xx to MAIL FROM): consecutive
+    # failures, the last one's words, and when it may be tried again (a success resets all three).
+    smtp_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    smtp_last_error: Mapped[str | None] = mapped_column(Text)
+    smtp_retry_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = _created()
     # False: the relay rewrites MAIL FROM (Gmail, Microsoft 365), so we send with from_address as the
     # envelope sender and bounces are known by the keyed Message-ID they quote (read from the inbox).
@@ -458,6 +464,9 @@ class Message(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("status <> 'sent' OR (sent_at IS NOT NULL AND smtp_reply IS NOT NULL)", name="sent_has_reply"),
         CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="failed_has_error"),
+        CheckConstraint("status <> 'deferred' OR (retry_at IS NOT NULL AND error IS NOT NULL)",
+                        name="deferred_has_retry"),
+        CheckConstraint("deferrals >= 0", name="deferrals_not_negative"),
         Index("ix_messages_mailbox_reserved", "mailbox_id", "reserved_at"),
         Index("ix_messages_in_doubt", "mailbox_id", postgresql_where=text("status IN ('sending', 'in_doubt')")),
         Index("ix_messages_lead_id", "lead_id"),
@@ -479,6 +488,9 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     reserved_at: Mapped[datetime] = mapped_column(TS)  # the capacity slot's time (the scheduler's `now`)
     sent_at: Mapped[datetime | None] = mapped_column(TS)
+    # 4xx answers so far and, while 'deferred', when the step is tried again (same row, same Message-ID).
+    deferrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    retry_at: Mapped[datetime | None] = mapped_column(TS)
     updated_at: Mapped[datetime] = _created()
 
 

@@ -22,6 +22,9 @@ DAYS = 24 * HOURS
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Containers per Modal worker function: the deploy (modal_apps/common.py) and the executor's claim window read it.
+MODAL_MAX_CONTAINERS_DEFAULT = 20
+
 class Settings(BaseSettings):
     """Everything configurable. Secrets have no defaults and are never logged (SecretStr)."""
 
@@ -35,20 +38,26 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=PROJECT_ROOT / ".data", description="Embedded Postgres lives here.")
     db_pool_size: int = 16
     db_max_overflow: int = 32
+    db_pooler_max_clients: int = Field(
+        default=200, description="Client connections the Postgres pooler accepts (Supavisor's limit for the project's "
+                                 "compute size); the web App's containers x (DB_POOL_SIZE + DB_MAX_OVERFLOW) must fit.")
 
     # -- work-item state machine --------------------------------------------------------------
     lease_seconds: int = 5 * MINUTES
     queue_timeout_seconds: int = 10 * MINUTES
     max_attempts: int = 3
     # An orchestrator heartbeats the batch it runs this often; one silent for `batch_stale_seconds`
-    # is dead (its batch may be taken over and is resumed by the sweep). A launched batch nobody
+    # is dead (its batch may be taken over and is resumed by the sweep), and sooner when provably
+    # gone (shared.liveness: its PID on this host, its database session). A launched batch nobody
     # started within `batch_launch_grace_seconds` is a lost launch.
-    batch_heartbeat_seconds: float = 10 * SECONDS
-    batch_stale_seconds: float = 60 * SECONDS
+    batch_heartbeat_seconds: float = 3 * SECONDS
+    batch_stale_seconds: float = 20 * SECONDS
     batch_launch_grace_seconds: float = 3 * MINUTES
 
     # -- execution ----------------------------------------------------------------------------
     executor: Literal["local", "modal"] = "local"
+    # Set to 1 by Modal in every container; with EXECUTOR=modal (the managed flows) it marks a deployed process.
+    modal_is_remote: bool = False
     local_workers: int = Field(default=4, description="Chunks processed at once by the local executor.")
     lead_concurrency: int = Field(default=25, description="Leads of one chunk enriched at once.")
     provider_concurrency: int = Field(
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
     )
     modal_app_name: str = "outbound-enrichment"
     modal_function_name: str = "enrich_chunk"
+    # What the Modal workers can take at once; the Modal executor claims at most their product ahead.
+    modal_max_containers: int = Field(default=MODAL_MAX_CONTAINERS_DEFAULT, ge=1,
+                                      description="max_containers of each worker function (modal_apps/common.py).")
+    modal_inputs_per_container: int = Field(default=1, ge=1,
+                                            description="Chunks one worker container runs at once (1: no @modal.concurrent).")
 
     # -- providers ----------------------------------------------------------------------------
     provider_order: str = Field(
@@ -129,6 +143,11 @@ class Settings(BaseSettings):
     modal_replies_app_name: str = "outbound-replies"
     modal_replies_function_name: str = "recover_mailbox"
 
+    @property
+    def deployed(self) -> bool:
+        """A production process: inside a Modal container, or a flow run dispatching to Modal (EXECUTOR=modal)."""
+        return self.modal_is_remote or self.executor == "modal"
+
     def message_id_key(self) -> str:
         """The key of our Message-IDs: MESSAGE_ID_SECRET, else one derived from OUTREACH_SECRET (domain-separated)."""
         if self.message_id_secret is not None and self.message_id_secret.get_secret_value():
@@ -142,6 +161,42 @@ class Settings(BaseSettings):
 
     def reply_folder_list(self) -> list[str]:
         return [f.strip() for f in self.reply_folders.split(",") if f.strip()]
+
+
+class DeploymentConfigError(ValueError):
+    """A deployed process's settings that cannot work; the message names each setting."""
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def check_deployed(settings: Settings, *, containers: int | None = None,
+                   concurrent_inputs: int | None = None) -> None:
+    """Refuse, naming the settings, a deployed configuration that would break at run time.
+
+    - PUBLIC_BASE_URL must be https once deployed (RFC 8058 one-click needs it), localhost excepted.
+    - `containers` (a Modal App's max_containers) x (DB_POOL_SIZE + DB_MAX_OVERFLOW) must not exceed
+      DB_POOLER_MAX_CLIENTS, and one container's pool must hold its `concurrent_inputs`.
+    """
+    from urllib.parse import urlsplit
+
+    problems: list[str] = []
+    if settings.deployed:
+        url = urlsplit(settings.public_base_url)
+        if url.scheme != "https" and url.hostname not in LOCAL_HOSTS:
+            problems.append(f"PUBLIC_BASE_URL={settings.public_base_url!r} must be an https URL in production "
+                            f"(one-click unsubscribe, RFC 8058); plain http is only for localhost")
+    if containers is not None:
+        per_container = settings.db_pool_size + settings.db_max_overflow
+        if containers * per_container > settings.db_pooler_max_clients:
+            problems.append(f"{containers} containers x (DB_POOL_SIZE={settings.db_pool_size} + DB_MAX_OVERFLOW="
+                            f"{settings.db_max_overflow}) = {containers * per_container} connections exceed "
+                            f"DB_POOLER_MAX_CLIENTS={settings.db_pooler_max_clients}")
+        if concurrent_inputs is not None and concurrent_inputs > per_container:
+            problems.append(f"{concurrent_inputs} concurrent requests per container need at least as many "
+                            f"connections; DB_POOL_SIZE + DB_MAX_OVERFLOW is {per_container}")
+    if problems:
+        raise DeploymentConfigError("; ".join(problems))
 
 
 @lru_cache(maxsize=1)

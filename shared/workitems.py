@@ -7,12 +7,13 @@ overwrites. Every move appends to `status_history` in the same statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from shared import liveness
 from shared.status import ItemStatus, check_outcome
 
 
@@ -72,7 +73,7 @@ _CLAIM = text(
         FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE work_items w
-        SET status = 'QUEUED', queued_at = now(), updated_at = now()
+        SET status = 'QUEUED', queued_at = now(), updated_at = now(), worker_id = CAST(:claimer AS text)
         FROM picked WHERE w.id = picked.id AND w.status = 'PENDING'
         RETURNING w.id, w.lead_id, w.batch_id, w.attempts, w.client_id
     ), logged AS (
@@ -84,9 +85,12 @@ _CLAIM = text(
 )
 
 
-def claim(conn: Connection, batch_id: int, limit: int) -> list[Claimed]:
-    """PENDING → QUEUED for up to `limit` items; concurrent claimers never get the same item."""
-    rows = conn.execute(_CLAIM, {"batch_id": batch_id, "limit": limit})
+def claim(conn: Connection, batch_id: int, limit: int, *, claimer: str | None = None) -> list[Claimed]:
+    """PENDING → QUEUED for up to `limit` items; concurrent claimers never get the same item.
+
+    `claimer` (a `shared.liveness` token) is kept in `worker_id` until a worker starts the item, so
+    items a dead claimer took and never handed on go back at once (`gone_workers`)."""
+    rows = conn.execute(_CLAIM, {"batch_id": batch_id, "limit": limit, "claimer": claimer})
     return [Claimed(r.id, r.lead_id) for r in rows]
 
 
@@ -199,16 +203,21 @@ def release(conn: Connection, held: Sequence[tuple[int, int]], *, error: str) ->
 _RECOVER = text(
     """
     WITH stale AS (
-        SELECT id, status AS old_status FROM work_items
-        WHERE ((status = 'QUEUED' AND queued_at < now() - make_interval(secs => :queue_timeout))
-            OR (status = 'IN_PROGRESS' AND lease_until < now())
-            OR (status IN ('QUEUED', 'IN_PROGRESS') AND queued_at >= CAST(:claimed_since AS timestamptz)))
-          AND (CAST(:batch_id AS bigint) IS NULL OR batch_id = :batch_id)
-        FOR UPDATE SKIP LOCKED
+        SELECT wi.id, wi.status AS old_status, g.why FROM work_items wi
+        LEFT JOIN unnest(CAST(:gone AS text[]), CAST(:why AS text[])) AS g(worker, why)
+            ON g.worker = wi.worker_id AND wi.status IN ('QUEUED', 'IN_PROGRESS')
+        WHERE ((wi.status = 'QUEUED' AND wi.queued_at < now() - make_interval(secs => :queue_timeout))
+            OR (wi.status = 'IN_PROGRESS' AND wi.lease_until < now())
+            OR (wi.status IN ('QUEUED', 'IN_PROGRESS') AND wi.queued_at >= CAST(:claimed_since AS timestamptz))
+            OR g.worker IS NOT NULL)
+          AND (CAST(:batch_id AS bigint) IS NULL OR wi.batch_id = :batch_id)
+        FOR UPDATE OF wi SKIP LOCKED
     ), moved AS (
         UPDATE work_items w
         SET status = CASE WHEN w.attempts >= w.max_attempts THEN 'FAILED' ELSE 'PENDING' END,
             last_error = CASE
+                WHEN stale.why IS NOT NULL
+                    THEN 'handed back: its worker is gone (' || stale.why || ') on attempt ' || w.attempts
                 WHEN w.queued_at >= CAST(:claimed_since AS timestamptz)
                     THEN 'handed back: its chunk ended without finishing it (attempt ' || w.attempts || ')'
                 WHEN stale.old_status = 'QUEUED' THEN CAST(:queued_reason AS text)
@@ -230,22 +239,51 @@ QUEUE_TIMEOUT_REASON = "not started within the queue timeout"
 
 
 def recover(conn: Connection, *, queue_timeout_seconds: float, batch_id: int | None = None,
-            claimed_since: datetime | None = None, queued_reason: str = QUEUE_TIMEOUT_REASON) -> Recovered:
+            claimed_since: datetime | None = None, queued_reason: str = QUEUE_TIMEOUT_REASON,
+            gone_workers: Mapping[str, str] | None = None) -> Recovered:
     """QUEUED past the queue timeout, IN_PROGRESS past its lease → PENDING, or FAILED at max attempts.
 
     `claimed_since`: also every item still QUEUED or IN_PROGRESS that was claimed at or after this
     time. An orchestrator passes the start of a dispatch round once every chunk of the round has
     returned: whatever those chunks still hold (a chunk that raised, a finish that met a dropped
     connection) has no worker left, and need not wait out its lease.
+
+    `gone_workers` (worker id → why, from `gone_workers()`): also every item QUEUED or IN_PROGRESS
+    under one of these workers, which are provably gone: no need to wait out their leases.
     """
+    gone = dict(gone_workers or {})
     rows = conn.execute(_RECOVER, {"queue_timeout": queue_timeout_seconds, "batch_id": batch_id,
-                                   "claimed_since": claimed_since, "queued_reason": queued_reason})
+                                   "claimed_since": claimed_since, "queued_reason": queued_reason,
+                                   "gone": list(gone), "why": list(gone.values())})
     result = Recovered()
     for r in rows:
         (result.failed if r.status == ItemStatus.FAILED else result.requeued).append(r.id)
         if r.old_status == ItemStatus.IN_PROGRESS:
             result.abandoned.append((r.id, r.attempts))
     return result
+
+
+_WORKERS = text(
+    """
+    SELECT worker_id, extract(epoch FROM clock_timestamp() - max(updated_at)) AS age FROM work_items
+    WHERE status IN ('QUEUED', 'IN_PROGRESS') AND worker_id IS NOT NULL
+      AND (CAST(:batch_id AS bigint) IS NULL OR batch_id = :batch_id)
+    GROUP BY worker_id
+    """
+)
+
+
+def gone_workers(conn: Connection, *, batch_id: int | None = None) -> dict[str, str]:
+    """Workers holding QUEUED/IN_PROGRESS items that are provably gone (`shared.liveness.judge`, proofs
+    only: their PID is dead on this host, or their database session is gone), with the reason.
+
+    A worker merely silent is not here: its lease runs out on its own (`recover`)."""
+    gone = {}
+    for r in conn.execute(_WORKERS, {"batch_id": batch_id}):
+        verdict = liveness.judge_here(conn, r.worker_id, float(r.age), beat_seconds=None, stale_seconds=None)
+        if verdict.gone:
+            gone[r.worker_id] = verdict.reason
+    return gone
 
 
 _EXTEND = text(

@@ -16,6 +16,7 @@ from orchestrator.cli.db import db_app
 from orchestrator.cli.deploy import deploy_app
 from orchestrator.cli.leads import leads_app
 from orchestrator.cli.mailboxes import mailboxes_app, replies_app, sequences_app, serve_app, suppressions_app
+from orchestrator.cli.outreach import outreach_app
 from orchestrator.cli.users import users_app
 
 __all__ = ["app", "print_summary"]
@@ -31,6 +32,7 @@ app.add_typer(score_app)  # score: a top-level command
 app.add_typer(deploy_app)  # deploy, secret push, worker, bridge: top-level commands
 app.add_typer(mailboxes_app, name="mailboxes")
 app.add_typer(sequences_app, name="sequences")
+app.add_typer(outreach_app, name="outreach")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(replies_app, name="replies")
 app.add_typer(serve_app)  # serve: a top-level command

@@ -55,23 +55,72 @@ def batch_cancel(batch_id: int) -> None:
     typer.echo(f"batch {batch_id} cancelled")
 
 
-@batch_app.command("run")
-def batch_run(batch_id: int, batch_size: int = typer.Option(50, min=1, help="Items per chunk.")) -> None:
-    """Run orchestrator_main for a batch in this process, with a live progress bar (local executor
-    unless EXECUTOR=modal). A finished batch is not run again: its summary is shown."""
-    from orchestrator.cli.common import run_with_progress
-    from shared.engines import batches
+# `outbound batch run N` exits with this when a live runner holds the batch (without --follow).
+EXIT_BUSY = 3
 
-    with transaction() as conn:
-        current = or_fail(lambda: batches.summary(conn, batch_id))
-    if current.status in FINISHED:
-        typer.echo(f"batch {batch_id} is already {current.status}: nothing to run")
-        print_summary(current.as_dict())
+
+@batch_app.command("run")
+def batch_run(batch_id: int, batch_size: int = typer.Option(50, min=1, help="Items per chunk."),
+              follow: bool = typer.Option(False, "--follow", help="If a live runner holds the batch, show its "
+                                          "progress until the batch finishes (taking it over if that runner "
+                                          "dies) instead of exiting with code 3.")) -> None:
+    """Run orchestrator_main for a batch in this process, with a live progress bar (local executor
+    unless EXECUTOR=modal). A finished batch is not run again: its summary is shown.
+
+    After a crash, run it again: a runner that is provably gone (its process on this host is dead, \
+its database session is gone, or its heartbeat is older than BATCH_STALE_SECONDS) is taken over \
+at once, with the items it held; one that only missed its heartbeats is waited for, with a \
+progress line. If a live runner holds the batch, says who (host, pid, heartbeat age) and exits \
+with code 3, or with --follow shows that runner's progress to the end."""
+    from orchestrator.cli.common import follow_progress, run_with_progress, wait_line
+    from shared import liveness
+    from shared.engines import batches
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    while True:
+        with transaction() as conn:
+            current = or_fail(lambda: batches.summary(conn, batch_id))
+            seen = batches.holder(conn, batch_id, stale_seconds=settings.batch_stale_seconds,
+                                  beat_seconds=settings.batch_heartbeat_seconds)
+        if current.status in FINISHED:
+            typer.echo(f"batch {batch_id} is already {current.status}: nothing to run")
+            print_summary(current.as_dict())
+            return
+        if seen.silent:
+            wait_line(batch_id, lambda: _judged(batch_id), seen)
+            continue
+        if seen.busy:
+            if not follow:
+                typer.echo(shown(seen.describe() + f": not run again here. `outbound batch run {batch_id} --follow` "
+                                 "shows its progress"), err=True)
+                raise typer.Exit(EXIT_BUSY)
+            follow_progress(batch_id, lambda: _judged(batch_id), seen)
+            continue
+        if seen.runner_id is not None and seen.verdict is not None:
+            typer.echo(shown(f"batch {batch_id}: taking over from {liveness.shown(seen.runner_id)}: "
+                             f"{seen.verdict.reason}"))
+        summary = run_with_progress(batch_id, batch_size)
+        if summary.get("note") == "busy":  # another run took it between our look and the flow's take
+            if summary.get("runner_state") == "alive" and not follow:
+                typer.echo(shown(f"{summary['message']}: not run again here. `outbound batch run {batch_id} "
+                                 "--follow` shows its progress"), err=True)
+                raise typer.Exit(EXIT_BUSY)
+            continue
+        if "note" in summary and summary["note"] != "cancelled":
+            typer.echo(shown(summary.get("message") or f"batch {batch_id} was not run ({summary['note']})"))
+        print_summary(summary)
         return
-    summary = run_with_progress(batch_id, batch_size)
-    if "note" in summary:  # the flow did not run it (another orchestrator holds it): it says why
-        typer.echo(shown(summary.get("message") or f"batch {batch_id} was not run ({summary['note']})"))
-    print_summary(summary)
+
+
+def _judged(batch_id: int):  # noqa: ANN202 - batches.Taken, imported lazily like every command's engine
+    from shared.engines import batches
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    with transaction() as conn:
+        return batches.holder(conn, batch_id, stale_seconds=settings.batch_stale_seconds,
+                              beat_seconds=settings.batch_heartbeat_seconds)
 
 
 @batch_app.command("status")

@@ -256,3 +256,52 @@ def run_with_progress(batch_id: int, batch_size: int, out: Console | None = None
         raise outcome["error"]
     outcome["summary"]["seconds"] = time.perf_counter() - started
     return outcome["summary"]
+
+
+def wait_line(batch_id: int, judge: Callable[[], Any], seen: Any, out: Console | None = None) -> None:
+    """One progress line while the batch's runner is silent (missed heartbeats, not stale yet).
+
+    `judge` re-reads the holder (`batches.holder`); returns as soon as it is no longer silent: gone
+    (the caller takes over), alive again, or the batch finished."""
+    out = out or console()
+    out.print(literal(_waiting(batch_id, seen)))
+    with Progress(TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=out, transient=False) as progress:
+        task = progress.add_task("wait", total=None, detail=_waiting(batch_id, seen))
+        while seen.silent:
+            time.sleep(min(0.5, max(0.05, seen.verdict.wait_seconds)))
+            seen = judge()
+            progress.update(task, detail=_waiting(batch_id, seen) if seen.silent else
+                            f"batch {batch_id}: {seen.verdict.reason if seen.verdict else 'free'}")
+
+
+def _waiting(batch_id: int, seen: Any) -> str:
+    from shared import liveness
+
+    return shown(f"batch {batch_id}: waiting for {liveness.shown(seen.runner_id)}: {seen.verdict.reason} "
+                 f"(in {seen.verdict.wait_seconds:.0f} s)")
+
+
+def follow_progress(batch_id: int, judge: Callable[[], Any], seen: Any, out: Console | None = None) -> None:
+    """Show the progress of the live runner that holds the batch, until it finishes or that runner is
+    no longer alive (then the caller judges again: takes over, or waits for a silent runner)."""
+    from shared import db, liveness, workitems
+
+    out = out or console()
+    out.print(literal(f"following batch {batch_id}, run by {liveness.shown(seen.runner_id)}"))
+    with Progress(TextColumn("batch {task.fields[batch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=out) as progress:
+        task = progress.add_task("follow", total=None, batch=batch_id, detail="")
+        while seen.busy and not seen.silent:
+            try:
+                with db.transaction() as conn:
+                    now = workitems.counts(conn, batch_id)
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    raise
+                progress.update(task, detail="database unreachable…")
+            else:
+                finished = sum(now.get(s, 0) for s in ("DONE", "FAILED", "SKIPPED"))
+                detail = " ".join(f"{k.lower()}={v}" for k, v in sorted(now.items()))
+                progress.update(task, total=sum(now.values()) or None, completed=finished, detail=detail)
+            time.sleep(0.5)
+            seen = judge()

@@ -101,6 +101,31 @@ def deploy(
         typer.echo(f"PREFECT_DEPLOYMENT_ID={main_id}")
 
 
+@deploy_app.command("deploy-packages")
+def deploy_packages(
+    write: bool = typer.Option(False, "--write", help="Rewrite prefect.yaml's generated block instead of checking it."),
+    file: Path = typer.Option(deploying.PREFECT_YAML, "--file", help="The prefect.yaml to check or rewrite."),
+) -> None:
+    """The managed runs' image and pip_packages: the runtime lock minus what Prefect's image has.
+
+    Without --write, exits 1 when prefect.yaml's block is not what the lock gives (after a lock change).
+    """
+    try:
+        image, packages = deploying.managed_image(), deploying.managed_packages()
+        locked = len(deploying.pinned_packages())
+        if write:
+            changed = deploying.write_managed_job_variables(file)
+            typer.echo(f"{'updated' if changed else 'unchanged'}: {file}")
+        else:
+            expected = [li.strip() for li in deploying.managed_job_variables_yaml("").splitlines()]
+            if deploying.read_managed_job_variables(file) != expected:
+                _fail(f"{file}'s managed job variables are not the lock's: "
+                      f"run `outbound deploy-packages --write`")
+    except deploying.DeployError as exc:
+        _fail(str(exc))
+    typer.echo(f"image {image}: pip_packages {len(packages)} of the lock's {locked} pins (the rest are in the image)")
+
+
 @secret_app.command("push")
 def secret_push(
     block: str = typer.Option(None, "--block", help="Secret block name (default 'postgres-connection-string')."),

@@ -1,17 +1,20 @@
 """orchestrator_main: take one batch from PENDING to terminal, with Postgres as the truth.
 
 One orchestrator per batch: the flow takes the batch with a guarded UPDATE (`batches.take`) and
-heartbeats it from a background thread while it runs. A second orchestrator on a batch with a
-fresh heartbeat returns at once, saying who runs it; one whose heartbeat went stale (the process
-died) is taken over. The sweep flow (orchestrator/flows/sweep.py) resumes such batches.
+heartbeats it from a background thread while it runs. A second orchestrator on a batch whose
+runner is alive returns at once, saying who runs it; one whose runner is provably gone
+(`shared.liveness.judge`: its PID is dead on this host, its database session is gone, or its
+heartbeat is stale) takes it over, with the items that runner's workers held. The sweep flow
+(orchestrator/flows/sweep.py) resumes such batches.
 
 Return value: the batch's summary dict (`BatchSummary.as_dict()`: batch_id, status, total,
 counts, skip_reasons, credits_spent, provider_calls). When this run did not run the batch, the
 summary of the batch as it stands plus `"note"`: `"busy"` (another orchestrator holds it) or
-`"finished"` (it was already over), and `"message"`, one line saying which.
+`"finished"` (it was already over), `"message"`, one line saying which, and `"runner_state"`:
+`shared.liveness`'s verdict on the holder ("alive", or "silent": missed heartbeats, not stale yet).
 
 Exceptions: `batches.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
-`batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_hourly works those),
+`batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_run works those),
 `ValueError` (bad batch_size), `batches.BatchTakenOver` (this run lost the batch to another
 orchestrator mid-run), `NoProgress` (rounds stopped moving items to terminal). None is retried:
 only transient database errors are, inside the tasks.
@@ -40,6 +43,7 @@ from orchestrator.tasks import (
     wait_for_batch,
 )
 from shared.db import transaction
+from shared import liveness
 from shared.engines import batches
 from shared.settings import get_settings
 from shared.status import TERMINAL, BatchStatus
@@ -67,8 +71,11 @@ def no_progress_cap(max_attempts: int) -> int:
 
 
 def runner_id() -> str:
-    """Who this orchestrator is, as stored in `batches.runner_id` and shown to operators."""
-    return f"flow run {flow_run.get_id() or 'local'} on {socket.gethostname()} pid {os.getpid()}"
+    """Who this orchestrator is, as stored in `batches.runner_id` and shown to operators; the bracketed
+    `shared.liveness` token lets the next orchestrator prove this one gone (its PID, its session)."""
+    with transaction() as conn:
+        token = liveness.me(conn).token()
+    return f"flow run {flow_run.get_id() or 'local'} on {socket.gethostname()} pid {os.getpid()} [{token}]"
 
 
 class Heartbeat:
@@ -122,7 +129,8 @@ def orchestrator_main(batch_id: int, batch_size: int = 50, allow_draft: bool = F
     if not taken.taken:
         message = taken.describe()
         logger.warning("batch_id=%s %s; this run leaves it alone", batch_id, message)
-        return batch_summary(batch_id) | {"note": "busy" if taken.busy else "finished", "message": message}
+        return batch_summary(batch_id) | {"note": "busy" if taken.busy else "finished", "message": message,
+                                          "runner_state": taken.verdict.state if taken.verdict else None}
     logger.info("batch_id=%s taken by %s", batch_id, me)
     try:
         # After taking the batch, before any claim: a misconfigured worker environment (a missing

@@ -30,7 +30,8 @@ def stalled_batches(client_id: int) -> list[int]:
     with transaction() as conn:
         return [s.batch_id for s in batches.stalled(conn, stale_seconds=settings.batch_stale_seconds,
                                                     launch_grace_seconds=settings.batch_launch_grace_seconds,
-                                                    client=client_id)]
+                                                    client=client_id,
+                                                    beat_seconds=settings.batch_heartbeat_seconds)]
 
 
 @task(**DB_RETRIES)

@@ -1,16 +1,22 @@
 """batch_sweep: every few minutes, start a flow run for each batch that should be moving and is not.
 
 Two kinds of stalled batch (`batches.stalled`, decided in Postgres):
-- `running` whose orchestrator's heartbeat is older than `batch_stale_seconds` (it died: kill -9,
-  a lost container, an OOM);
+- `running` whose orchestrator is gone by `shared.liveness.judge` (it died: kill -9, a lost
+  container, an OOM): its database session is gone, or its PID on this host, or its heartbeat is
+  older than `batch_stale_seconds`;
 - `launched` with nothing started for it after `batch_launch_grace_seconds` (pg_net does not
   retry, so a launch the Edge Function never saw stays lost).
 
 For each, it creates an `orchestrator-main` flow run through the Prefect API with an idempotency
 key naming the stall and a retry window (`Stalled.resume_key`), so sweeps that overlap, or a sweep
 that runs while an earlier resume is still queued, never start two runs for one stall; the runner
-lock in `orchestrator_main` makes even a duplicate harmless. A launched batch whose recorded
-flow run is still scheduled or running in Prefect is left to it.
+lock in `orchestrator_main` makes even a duplicate harmless.
+
+Before creating one it asks Prefect for the batch's orchestrator runs (every trigger tags them
+`batch:<id>`): a stall that already has a run merely queued (SCHEDULED, late, AwaitingConcurrencySlot
+or PENDING: waiting for a managed slot or a worker) is left to it, whatever window it was created
+in, so a queue on Prefect Managed's one-run free tier never grows extra runs. A launched batch
+whose recorded flow run is still to come (queued or running) is left to it too.
 """
 
 from __future__ import annotations
@@ -38,7 +44,31 @@ SWEEP_TAGS = ("trigger:sweep",)
 @task(**DB_RETRIES)
 def find_stalled(stale_seconds: float, launch_grace_seconds: float) -> list[batches.Stalled]:
     with transaction() as conn:
-        return batches.stalled(conn, stale_seconds=stale_seconds, launch_grace_seconds=launch_grace_seconds)
+        return batches.stalled(conn, stale_seconds=stale_seconds, launch_grace_seconds=launch_grace_seconds,
+                               beat_seconds=get_settings().batch_heartbeat_seconds)
+
+
+def _queued_runs(batch_id: int, flow_name: str) -> list[str]:
+    """Ids of the batch's `flow_name` runs that Prefect holds but has not started (SCHEDULED or PENDING types)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"batch:{batch_id}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))),
+            limit=5)
+    return [str(r.id) for r in runs]
 
 
 def _run_is_live(flow_run_id: str) -> bool:
@@ -56,11 +86,15 @@ def _run_is_live(flow_run_id: str) -> bool:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
 def resume(stalled: batches.Stalled, deployment: str, batch_size: int) -> str | None:
-    """Create the batch's orchestrator-main flow run; None when its launch run is still to come."""
+    """The batch's orchestrator-main flow run: a queued one already there, else a new one; None when its launch run is still to come."""
     logger = get_run_logger()
     if stalled.status == "launched" and stalled.flow_run_id and _run_is_live(stalled.flow_run_id):
         logger.info("batch_id=%s: launch run %s is still to come; left to it", stalled.batch_id, stalled.flow_run_id)
         return None
+    queued = _queued_runs(stalled.batch_id, deployment.split("/", 1)[0])
+    if queued:
+        logger.info("batch_id=%s: run %s is queued in Prefect, not started; left to it", stalled.batch_id, queued[0])
+        return queued[0]
     from prefect.deployments import run_deployment
 
     key = stalled.resume_key(int(time.time() // RESUME_WINDOW_SECONDS))

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import csvsafe, db, workitems
+from shared import csvsafe, db, liveness, workitems
 from shared.engines import billing
 from shared.files import atomic_write
 from shared.settings import get_settings
@@ -156,7 +156,7 @@ class BatchIsDraft(ValueError):
 
 
 class NotAnEnrichmentBatch(ValueError):
-    """The batch holds outreach sends: outreach_hourly works it, never orchestrator_main's enrichment engine."""
+    """The batch holds outreach sends: outreach_run works it, never orchestrator_main's enrichment engine."""
 
 
 class BatchTakenOver(RuntimeError):
@@ -173,70 +173,110 @@ def status(conn: Connection, batch_id: int) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """What `take` found: the batch is ours now, or whose it is, or that it is already over."""
+    """What `take` found: the batch is ours now, or whose it is, or that it is already over.
+
+    `verdict` is `shared.liveness.judge`'s word on the previous holder (None when there was none
+    to judge): why it was taken over, or why it was left alone ('alive' or 'silent').
+    """
 
     batch_id: int
     status: str
     taken: bool
     runner_id: str | None = None
     heartbeat_age_seconds: float | None = None
+    verdict: liveness.Verdict | None = None
+    previous_runner: str | None = None
 
     @property
     def busy(self) -> bool:
-        """Someone else runs it (fresh heartbeat)."""
-        return not self.taken and self.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING)
+        """Someone else runs it (its runner is not provably gone)."""
+        return (not self.taken and self.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING)
+                and self.runner_id is not None and not (self.verdict is not None and self.verdict.gone))
+
+    @property
+    def silent(self) -> bool:
+        """Busy, but its runner missed its heartbeats: judge again after `verdict.wait_seconds`."""
+        return self.busy and self.verdict is not None and self.verdict.state == "silent"
 
     def describe(self) -> str:
         if self.taken:
-            return f"batch {self.batch_id} is now run by {self.runner_id}"
+            took = (f" (taken over from {liveness.shown(self.previous_runner)}: {self.verdict.reason})"
+                    if self.previous_runner and self.verdict is not None else "")
+            return f"batch {self.batch_id} is now run by {liveness.shown(self.runner_id)}{took}"
         if self.busy:
             age = "no heartbeat yet" if self.heartbeat_age_seconds is None else \
                 f"heartbeat {self.heartbeat_age_seconds:.0f} s ago"
-            return f"batch {self.batch_id} is being run by {self.runner_id}, {age}"
+            text_ = f"batch {self.batch_id} is being run by {liveness.shown(self.runner_id)}, {age}"
+            return text_ + (f" ({self.verdict.reason})" if self.silent and self.verdict is not None else "")
         return f"batch {self.batch_id} is already {self.status}"
 
+
+_HOLDER = """
+    SELECT status, kind, runner_id, extract(epoch FROM clock_timestamp() - heartbeat_at) AS age
+    FROM batches WHERE id = :b
+"""
+
+
+def holder(conn: Connection, batch_id: int, *, stale_seconds: float, beat_seconds: float | None = None) -> Taken:
+    """Who runs the batch now and `shared.liveness.judge`'s verdict on them; changes nothing.
+
+    `taken` is False; `busy` means a runner that is not provably gone holds it (`silent`: one that
+    missed its heartbeats, judged again after `verdict.wait_seconds`). Raises NotFound."""
+    found = conn.execute(text(_HOLDER), {"b": batch_id}).first()
+    if found is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    age = None if found.age is None else float(found.age)
+    verdict = None
+    if found.runner_id is not None and found.status in (BatchStatus.LAUNCHED, BatchStatus.RUNNING):
+        verdict = liveness.judge_here(conn, found.runner_id, age, beat_seconds=beat_seconds,
+                                      stale_seconds=stale_seconds)
+        if not verdict.gone:
+            return Taken(batch_id, str(found.status), False, found.runner_id, age, verdict)
+    return Taken(batch_id, str(found.status), False, found.runner_id, age, verdict)
 
 _TAKE = text("""
     UPDATE batches
     SET status = 'running', started_at = coalesce(started_at, now()),
         flow_run_id = coalesce(CAST(:flow_run AS text), flow_run_id), runner_id = :runner, heartbeat_at = now()
-    WHERE id = :b AND kind = 'enrich'
-      AND (status IN ('launched', 'running') OR (:allow_draft AND status = 'draft'))
-      AND (runner_id IS NULL OR runner_id = :runner OR heartbeat_at IS NULL
-           OR heartbeat_at < now() - make_interval(secs => :stale))
+    WHERE id = :b
     RETURNING status
 """)
 
 
 def take(conn: Connection, batch_id: int, runner_id: str, *, flow_run_id: str | None, stale_seconds: float,
-         allow_draft: bool = False) -> Taken:
+         allow_draft: bool = False, beat_seconds: float | None = None) -> Taken:
     """Become the batch's one orchestrator: launched/running → running with our runner id and a heartbeat.
 
-    One guarded UPDATE, so of two orchestrators racing for a batch exactly one wins; a batch whose
-    runner's heartbeat is older than `stale_seconds` is taken over (that runner is dead). Taking a
-    batch we already hold succeeds again (a retried statement). A draft is refused unless
+    The batch row is locked (FOR UPDATE) while its holder is judged, so of two orchestrators
+    racing for a batch exactly one wins (the second reads the winner's fresh row). A batch whose
+    runner is provably gone (`shared.liveness.judge`: its PID is dead on this host, its database
+    session is gone, or its heartbeat is older than `stale_seconds`) is taken over; `beat_seconds`
+    (the heartbeat interval) lets a vanished session count and a silent runner be told apart.
+    Taking a batch we already hold succeeds again (a retried statement). A draft is refused unless
     `allow_draft` (the operator's explicit `outbound batch run N`): a NOTIFY or a stray flow run
     must not start what nobody launched. Raises NotFound or BatchIsDraft; a finished or busy
     batch comes back with `taken=False`.
     """
-    row = conn.execute(_TAKE, {"b": batch_id, "runner": runner_id, "flow_run": flow_run_id,
-                               "stale": stale_seconds, "allow_draft": allow_draft}).first()
-    if row is not None:
-        return Taken(batch_id, str(row.status), True, runner_id, 0.0)
-    found = conn.execute(
-        text("SELECT status, kind, runner_id, extract(epoch FROM now() - heartbeat_at) AS age FROM batches "
-             "WHERE id = :b"),
-        {"b": batch_id},
-    ).first()
+    found = conn.execute(text(_HOLDER + " FOR UPDATE"), {"b": batch_id}).first()
     if found is None:
         raise NotFound(f"batch {batch_id} does not exist")
     if found.kind != "enrich":
-        raise NotAnEnrichmentBatch(f"batch {batch_id} is an outreach send batch: outreach_hourly works it")
-    if found.status == BatchStatus.DRAFT:
+        raise NotAnEnrichmentBatch(f"batch {batch_id} is an outreach send batch: outreach_run works it")
+    age = None if found.age is None else float(found.age)
+    if found.status == BatchStatus.DRAFT and not allow_draft:
         raise BatchIsDraft(f"batch {batch_id} is a draft: launch it with `outbound batch launch {batch_id}` "
                            f"(or run it here with `outbound batch run {batch_id}`)")
-    return Taken(batch_id, str(found.status), False, found.runner_id,
-                 None if found.age is None else float(found.age))
+    if found.status not in (BatchStatus.LAUNCHED, BatchStatus.RUNNING, BatchStatus.DRAFT):
+        return Taken(batch_id, str(found.status), False, found.runner_id, age)
+    verdict = None
+    if found.runner_id is not None and found.runner_id != runner_id:
+        verdict = liveness.judge_here(conn, found.runner_id, age, beat_seconds=beat_seconds,
+                                      stale_seconds=stale_seconds)
+        if not verdict.gone:
+            return Taken(batch_id, str(found.status), False, found.runner_id, age, verdict)
+    row = conn.execute(_TAKE, {"b": batch_id, "runner": runner_id, "flow_run": flow_run_id}).one()
+    previous = found.runner_id if found.runner_id != runner_id else None
+    return Taken(batch_id, str(row.status), True, runner_id, 0.0, verdict, previous)
 
 
 def heartbeat(conn: Connection, batch_id: int, runner_id: str) -> bool:
@@ -269,13 +309,14 @@ class Stalled:
 
 
 _STALLED = text("""
-    SELECT id, client_id, status, flow_run_id,
-           coalesce(heartbeat_at, started_at, launched_at, created_at) AS since
+    SELECT id, client_id, status, flow_run_id, runner_id,
+           coalesce(heartbeat_at, started_at, launched_at, created_at) AS since,
+           extract(epoch FROM clock_timestamp() - coalesce(heartbeat_at, started_at, launched_at, created_at)) AS age
     FROM batches
-    WHERE kind = 'enrich'  -- send batches belong to outreach_hourly, which recovers its own
+    WHERE kind = 'enrich'  -- send batches belong to outreach_run, which recovers its own
       AND (CAST(:client AS bigint) IS NULL OR client_id = :client)
       AND ((status = 'running'
-            AND coalesce(heartbeat_at, started_at, launched_at, created_at) < now() - make_interval(secs => :stale))
+            AND coalesce(heartbeat_at, started_at, launched_at, created_at) < now() - make_interval(secs => :maybe))
         OR (status = 'launched'
             AND coalesce(heartbeat_at, launched_at, created_at) < now() - make_interval(secs => :grace)))
     ORDER BY id
@@ -283,10 +324,23 @@ _STALLED = text("""
 
 
 def stalled(conn: Connection, *, stale_seconds: float, launch_grace_seconds: float,
-            client: int | None = None) -> list[Stalled]:
-    """Batches left `running` by a dead orchestrator, or `launched` with nothing started for them."""
-    rows = conn.execute(_STALLED, {"stale": stale_seconds, "grace": launch_grace_seconds, "client": client})
-    return [Stalled(r.id, r.client_id, r.status, r.flow_run_id, r.since) for r in rows]
+            client: int | None = None, beat_seconds: float | None = None) -> list[Stalled]:
+    """Batches left `running` by a dead orchestrator, or `launched` with nothing started for them.
+
+    A running batch is stalled when `shared.liveness.judge` finds its runner gone: its heartbeat
+    is older than `stale_seconds`, or (with `beat_seconds`, after a couple of missed beats) its
+    PID is dead on this host or its database session is gone.
+    """
+    maybe = min(stale_seconds, liveness.MISSED_BEATS_FOR_SESSION_PROOF * beat_seconds) if beat_seconds else stale_seconds
+    rows = conn.execute(_STALLED, {"stale": stale_seconds, "grace": launch_grace_seconds, "client": client,
+                                   "maybe": maybe})
+    found = []
+    for r in rows:
+        if r.status == BatchStatus.RUNNING and r.runner_id is not None and not liveness.judge_here(
+                conn, r.runner_id, float(r.age), beat_seconds=beat_seconds, stale_seconds=stale_seconds).gone:
+            continue
+        found.append(Stalled(r.id, r.client_id, r.status, r.flow_run_id, r.since))
+    return found
 
 
 def db_now(conn: Connection) -> datetime:
@@ -315,7 +369,7 @@ def chunks(engine: Engine, batch_id: int, size: int, runner_id: str | None = Non
                     raise BatchCancelled(f"batch {batch_id} was cancelled; {runner_id} stops claiming")
                 if holder != runner_id:
                     raise BatchTakenOver(f"batch {batch_id} was taken over by {holder}; {runner_id} stops claiming")
-            return [c.id for c in workitems.claim(conn, batch_id, size)]
+            return [c.id for c in workitems.claim(conn, batch_id, size, claimer=liveness.me(conn).token())]
 
     while True:
         claimed = db.retrying(claim_one, what=f"batch_id={batch_id} claim")

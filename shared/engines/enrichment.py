@@ -19,8 +19,6 @@ import concurrent.futures
 import hashlib
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -29,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import redact, workitems
+from shared import liveness, redact, workitems
 from shared.db import get_engine
 from shared.engines import billing
 from shared.engines.billing import Reservation
@@ -146,10 +144,11 @@ def enrich_chunk(
     settings = settings or get_settings()
     engine = engine or get_engine()
     providers = list(providers) if providers is not None else default_providers(settings)
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     report = ChunkReport(requested=len(item_ids))
 
     with engine.begin() as conn:
+        # host:pid:... (shared.liveness): a rerun hands our items back at once if this process dies.
+        worker_id = worker_id or liveness.me(conn).token()
         started, not_startable = workitems.start(
             conn, item_ids, worker_id=worker_id, lease_seconds=settings.lease_seconds
         )

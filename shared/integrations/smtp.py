@@ -1,7 +1,19 @@
-"""SMTP: one message per transaction, telling the caller exactly when DATA starts.
+"""SMTP: one message per transaction, and what each of the server's replies means (RFC 5321).
 
-The at-most-once rule needs that moment: a failure before DATA means nothing was sent (retry is
-safe); a failure after DATA started may have delivered the message (RFC 1047), so it is in doubt.
+A reply code is a definite answer: 4xx means the server did not take the message (try again
+later, same Message-ID), 5xx means it refused it. Only a connection lost or timed out after the
+final dot went out, before any reply, leaves the message in doubt (RFC 1047): the server may have
+accepted it. `SmtpError.outcome` names which of these happened, and `stage` the command that got
+the answer, so the send engine never has to guess:
+
+- `deferred`: 4xx to MAIL, RCPT, DATA or the final dot: not sent, retry later;
+- `refused`: 5xx to RCPT, DATA or the final dot: not sent, do not retry (`bounced` when RCPT got a
+  5.1.x "no such recipient": a hard bounce for that lead);
+- `mailbox`: the mailbox's own server failed before any message was offered (connect, TLS, EHLO,
+  AUTH, 5xx to MAIL FROM, 421 "closing" at any stage, a connection lost before the dot);
+  `transient` (shared.db.is_transient, the project's one rule) says whether trying later can help;
+- `in_doubt`: no reply after the final dot.
+
 Passwords come from the environment or `.env` under the mailbox's secret *name*; they never
 appear in a log line or an exception message.
 """
@@ -9,14 +21,20 @@ appear in a log line or an exception message.
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email import policy
+from email.message import EmailMessage
 
 from dotenv import dotenv_values
+
+from shared.db import is_transient
+
+DEFERRED, REFUSED, BOUNCED, MAILBOX, IN_DOUBT = "deferred", "refused", "bounced", "mailbox", "in_doubt"
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +60,83 @@ def lookup_secret(name: str | None) -> str | None:
 
 
 class SmtpError(Exception):
-    """An SMTP exchange failed; `data_started` says whether the message may have been delivered."""
+    """An SMTP exchange did not deliver the message; `outcome` says what that means (see the module)."""
 
-    def __init__(self, message: str, *, data_started: bool, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, stage: str, outcome: str, code: int | None = None, reply: str = "",
+                 transient: bool = False) -> None:
         super().__init__(message)
-        self.data_started = data_started
-        self.permanent = permanent
+        self.stage = stage
+        self.outcome = outcome
+        self.code = code
+        self.reply = reply  # the server's words after the code
+        self.transient = transient
+
+    @property
+    def status(self) -> str | None:
+        """The enhanced status code ("5.1.1") or else the bare reply code ("550"); None without a reply."""
+        return enhanced_status(self.reply) or (str(self.code) if self.code is not None else None)
+
+    @property
+    def data_started(self) -> bool:
+        """True when the message may have been delivered (the final dot went out, no reply came)."""
+        return self.outcome == IN_DOUBT
+
+    @property
+    def permanent(self) -> bool:
+        return self.outcome in (REFUSED, BOUNCED) or (self.outcome == MAILBOX and not self.transient)
+
+
+def enhanced_status(text: str) -> str | None:
+    """The RFC 3463 enhanced status code a reply text starts with ("5.1.1"), or None."""
+    m = _ENHANCED.match(text)
+    return ".".join(m.groups()) if m else None
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        detail = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        return f"{exc.smtp_code} {detail}"[:300]
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
-                         for code, msg in exc.recipients.values())[:300]
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"[:300]
     return f"{type(exc).__name__}: {exc}"[:300]  # never the password: it is only ever passed to login()
+
+
+def classify(stage: str, code: int | None, text: str = "") -> str:
+    """The outcome of a reply `code` (None: no reply) to the command at `stage` (pure; see the module)."""
+    if code is None:
+        return IN_DOUBT if stage == "dot" else MAILBOX
+    if code == 421 or stage in ("connect", "ehlo", "starttls", "auth"):
+        return MAILBOX  # 421: the server is closing the channel, whatever command it answered
+    if 400 <= code < 500:
+        return DEFERRED
+    if stage == "mail":
+        return MAILBOX  # 5xx to MAIL FROM: this sender cannot send at all
+    if stage == "rcpt" and (enhanced_status(text) or "").startswith("5.1."):
+        return BOUNCED
+    return REFUSED
+
+
+def _answered(stage: str, code: int, reply: bytes | str) -> SmtpError:
+    words = _text(reply)
+    error = smtplib.SMTPResponseException(code, words)
+    return SmtpError(f"{stage.upper()} answered {code} {words}"[:300], stage=stage, outcome=classify(stage, code, words),
+                     code=code, reply=words, transient=is_transient(error))
+
+
+def _dot_stuffed(payload: bytes) -> bytes:
+    """The DATA payload as it goes on the wire: CRLF line ends, leading dots doubled, then CRLF.CRLF."""
+    body = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r\n|\r|\n", b"\r\n", payload))
+    return body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n"
 
 
 def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, recipient: str, timeout: float,
          on_data: Callable[[], None] | None = None, raw: bytes | None = None) -> str:
     """Deliver `message` to one recipient; returns the server's reply to the final dot (e.g. "250 OK").
 
-    `raw`: the exact bytes to send instead of serializing `message` (a DKIM signature covers them)."""
-    data_started = False
+    Raises SmtpError with the stage and outcome otherwise. `raw`: the exact bytes to send instead
+    of serializing `message` (a DKIM signature covers them)."""
+    stage = "connect"
     client: smtplib.SMTP | None = None
     try:
         if account.tls_mode == "tls":
@@ -73,31 +144,47 @@ def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, rec
                                       context=ssl.create_default_context())
         else:
             client = smtplib.SMTP(account.host, account.port, timeout=timeout)
+        stage = "ehlo"
         client.ehlo()
         if account.tls_mode == "starttls":
+            stage = "starttls"
             client.starttls(context=ssl.create_default_context())
+            stage = "ehlo"
             client.ehlo()
         password = account.password()
         if account.username and password:
+            stage = "auth"
             client.login(account.username, password)
+        stage = "mail"
         code, reply = client.mail(envelope_from)
         if code != 250:
-            raise smtplib.SMTPSenderRefused(code, reply, envelope_from)
+            raise _answered(stage, code, reply)
+        stage = "rcpt"
         code, reply = client.rcpt(recipient)
         if code not in (250, 251):
-            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            raise _answered(stage, code, reply)
         if on_data is not None:
             on_data()
-        data_started = True
-        code, reply = client.data(raw if raw is not None else message.as_bytes(policy=policy.SMTP))
+        stage = "data"
+        client.putcmd("data")
+        code, reply = client.getreply()
+        if code != 354:
+            raise _answered(stage, code, reply)
+        stage = "body"  # a failure while the body goes out: the final dot never left, nothing delivered
+        client.send(_dot_stuffed(raw if raw is not None else message.as_bytes(policy=policy.SMTP)))
+        stage = "dot"  # from here on, no reply means the server may have taken it
+        code, reply = client.getreply()
         if code != 250:
-            raise smtplib.SMTPDataError(code, reply)
-        answer = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
+            raise _answered(stage, code, reply)
+        answer = f"{code} {_text(reply)}"
+    except SmtpError:
+        raise
     except (smtplib.SMTPException, OSError) as exc:
-        permanent = isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
-        if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            permanent = any(500 <= code < 600 for code, _ in exc.recipients.values())
-        raise SmtpError(_describe(exc), data_started=data_started, permanent=permanent) from None
+        code = exc.smtp_code if isinstance(exc, smtplib.SMTPResponseException) else None
+        # Lost while the body went out: the dot never left, so nothing was delivered (a mailbox fault).
+        words = _text(getattr(exc, "smtp_error", b""))
+        raise SmtpError(f"{stage.upper()}: {_describe(exc)}"[:300], stage=stage, outcome=classify(stage, code, words),
+                        code=code, reply=words, transient=is_transient(exc)) from None
     finally:
         if client is not None:
             try:

@@ -129,7 +129,7 @@ def test_managed_pool_of_another_type_is_refused():
 
 def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows():
     flows, client = FakeFlowSource(), FakePoolClient({"managed-production": "prefect:managed"})
-    packages = deploy.pinned_packages()
+    packages = deploy.managed_packages()
     deployed = deploy.deploy_managed(GIT, client=client, flow_source=flows)
 
     assert flows.sources == [
@@ -137,7 +137,7 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         {"source": GIT, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
         {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
         {"source": GIT, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_hourly"},
+        {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_run"},
         {"source": GIT, "entrypoint": "orchestrator/flows/replies.py:reply_recovery"},
     ]
     main, daily, campaign, sweep, outreach, recovery = flows.deploys
@@ -145,7 +145,7 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
         "entrypoint": "orchestrator/flows/batch.py:orchestrator_main",
         "name": "orchestrator-main",
         "work_pool_name": "managed-production",
-        "job_variables": {"pip_packages": packages,
+        "job_variables": {"image": "prefecthq/prefect:3.8.8-python3.11", "pip_packages": packages,
                           "env": {"EXECUTOR": "modal", "PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}},
         "tags": ["outbound", "orchestrator", "batch"],
         "parameters": {"batch_size": 50},
@@ -158,9 +158,9 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     assert sweep["name"] == "batch-sweep" and sweep["work_pool_name"] == "managed-production"
     [every] = sweep["schedules"]
     assert (every.cron, every.timezone) == ("*/5 * * * *", "UTC")
-    assert outreach["name"] == "outreach-hourly"
-    [hourly] = outreach["schedules"]
-    assert (hourly.cron, hourly.timezone) == ("0 * * * *", "UTC")
+    assert outreach["name"] == "outreach-run"
+    [passes] = outreach["schedules"]
+    assert (passes.cron, passes.timezone) == ("2-59/5 * * * *", "UTC")
     assert outreach["job_variables"] == main["job_variables"]
     assert recovery["name"] == "reply-recovery" and recovery["job_variables"] == main["job_variables"]
     [six] = recovery["schedules"]
@@ -235,7 +235,7 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
     # The worker's environment is the flow's, plus Prefect's handler on the engine's loggers.
     assert {str(d["job_variables"]) for d in flows.deploys} == {str({"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": "shared"}})}
     assert [d.name for d in deployed] == ["orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
-                                          "outreach-hourly", "reply-recovery"]
+                                          "outreach-run", "reply-recovery"]
 
     deploy.deploy_local(client=client, flow_source=flows)  # second time: pool reused
     assert client.created == [("local-process", "process")]
@@ -243,8 +243,8 @@ def test_local_deploy_creates_the_process_pool_and_uses_the_checkout():
 
 # -- prefect.yaml ----------------------------------------------------------------------------------
 
-def specs_hourly(raw: dict) -> tuple[str, str]:
-    (entry,) = [d for d in raw["deployments"] if d["name"] == "outreach-hourly"]
+def specs_outreach(raw: dict) -> tuple[str, str]:
+    (entry,) = [d for d in raw["deployments"] if d["name"] == "outreach-run"]
     return entry["schedules"][0]["cron"], entry["schedules"][0]["timezone"]
 
 
@@ -255,8 +255,8 @@ def test_prefect_yaml_is_valid_for_prefect_and_has_every_deployment():
     model = PrefectYamlModel.model_validate(raw)  # Prefect's own schema for `prefect deploy`
     by_name = {d.name: d for d in model.deployments}
     assert set(by_name) == {"orchestrator-main", "enrichment-daily", "campaign-activation", "batch-sweep",
-                            "outreach-hourly", "reply-recovery"}
-    assert specs_hourly(raw) == ("0 * * * *", "UTC")
+                            "outreach-run", "reply-recovery"}
+    assert specs_outreach(raw) == ("2-59/5 * * * *", "UTC")  # one short pass every 5 minutes, off the sweep
     assert by_name["orchestrator-main"].parameters == {"batch_size": 50}
     assert all(d.work_pool.name == "managed-production" for d in model.deployments)
     assert raw["definitions"]["work_pools"]["local_process"]["name"] == "local-process"

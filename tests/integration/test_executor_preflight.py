@@ -49,7 +49,7 @@ def test_modal_preflight_says_to_deploy_when_the_app_is_missing():
         raise NotFoundError("Lookup failed for Function 'check_config' from the 'outbound-enrichment' app")
 
     executor = ModalExecutor("outbound-enrichment", "enrich_chunk", function=object(), check=RemoteCall(missing))
-    with pytest.raises(ExecutorUnavailable, match="modal deploy modal_apps/enrichment.py"):
+    with pytest.raises(ExecutorUnavailable, match=r"modal deploy -m modal_apps\.enrichment"):
         executor.preflight()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import modal
@@ -17,6 +18,7 @@ from shared import workitems
 from shared.engines import billing
 from shared.integrations.providers import sandbox
 from tests import factories
+from tests.modal_function import ModalFunction
 
 pytestmark = pytest.mark.integration
 
@@ -89,27 +91,8 @@ def test_flow_recovers_items_a_lost_worker_left_behind(engine, prefect_harness, 
         assert conn.execute(text("SELECT max(attempts) FROM work_items WHERE id = ANY(:ids)"), {"ids": ids}).scalar() == 2
 
 
-class FakeModalFunction:
-    """Modal's Function surface (`map` with return_exceptions, `spawn_map`), running the real engine in threads."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.calls: list[str] = []
-
-    def map(self, inputs, order_outputs=True, return_exceptions=False):
-        self.calls.append(f"map(order_outputs={order_outputs}, return_exceptions={return_exceptions})")
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(self.fn, chunk) for chunk in inputs]
-            for f in futures:
-                exc = f.exception()
-                if exc is not None and not return_exceptions:
-                    raise exc
-                yield exc if exc is not None else f.result()
-
-    def spawn_map(self, inputs):
-        self.calls.append("spawn_map")
-        chunks = list(inputs)
-        threading.Thread(target=lambda: [self.fn(c) for c in chunks], daemon=True).start()
+def FakeModalFunction(fn):  # noqa: N802 - the stand-in's class, with four containers
+    return ModalFunction(fn, containers=4)
 
 
 def test_modal_function_runs_the_engine_locally(engine, providers):
@@ -139,7 +122,7 @@ def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env
     assert summary["status"] == "completed" and summary["total"] == 120
     assert set(looked_up) == {("outbound-enrichment", "enrich_chunk"), ("outbound-enrichment", "check_config")}
     assert len(checks) == 1  # the preflight ran once, before any chunk
-    assert fake.calls == ["map(order_outputs=False, return_exceptions=True)"]
+    assert fake.calls == [] and fake.pulled == 5  # .remote per chunk, never .map (it buffers 1,000 ahead)
 
 
 def test_modal_spawn_map_then_wait_on_postgres(engine, providers, monkeypatch):
@@ -151,9 +134,13 @@ def test_modal_spawn_map_then_wait_on_postgres(engine, providers, monkeypatch):
     fake = FakeModalFunction(enrich_chunk.local)
     _, b = _batch(engine, 40)
     ModalExecutor("outbound-enrichment", "enrich_chunk", function=fake).spawn(chunks(get_engine(), b, 10))
-    counts = wait_for_batch.fn(b, poll_seconds=0.1, timeout_seconds=60)
+    for _ in range(300):  # spawn returned at once; the background window finishes the batch
+        counts = wait_for_batch.fn(b, poll_seconds=0.1, timeout_seconds=60, gather_seconds=0)
+        if not counts.get("PENDING"):
+            break
+        time.sleep(0.2)
     assert sum(counts.values()) == 40 and set(counts) <= {"DONE", "SKIPPED"}
-    assert fake.calls == ["spawn_map"]
+    assert fake.calls == [] and fake.pulled == 4  # a bounded window in the background, not .spawn_map
 
 
 def test_modal_chunk_exceptions_are_reported_not_raised():
@@ -281,3 +268,38 @@ def test_a_cancelled_batch_stops_claiming_and_the_run_ends_cleanly(engine, prefe
         assert claimed_after == 0
         assert batches.new_leads_count(conn, client) == counts["PENDING"]  # their leads are new again
         assert not batches.launch(conn, b) and not batches.cancel(conn, b)  # over is over
+
+
+def test_modal_executor_claims_no_further_ahead_than_the_containers_take(engine, providers, env, monkeypatch):
+    """A batch 50x the window: no chunk waits QUEUED past the queue timeout, claimed-not-started never exceeds the window.
+
+    The fake buffers inputs as Modal's client does (`.map` pulls up to 1,000 ahead) and runs two
+    containers of one input each, the real enrich_chunk in each, with 50 ms of container overhead
+    per input; the executor is the one the flow gets from the settings.
+    """
+    from modal_apps.enrichment import enrich_chunk
+    from orchestrator.executor import get_executor
+    from shared.db import get_engine
+    from shared.engines.batches import chunks
+    from shared.settings import get_settings
+
+    env(EXECUTOR="modal", MODAL_MAX_CONTAINERS="2", MODAL_INPUTS_PER_CONTAINER="1", QUEUE_TIMEOUT_SECONDS="2")
+    window = 2
+    _, b = _batch(engine, 50 * window)
+    queued_at_start = []
+
+    def count_queued(_chunk):  # claimed and not started: QUEUED rows, this chunk's included
+        with engine.connect() as conn:
+            queued_at_start.append(conn.execute(text(
+                "SELECT count(*) FROM work_items WHERE batch_id = :b AND status = 'QUEUED'"), {"b": b}).scalar())
+
+    fake = ModalFunction(enrich_chunk.local, containers=2, inputs_per_container=1, overhead_seconds=0.05,
+                         on_start=count_queued)
+    monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: fake)
+    results = list(get_executor().run(chunks(get_engine(), b, 1)))
+    assert len(results) == 50 * window and not [r for r in results if isinstance(r, BaseException)]
+    assert max(queued_at_start) <= window, max(queued_at_start)
+    with engine.connect() as conn:
+        longest = conn.execute(text("SELECT extract(epoch FROM max(started_at - queued_at)) FROM work_items "
+                                    "WHERE batch_id = :b"), {"b": b}).scalar()
+    assert longest < get_settings().queue_timeout_seconds, f"a chunk waited {longest:.1f} s QUEUED"

@@ -245,7 +245,7 @@ def test_failure_after_data_is_in_doubt_and_never_resent(engine, outreach, sink)
         assert set(conn.execute(text("SELECT status FROM enrollments")).scalars()) == {"held"}
 
 
-def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
+def test_deferred_at_rcpt_is_retried_later_under_the_same_message_id(engine, outreach):
     from aiosmtpd.controller import Controller
 
     from tests.email_sink import Sink, free_port
@@ -267,13 +267,16 @@ def test_refused_before_data_is_failed_and_retried_later(engine, outreach):
         with engine.begin() as conn:
             conn.execute(text("UPDATE mailboxes SET smtp_port = :p"), {"p": port})
         outreach_pass.fn(MONDAY_10_UTC, True)
-        assert {r.status for r in _sent(engine)} == {"failed"} and handler.messages == []
+        assert {r.status for r in _sent(engine)} == {"deferred"} and handler.messages == []
+        with engine.connect() as conn:
+            ids = set(conn.execute(text("SELECT message_id FROM messages")).scalars())
         Refuser.refuse = False
         outreach_pass.fn(MONDAY_10_UTC + timedelta(hours=1), True)
     finally:
         controller.stop()
     assert {r.status for r in _sent(engine) if r.step == 1} == {"sent"}
     assert len(handler.messages) == 5
+    assert {m["Message-ID"] for _, _, m in handler.messages} == ids  # the retry kept each Message-ID
 
 
 def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
@@ -344,11 +347,11 @@ def test_forecast_matches_what_actually_went_out(engine, sink, outreach):
     assert max(flat.values()) <= 2
 
 
-def test_the_hourly_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
-    from orchestrator.flows.outreach import outreach_hourly
+def test_the_outreach_flow_runs_a_simulated_week_under_prefect(engine, sink, outreach, prefect_harness):
+    from orchestrator.flows.outreach import outreach_run
 
     s, _ = sink
-    summary = outreach_hourly(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
+    summary = outreach_run(now=MONDAY_10_UTC, until=MONDAY_10_UTC + timedelta(days=7))
     assert summary["sent"] == 15 and len(s.messages) == 15
     assert summary["passes"] >= 3
 

@@ -226,13 +226,13 @@ def test_taking_over_a_dead_runners_batch_hands_back_what_it_claimed_and_never_s
 
 
 def test_send_batches_are_never_taken_or_swept_as_enrichment(engine):
-    """outreach_hourly runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
+    """outreach_run runs 'send' batches; the enrichment orchestrator and its sweep leave them alone."""
     _, b = _batch(engine, 2)
     with engine.begin() as conn:
         conn.execute(text("UPDATE batches SET kind = 'send', status = 'running', "
                           "heartbeat_at = now() - interval '1 hour' WHERE id = :b"), {"b": b})
         assert b not in [s.batch_id for s in batches.stalled(conn, stale_seconds=60, launch_grace_seconds=60)]
-    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_hourly"):
+    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_run"):
         batches.take(conn, b, "A", flow_run_id=None, stale_seconds=60, allow_draft=True)
 
 
@@ -294,7 +294,7 @@ def _wait(check, timeout, what):
 
 
 def test_sweep_resumes_a_batch_whose_orchestrator_was_killed(engine, database_url, prefect_harness, env, sandbox_url):
-    """`outbound batch run N` killed with SIGKILL mid-batch; the sweep finds the stale heartbeat and finishes it."""
+    """`outbound batch run N` killed with SIGKILL mid-batch; the sweep finds its runner gone and finishes it."""
     fast = {"PROVIDER_ORDER": "heuristics,sandbox", "SANDBOX_URL": sandbox_url, "LEASE_SECONDS": "3",
             "BATCH_HEARTBEAT_SECONDS": "0.5", "BATCH_STALE_SECONDS": "2", "LOCAL_WORKERS": "2"}
     env(**fast)
@@ -307,9 +307,10 @@ def test_sweep_resumes_a_batch_whose_orchestrator_was_killed(engine, database_ur
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert _row(engine, b).status == "running"
-    assert batch_sweep(stale_seconds=60, in_process=True)["stalled"] == []  # heartbeat still fresh enough
-    _wait(lambda: _heartbeat_age(engine, b) > 2, 60, "the killed run's heartbeat to go stale")
-    assert batch_sweep(stale_seconds=2, in_process=True)["stalled"] == [b]
+    # Far from stale (60 s), but its PID is dead on this host: once it has missed a couple of beats
+    # (0.5 s each) the sweep takes it over without waiting for staleness.
+    _wait(lambda: _heartbeat_age(engine, b) > 1.5, 60, "the killed run to miss two heartbeats")
+    assert batch_sweep(stale_seconds=60, in_process=True)["stalled"] == [b]
     row = _row(engine, b)
     assert row.status == "completed" and "pid" in row.runner_id
     assert sum(_counts(engine, b).values()) == 300
@@ -347,6 +348,52 @@ def test_sweep_creates_one_flow_run_per_stall_through_the_deployment(engine, pre
     assert set(by_batch) == {lost, dead} and len(runs) == 2
     assert {str(r.id) for r in by_batch.values()} == set(first["resumed"].values())
     assert all(r.state.is_scheduled() for r in runs)
+
+
+def test_sweep_never_refires_a_stall_whose_run_is_merely_queued(engine, prefect_harness, env, monkeypatch):
+    """Runs waiting for a managed slot are not lost: a later sweep, even in a new window, adds none beside them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.deployments import run_deployment
+
+    import orchestrator.flows.sweep as sweep
+
+    with get_client(sync_client=True) as client:  # batch ids restart per test; earlier tests' runs carry their tags
+        for run in client.read_flow_runs():
+            client.delete_flow_run(run.id)
+    deployment_id = orchestrator_main.to_deployment(name="orchestrator-main").apply()
+    env(BATCH_LAUNCH_GRACE_SECONDS="0", BATCH_STALE_SECONDS="60")
+    _, unrecorded = _batch(engine, 2, status="launched", name="queued-launch")  # launch run made, id never recorded
+    _, dead = _batch(engine, 2, status="running", name="dead-runner")
+    _, lost = _batch(engine, 2, status="launched", name="lost-launch")  # pg_net lost it: no run at all
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE batches SET started_at = now() - interval '5 minutes' WHERE id = :b"), {"b": dead})
+    # The Edge Function's run for `unrecorded`, queued behind a busy slot (no worker takes it here).
+    edge = run_deployment("orchestrator_main/orchestrator-main", parameters={"batch_id": unrecorded}, timeout=0,
+                          as_subflow=False, tags=["trigger:edge-function", f"batch:{unrecorded}"])
+
+    def runs_of(batch_id):
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"batch:{batch_id}"])))
+        return [r for r in runs if r.deployment_id == deployment_id]
+
+    first = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert first["stalled"] == [unrecorded, dead, lost]
+    assert first["resumed"][unrecorded] == str(edge.id)  # the queued launch run, not a second one
+    monkeypatch.setattr(sweep, "RESUME_WINDOW_SECONDS", 1)  # every later sweep is in a new resume window
+    time.sleep(1.1)
+    second = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert second["resumed"] == first["resumed"]
+    assert [len(runs_of(b)) for b in (unrecorded, dead, lost)] == [1, 1, 1]
+    assert all(r.state.is_scheduled() for b in (unrecorded, dead, lost) for r in runs_of(b))
+    # Once the queued run has ended without taking the batch (cancelled, crashed), the next sweep fires again.
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(runs_of(dead)[0].id, Cancelled(), force=True)
+    time.sleep(1.1)
+    third = sweep.batch_sweep(stale_seconds=60, launch_grace_seconds=0)
+    assert third["resumed"][dead] != first["resumed"][dead] and len(runs_of(dead)) == 2
 
 
 def test_daily_run_resumes_a_stalled_batch_instead_of_ignoring_it(engine, prefect_harness, providers, env):
@@ -403,3 +450,19 @@ def test_kill_9_of_the_parent_takes_the_temporary_prefect_server_with_it(tmp_pat
         if parent.poll() is None:
             os.kill(parent.pid, signal.SIGKILL)
         parent.stdout.close()
+
+
+def test_a_scheduled_deployment_reaches_prefect_with_its_limit_and_collision_strategy(prefect_harness):
+    """`outbound deploy` (local target, the same specs as managed) registers prefect.yaml's limit on a real Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from orchestrator import deploy
+
+    with get_client(sync_client=True) as client:
+        deploy.deploy_local(client=client, specs=deploy.load_specs(only=["batch-sweep", "orchestrator-main"]))
+        sweep = client.read_deployment_by_name("batch_sweep/batch-sweep")
+        main = client.read_deployment_by_name("orchestrator_main/orchestrator-main")
+    assert sweep.global_concurrency_limit is not None and sweep.global_concurrency_limit.limit == 1
+    assert sweep.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    assert main.global_concurrency_limit is None  # one run per launched batch, many at once

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from datetime import UTC, datetime, timedelta
 
 from shared.engines.outreach.capacity import MailboxLimits, effective_cap, ramp_days
@@ -103,6 +105,15 @@ def test_scheduler_rotates_by_longest_idle_and_follow_ups_keep_their_mailbox():
     assert got[102] == 1  # follow-up: step 1's mailbox, planned first
     assert got[101] == 3 and got[103] == 2  # never used, then longest idle
     assert 104 not in got and plan.waiting_mailbox == 1  # every mailbox is inside its gap now
+
+
+def test_first_steps_spread_in_proportion_to_each_mailboxs_cap():
+    """A warm mailbox (cap 45) and a ramping one (cap 15): 20 first steps split 15:5, not 20:0 (most
+    absolute room would fill the warm one first and leave the ramping one without warm-up sends)."""
+    now = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    cands = [Candidate(i, 1, 7, 100 + i, 1, now, "UTC", None) for i in range(20)]
+    plan = due_sends(now, cands, {7: ALL_DAYS}, [_box(1, cap=45), _box(2, cap=15)])
+    assert Counter(s.mailbox_id for s in plan.sends) == {1: 15, 2: 5}
 
 
 def test_scheduler_waits_outside_the_leads_window():

@@ -1,8 +1,10 @@
 """Mailbox capacity: the ramp-up cap (pure) and the one guarded reservation in Postgres.
 
 Capacity is never held in process memory: a send takes its slot by locking the mailbox row and
-running one guarded UPDATE (active, past its gap, fewer than its cap sent in the rolling 24 h);
-zero rows means no slot. Overlapping hourly runs and many Modal containers all go through it.
+running one guarded UPDATE (active, not backing off after SMTP failures, past its gap, fewer than
+its cap sent in the rolling 24 h); zero rows means no slot. What counts against the cap is every
+send that may have been delivered (`HOLDS_SLOT`): not a failed or deferred one.
+Overlapping runs and many Modal containers all go through it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 SECONDS_PER_DAY = 86_400
+# Sends that may have reached someone hold a slot of the rolling 24 h cap; failed and deferred ones
+# never did. SQL over `messages s`, used by every count of the cap (here and in store).
+HOLDS_SLOT = "s.status NOT IN ('failed', 'deferred')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +63,17 @@ def limits_from_row(row: object) -> MailboxLimits:
 
 _LOCK = text(
     "SELECT daily_cap, ramp_start, ramp_step, ramp_ceiling, ramp_started_at, min_gap_seconds, jitter_seconds, "
-    "status FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE"
+    "status, smtp_retry_at FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE"
 )
 # Runs after the row lock, so (READ COMMITTED) it sees every reservation committed before ours.
 _RESERVE = text(
-    """
+    f"""
     UPDATE mailboxes m
     SET last_sent_at = :now, next_send_at = CAST(:now AS timestamptz) + make_interval(secs => :gap)
     WHERE m.id = :m AND m.client_id = :c AND m.status = 'active'
       AND (m.next_send_at IS NULL OR m.next_send_at <= :now)
       AND (SELECT count(*) FROM messages s
-           WHERE s.mailbox_id = m.id AND s.status <> 'failed'
+           WHERE s.mailbox_id = m.id AND {HOLDS_SLOT}
              AND s.reserved_at > CAST(:now AS timestamptz) - interval '24 hours' AND s.reserved_at <= :now) < :cap
     RETURNING m.id
     """
@@ -76,7 +81,7 @@ _RESERVE = text(
 
 
 class NoSlot(Exception):
-    """The mailbox has no slot now: paused, inside its gap, or at its cap for the rolling 24 h."""
+    """The mailbox has no slot now: paused, backing off, inside its gap, or at its cap for the rolling 24 h."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -92,6 +97,8 @@ def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
         raise NoSlot("mailbox_missing")
     if row.status != "active":
         raise NoSlot("mailbox_paused")
+    if row.smtp_retry_at is not None and row.smtp_retry_at > now:
+        raise NoSlot("mailbox_backing_off")
     limits = limits_from_row(row)
     got = conn.execute(_RESERVE, {"m": mailbox_id, "c": client_id, "now": now, "cap": effective_cap(limits, now),
                                   "gap": limits.min_gap_seconds + jitter(limits, rng)}).first()

@@ -6,9 +6,15 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
    replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
    'sending' — committed *before* any SMTP command;
-3. SMTP, one message per transaction. A failure before DATA marks the message 'failed' (the
-   enrollment stays due: a later run may retry). A failure after DATA started marks it
-   'in_doubt' and holds the enrollment: never resent automatically (the reconciler decides);
+3. SMTP, one message per transaction, each reply taken as the definite answer it is (RFC 5321,
+   `smtp.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
+   the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
+   'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
+   replies engine's bounce path; the mailbox's own server failing (connection, TLS, AUTH, 421,
+   5xx to MAIL FROM) → 'failed' (the step stays due) and the mailbox backs off, paused with the
+   server's words after `retry.PAUSE_AFTER` permanent failures. Only no reply after the final
+   dot marks it 'in_doubt' and holds the enrollment: never resent automatically (the reconciler
+   decides);
 4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced,
    the item DONE — one transaction.
 """
@@ -17,10 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -31,10 +35,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared import mailids, workitems
+from shared import leases, liveness, mailids, workitems
 from shared.db import get_engine
-from shared.engines.outreach import capacity, suppression, templates, timezones
+from shared.engines.outreach import capacity, retry, suppression, templates, timezones
+from shared.engines.replies import ingest
 from shared.integrations import mailauth, smtp
+from shared.leases import SEND_LEASE_SECONDS
 from shared.settings import Settings, get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus
 from shared.workitems import Outcome, Started
@@ -68,6 +74,9 @@ class SendReport:
     failed: int = 0
     in_doubt: int = 0
     retried: int = 0
+    deferred: int = 0  # 4xx: tried again after the backoff
+    bounced: int = 0  # 5.1.x to RCPT: a hard bounce
+    mailbox_failures: int = 0  # the mailbox's server failed before a message was offered
     fenced: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -190,7 +199,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
     # Still ours? A slow chunk (SMTP timeouts) may have outlived its lease and been recovered:
     # renew it item by item, and stop here if recovery took it.
-    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=settings.lease_seconds).lost:
+    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=SEND_LEASE_SECONDS).lost:
         return None, FENCED, None
     # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
     # first, then one row per join by key) so planning is cheap.
@@ -208,7 +217,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
         text("SELECT id, status, message_id FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s "
              "FOR UPDATE"),
         {"camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step}).first()
-    if existing is not None and existing.status != "failed":
+    if existing is not None and existing.status not in ("failed", "deferred"):
         return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
     try:
         capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now)
@@ -229,11 +238,11 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                  ":irt, :subj, 'sending', :now) RETURNING id"),
             {"c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step, "m": ctx.mailbox_id,
              "w": item.id, "a": item.attempt, "mid": mid, "irt": parent, "subj": subject, "now": now}).scalar_one()
-    else:  # a send that failed before DATA is tried again under the same row and Message-ID
+    else:  # a send that failed or was deferred is tried again under the same row and Message-ID
         pk = conn.execute(
-            text("UPDATE messages SET status = 'sending', error = NULL, mailbox_id = :m, work_item_id = :w, "
-                 "attempt = :a, reserved_at = :now, updated_at = now() WHERE id = :id AND status = 'failed' "
-                 "RETURNING id"), {"m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
+            text("UPDATE messages SET status = 'sending', error = NULL, retry_at = NULL, mailbox_id = :m, "
+                 "work_item_id = :w, attempt = :a, reserved_at = :now, updated_at = now() WHERE id = :id "
+                 "AND status IN ('failed', 'deferred') RETURNING id"), {"m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
                                    "id": existing.id}).scalar_one()
     secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
     url = f"{settings.public_base_url.rstrip('/')}/u/{suppression.make_token(pk, secret)}"
@@ -257,6 +266,40 @@ def _dkim_signed(ctx: Any, msg: EmailMessage, domain: str) -> bytes | None:
     return mailauth.sign(msg.as_bytes(policy=policy.SMTP), domain=domain, selector=ctx.dkim_selector, private_key=key)
 
 
+class OutreachConfigError(ValueError):
+    """Outreach cannot send with these settings; the message names the setting (never its value)."""
+
+
+def preflight(settings: Settings | None = None) -> None:
+    """Check every setting a send needs, before anything is claimed. No network call.
+
+    Raises OutreachConfigError naming the first missing or bad one: OUTREACH_SECRET (unsubscribe
+    links, VERP addresses and the Message-ID key are signed with it), PUBLIC_BASE_URL (the
+    unsubscribe links point there), UNSUBSCRIBE_MAILTO, SMTP_TIMEOUT_SECONDS, OUTREACH_CHUNK_SIZE."""
+    from urllib.parse import urlsplit
+
+    settings = settings or get_settings()
+    if settings.outreach_secret is None or not settings.outreach_secret.get_secret_value().strip():
+        raise OutreachConfigError("OUTREACH_SECRET is not set: unsubscribe links, VERP addresses and Message-IDs "
+                                  "cannot be signed (set it in the environment, `.env` or the `outreach` Secret)")
+    url = (settings.public_base_url or "").strip()
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and url.isascii() and url.isprintable()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise OutreachConfigError("PUBLIC_BASE_URL must be an http(s) URL with a host, like https://unsub.example.com "
+                                  "(the unsubscribe links point there)")
+    mailto = settings.unsubscribe_mailto
+    if mailto is not None and ("@" not in mailto or not mailto.isprintable() or " " in mailto.strip()):
+        raise OutreachConfigError("UNSUBSCRIBE_MAILTO must be one email address")
+    if not settings.smtp_timeout_seconds > 0:
+        raise OutreachConfigError(f"SMTP_TIMEOUT_SECONDS must be positive, got {settings.smtp_timeout_seconds}")
+    if settings.outreach_chunk_size < 1:
+        raise OutreachConfigError(f"OUTREACH_CHUNK_SIZE must be at least 1, got {settings.outreach_chunk_size}")
+
+
 def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
                engine: Engine | None = None, settings: Settings | None = None,
                after_reply: Callable[[int], None] | None = None) -> SendReport:
@@ -264,17 +307,20 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
     (real time when None); `after_reply` is a test seam run between the 250 and the commit."""
     t0 = time.perf_counter()
     settings = settings or get_settings()
-    if settings.outreach_secret is None:
-        raise RuntimeError("OUTREACH_SECRET is not set: unsubscribe links cannot be signed")
+    preflight(settings)  # before starting anything: a misconfigured worker leaves its items QUEUED
     engine = engine or get_engine()
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     report = SendReport(requested=len(item_ids))
     with engine.begin() as conn:
+        # A short lease renewed while the chunk works, under a shared.liveness token: if this process
+        # dies, a rerun takes its items over at once (same host, or its session gone) or in 30 s.
+        worker_id = worker_id or liveness.me(conn).token()
         started, not_startable = workitems.start(conn, item_ids, worker_id=worker_id,
-                                                 lease_seconds=settings.lease_seconds)
+                                                 lease_seconds=SEND_LEASE_SECONDS)
     report.started, report.not_startable = len(started), len(not_startable)
-    for item in started:
-        _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
+    with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer:
+        for item in started:
+            _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
+            renewer.drop(item.id)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -308,7 +354,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
         reply = smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
                           recipient=ctx.email, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
     except smtp.SmtpError as exc:
-        _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog)
+        _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog, now)
         return
     if after_reply is not None:
         after_reply(prepared.message_pk)
@@ -330,6 +376,9 @@ def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetim
         {"r": reply[:500], "t": sent_at, "id": message_pk}).first()
     if row is None:
         return
+    # The mailbox's server took a message: whatever failed before is over.
+    conn.execute(text("UPDATE mailboxes SET smtp_failures = 0, smtp_last_error = NULL, smtp_retry_at = NULL "
+                      "WHERE id = :m AND (smtp_failures > 0 OR smtp_retry_at IS NOT NULL)"), {"m": row.mailbox_id})
     e = conn.execute(
         text("SELECT e.id, e.timezone, nx.delay_amount, nx.delay_unit FROM enrollments e "
              "LEFT JOIN sequence_steps nx ON nx.campaign_id = e.campaign_id AND nx.step = :s + 1 "
@@ -347,29 +396,108 @@ def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetim
 
 
 def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError,
-                   report: SendReport, ilog: SendLog) -> None:
+                   report: SendReport, ilog: SendLog, now: datetime) -> None:
     with engine.begin() as conn:
-        if exc.data_started:
+        if exc.outcome == smtp.IN_DOUBT:
             # RFC 1047: the server may have accepted it. Never resend on our own; hold the lead.
             conn.execute(text("UPDATE messages SET status = 'in_doubt', error = :e, updated_at = now() "
                               "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
             conn.execute(text("UPDATE enrollments SET status = 'held' WHERE id = :e AND status = 'active'"),
                          {"e": ctx.enrollment_id})
-            workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
-                                            error=f"in doubt after DATA: {exc}"[:500])])
+            _finish_failed(conn, item, f"in doubt after the final dot: {exc}")
             report.in_doubt += 1
-            ilog.warning("in doubt after DATA started (not resent): %s", exc)
+            ilog.warning("in doubt after the final dot (not resent): %s", exc)
+            return
+        if exc.outcome == smtp.DEFERRED:
+            _deferred(conn, item, message_pk, ctx, exc, report, ilog, now)
             return
         conn.execute(text("UPDATE messages SET status = 'failed', error = :e, updated_at = now() "
                           "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
-        if exc.permanent and ctx.enrollment_id:
-            conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'rejected' WHERE id = :e"),
-                         {"e": ctx.enrollment_id})
-        workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
-                                        error=f"before DATA ({'permanent' if exc.permanent else 'retryable'}): {exc}"[:500])])
-    report.failed += 1
-    report.retried += 0 if exc.permanent else 1
-    ilog.warning("failed before DATA (%s): %s", "permanent" if exc.permanent else "will retry", exc)
+        report.failed += 1
+        if exc.outcome == smtp.BOUNCED:
+            outcome = ingest.bounced_at_send(conn, message_pk=message_pk, client_id=ctx.client_id, code=exc.status)
+            _finish_failed(conn, item, f"refused at RCPT ({outcome}): {exc}")
+            report.bounced += 1
+            ilog.warning("recipient refused, hard bounce: %s (%s)", exc, outcome)
+        elif exc.outcome == smtp.REFUSED:
+            conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'rejected' WHERE id = :e "
+                              "AND status IN ('active', 'held')"), {"e": ctx.enrollment_id})
+            _finish_failed(conn, item, f"refused ({exc.stage}): {exc}")
+            ilog.warning("refused by the server, not retried: %s", exc)
+        else:  # the mailbox's server: the step stays due (another mailbox or a later try takes it)
+            paused = _mailbox_failed(conn, ctx, exc, now)
+            _finish_failed(conn, item, f"mailbox failed before sending ({'permanent' if exc.permanent else 'transient'}"
+                                       f"{', mailbox paused' if paused else ''}): {exc}")
+            report.retried += 1
+            report.mailbox_failures += 1
+            ilog.warning("mailbox failed before sending (%s): %s", "paused" if paused else "backing off", exc)
+
+
+def _finish_failed(conn: Connection, item: Started, error: str) -> None:
+    workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED, error=error[:500])])
+
+
+def _deferred(conn: Connection, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError, report: SendReport,
+              ilog: SendLog, now: datetime) -> None:
+    """4xx: not delivered. The step is due again after the backoff, same row and Message-ID, or fails at the end."""
+    deferrals = conn.execute(text("UPDATE messages SET deferrals = deferrals + 1 WHERE id = :id RETURNING deferrals"),
+                             {"id": message_pk}).scalar_one()
+    at = retry.deferral_retry_at(deferrals, now)
+    if at is None:
+        conn.execute(text("UPDATE messages SET status = 'failed', error = :e, updated_at = now() WHERE id = :id "
+                          "AND status = 'sending'"),
+                     {"e": f"deferred {deferrals} times, last: {exc}"[:500], "id": message_pk})
+        conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'deferred_too_long' "
+                          "WHERE id = :e AND status IN ('active', 'held')"), {"e": ctx.enrollment_id})
+        _finish_failed(conn, item, f"deferred {deferrals} times, given up: {exc}")
+        report.failed += 1
+        ilog.warning("deferred %d times, given up: %s", deferrals, exc)
+        return
+    conn.execute(text("UPDATE messages SET status = 'deferred', error = :e, retry_at = :at, updated_at = now() "
+                      "WHERE id = :id AND status = 'sending'"), {"e": str(exc)[:500], "at": at, "id": message_pk})
+    conn.execute(text("UPDATE enrollments SET next_due_at = greatest(next_due_at, :at) WHERE id = :e "
+                      "AND status = 'active'"), {"at": at, "e": ctx.enrollment_id})
+    _finish_failed(conn, item, f"deferred #{deferrals} (retry at {at.isoformat()}): {exc}")
+    report.deferred += 1
+    ilog.info("deferred #%d, retry at %s: %s", deferrals, at.isoformat(), exc)
+
+
+def _mailbox_failed(conn: Connection, ctx: Any, exc: smtp.SmtpError, now: datetime) -> bool:
+    """Count one failure per backoff step of an active mailbox (concurrent sends that fail together count
+    once, a paused one no more); True: this failure paused it."""
+    row = conn.execute(
+        text("UPDATE mailboxes SET smtp_failures = smtp_failures + CASE WHEN status = 'active' AND "
+             "(smtp_retry_at IS NULL OR smtp_retry_at <= :now) THEN 1 ELSE 0 END, smtp_last_error = :e "
+             "WHERE id = :m AND client_id = :c RETURNING smtp_failures"), {"now": now, "e": str(exc)[:500], "m": ctx.mailbox_id, "c": ctx.client_id}).first()
+    if row is None:
+        return False
+    if retry.should_pause(row.smtp_failures, transient=exc.transient):
+        conn.execute(text("UPDATE mailboxes SET status = 'paused', paused_at = :now, status_reason = :r, "
+                          "smtp_retry_at = NULL WHERE id = :m AND status = 'active'"),
+                     {"now": now, "m": ctx.mailbox_id,
+                      "r": f"SMTP failed {row.smtp_failures} times: {exc}"[:500]})
+        return True
+    conn.execute(text("UPDATE mailboxes SET smtp_retry_at = greatest(coalesce(smtp_retry_at, :at), :at) WHERE id = :m"),
+                 {"at": retry.mailbox_retry_at(row.smtp_failures, now), "m": ctx.mailbox_id})
+    return False
+
+
+def in_doubt_from_gone_workers(conn: Connection, gone: Mapping[str, str]) -> int:
+    """'sending' rows of attempts held by workers that are provably gone (`workitems.gone_workers`):
+    in doubt now (DATA may have run), their leads held, never resent; run before `recover` hands the
+    items back. Returns how many."""
+    if not gone:
+        return 0
+    rows = conn.execute(
+        text("WITH moved AS (UPDATE messages s SET status = 'in_doubt', error = 'worker gone while sending: ' || g.why, "
+             "updated_at = now() FROM work_items w JOIN unnest(CAST(:gone AS text[]), CAST(:why AS text[])) "
+             "AS g(worker, why) ON g.worker = w.worker_id "
+             "WHERE w.status = 'IN_PROGRESS' AND s.work_item_id = w.id AND s.attempt = w.attempts "
+             "AND s.status = 'sending' RETURNING s.campaign_id, s.lead_id, s.client_id) "
+             "UPDATE enrollments e SET status = 'held' FROM moved WHERE e.campaign_id = moved.campaign_id "
+             "AND e.lead_id = moved.lead_id AND e.client_id = moved.client_id AND e.status = 'active' RETURNING e.id"),
+        {"gone": list(gone), "why": list(gone.values())}).all()
+    return len(rows)
 
 
 def stale_sending(conn: Connection, *, older_than_seconds: float) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach import templates, timezones
-from shared.engines.outreach.capacity import limits_from_row
+from shared.engines.outreach.capacity import HOLDS_SLOT, limits_from_row
 from shared.engines.outreach.scheduler import Candidate, MailboxState, Send
 from shared.engines.outreach.timezones import Window
 
@@ -74,7 +74,7 @@ def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None
     from shared.engines.outreach.capacity import effective_cap, ramp_days
 
     rows = conn.execute(
-        text("SELECT m.*, (SELECT count(*) FROM messages s WHERE s.mailbox_id = m.id AND s.status <> 'failed' "
+        text(f"SELECT m.*, (SELECT count(*) FROM messages s WHERE s.mailbox_id = m.id AND {HOLDS_SLOT} "
              "       AND s.reserved_at > coalesce(CAST(:now AS timestamptz), now()) - interval '24 hours') AS sent_24h "
              "FROM mailboxes m WHERE m.client_id = :c ORDER BY m.id"), {"c": client_id, "now": now}).mappings()
     out = []
@@ -261,11 +261,12 @@ def mailbox_states(conn: Connection, client_ids: Sequence[int], now: datetime) -
     rows = conn.execute(
         text("SELECT m.*, coalesce(s.times, ARRAY[]::timestamptz[]) AS times FROM mailboxes m LEFT JOIN LATERAL ("
              "  SELECT array_agg(reserved_at ORDER BY reserved_at) AS times FROM messages s "
-             "  WHERE s.mailbox_id = m.id AND s.status <> 'failed' AND s.reserved_at > CAST(:now AS timestamptz) - "
+             f"  WHERE s.mailbox_id = m.id AND {HOLDS_SLOT} AND s.reserved_at > CAST(:now AS timestamptz) - "
              "  interval '24 hours' AND s.reserved_at <= :now) s ON true WHERE m.client_id = ANY(:c) ORDER BY m.id"),
         {"c": list(client_ids), "now": now})
     return [MailboxState(r.id, r.client_id, limits_from_row(r), r.status == "active", len(r.times), r.last_sent_at,
-                         r.next_send_at, list(r.times)) for r in rows]
+                         r.next_send_at, list(r.times), r.smtp_retry_at,
+                         r.status_reason if r.status != "active" else r.smtp_last_error) for r in rows]
 
 
 def enqueue_sends(conn: Connection, sends: Sequence[Send]) -> list[int]:
@@ -364,3 +365,14 @@ def sent_to_since(conn: Connection, campaign_id: int, email: str, since: datetim
         text("SELECT count(*) FROM messages s JOIN leads l ON l.id = s.lead_id WHERE s.campaign_id = :c "
              "AND l.email = :e AND s.sent_at > :t"), {"c": campaign_id, "e": email, "t": since}).scalar_one())
 
+
+
+def due_labels(conn: Connection, lead_ids: Sequence[int], mailbox_ids: Sequence[int],
+               campaign_ids: Sequence[int]) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """Lead emails, mailbox addresses and campaign names by id, for `outbound outreach due`."""
+    leads = dict(conn.execute(text("SELECT id, email FROM leads WHERE id = ANY(:ids)"), {"ids": list(lead_ids)}).all())
+    boxes = dict(conn.execute(text("SELECT id, from_address FROM mailboxes WHERE id = ANY(:ids)"),
+                              {"ids": list(mailbox_ids)}).all())
+    campaigns = dict(conn.execute(text("SELECT id, name FROM campaigns WHERE id = ANY(:ids)"),
+                                  {"ids": list(campaign_ids)}).all())
+    return leads, boxes, campaigns

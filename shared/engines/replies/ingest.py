@@ -334,6 +334,18 @@ def _complaint(conn: Connection, m: Match, code: str | None) -> str:
     return f"complaint ({code or 'abuse'}): suppressed for the client, {stopped} enrollment(s) stopped"
 
 
+def bounced_at_send(conn: Connection, *, message_pk: int, client_id: int, code: str | None) -> str:
+    """Our own send was refused at RCPT with 5.1.x (no such recipient): the same hard bounce a DSN
+    would cause (lead bounced, address suppressed, enrollments stopped), in the caller's transaction.
+
+    No bounce-shield check: the shield's rate is over delivered sends, and this one was never delivered."""
+    row = conn.execute(_BY_PK, {"pk": message_pk, "c": client_id}).first()
+    if row is None:
+        return "refused at RCPT: the send is gone"
+    m = Match(row.id, row.client_id, row.lead_id, row.campaign_id, row.mailbox_id, row.step, "smtp")
+    return _hard_bounce(conn, m, code, why="refused at RCPT")
+
+
 def process(conn: Connection, inbound_id: int, *, now: datetime, settings: Settings) -> Ingested | None:
     """Act on one stored, matched, unprocessed message; None when another call already did (or nothing to do)."""
     row = conn.execute(
