@@ -1,7 +1,7 @@
 """bounce reasons: what the classifier read, kept beside the class (issue 18)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 12:00:00
 
 - `inbound_messages.reason`: for bounces a name of `shared.engines.replies.reasons.REASONS`
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """launch secret in Supabase Vault: the batch-launch trigger reads its URL and bearer secret from Vault when the database has one
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-03 11:40:00
 
 - `outbound_private.launch_config(key)` (SECURITY DEFINER, executable by the owner only): the
@@ -24,7 +24,7 @@ from pathlib import Path
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
