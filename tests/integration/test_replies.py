@@ -438,23 +438,6 @@ def test_another_clients_mailbox_never_acts_on_this_clients_leads(engine, env, s
     assert w["client"] != other
 
 
-class _FakeModalFunction:
-    """`modal.Function.from_name(...)` stand-in at the boundary: `.map` runs the real function body locally."""
-
-    def __init__(self, fn):
-        self.fn, self.inputs = fn, []
-
-    def map(self, inputs, order_outputs=True, return_exceptions=False):
-        for chunk in inputs:
-            self.inputs.append(chunk)
-            try:
-                yield self.fn(chunk)
-            except Exception as exc:  # noqa: BLE001 (Modal hands exceptions back with return_exceptions)
-                if not return_exceptions:
-                    raise
-                yield exc
-
-
 def test_recovery_flow_maps_one_mailbox_per_modal_call_and_reports_a_dead_imap(engine, env, sink, imap_server,
                                                                                prefect_harness, monkeypatch):
     import modal
@@ -470,13 +453,15 @@ def test_recovery_flow_maps_one_mailbox_per_modal_call_and_reports_a_dead_imap(e
         store.add_mailbox(conn, w["client"], from_address="rep2@acme.test", smtp_host="127.0.0.1", smtp_port=25,
                           username="demouser", secret_name="IMAP_TEST_PASSWORD", imap_host="127.0.0.1",
                           imap_port=free_port(), imap_tls_mode="none")
-    fake = _FakeModalFunction(recover_mailbox.local)
+    from tests.modal_function import ModalFunction
+
+    fake = ModalFunction(recover_mailbox.local, containers=2)  # Modal's capacity and buffering, the real body
     looked_up = []
     monkeypatch.setattr(modal.Function, "from_name", lambda app, name, **kw: looked_up.append((app, name)) or fake)
     env(EXECUTOR="modal", MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test")
     result = reply_recovery()
     assert looked_up == [("outbound-replies", "recover_mailbox")]
-    assert sorted(fake.inputs) == [[w["box"]], [w["box"] + 1]]  # one mailbox per call
+    assert sorted(item for _, item in fake.started) == [[w["box"]], [w["box"] + 1]]  # one mailbox per call
     good, dead = result["mailboxes"]
     assert good["backfilled"]["replies"] == 1 and good["error"] is None
     assert dead["error"] and "login failed" in dead["error"] and DEMO_PASSWORD not in dead["error"]
