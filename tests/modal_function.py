@@ -99,3 +99,16 @@ class ModalFunction:
         for item in items:
             pool.submit(self._in_container, item)
         pool.shutdown(wait=False)
+
+
+class RemoteCall:
+    """`modal.Function.from_name(...)` for a one-shot call such as `check_config` (Modal is unreachable from
+    tests): `.remote()` runs the deployed function's real body here, which is what Modal would run in the container."""
+
+    def __init__(self, body: Callable[..., Any]) -> None:
+        self.body = body
+        self.calls = 0
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.body(*args, **kwargs)

@@ -11,21 +11,9 @@ from modal.exception import NotFoundError
 from modal_apps import enrichment
 from orchestrator.executor import ExecutorUnavailable, LocalExecutor, ModalExecutor
 from shared.integrations import providers
+from tests.modal_function import RemoteCall
 
 pytestmark = pytest.mark.integration
-
-
-class RemoteCall:
-    """Stands in for `modal.Function.from_name(...)` (Modal is unreachable from tests): `.remote()` runs
-    the deployed function's real body here, which is what Modal would run in the container."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-        self.calls = 0
-
-    def remote(self, *args, **kwargs):
-        self.calls += 1
-        return self.body(*args, **kwargs)
 
 
 def test_modal_preflight_raises_what_the_containers_would(env):

@@ -15,24 +15,11 @@ from shared.engines.outreach.sending import OutreachConfigError
 from shared.settings import environment
 from tests import factories
 from tests.email_sink import smtp_sink
-from tests.modal_function import ModalFunction
+from tests.modal_function import ModalFunction, RemoteCall
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, inside 9-17 UTC
-
-
-class RemoteCall:
-    """`modal.Function.from_name(...)` stand-in (Modal is unreachable from tests): `.remote()` runs the
-    deployed function's real body here, which is what Modal would run in the container."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-        self.calls = 0
-
-    def remote(self, *args, **kwargs):
-        self.calls += 1
-        return self.body(*args, **kwargs)
 
 
 def container(**container_env: str) -> ModalFunction:
