@@ -15,7 +15,6 @@ proportion to their caps instead of filling one first.
 from __future__ import annotations
 
 import copy
-from fractions import Fraction
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -165,13 +164,14 @@ def _decide(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int
                        mailbox_id=picked.id, until=now)
 
 
-def _rotation_key(m: MailboxState, now: datetime) -> tuple[Fraction, int, bool, datetime, int]:
+def _rotation_key(m: MailboxState, now: datetime) -> tuple[float, int, bool, datetime, int]:
     """The largest share of its cap left first (so each mailbox is used in proportion to its cap: a
     ramping one still gets its share of warm-up sends); then the most room; then never used before
     used, longest idle first; then the lowest id."""
     cap = effective_cap(m.limits, now)
     room = cap - m.sent_24h
-    return -Fraction(room, cap) if cap > 0 else Fraction(0), -room, m.last_sent_at is not None, m.last_sent_at or now, m.id
+    # A float is exact enough: equal shares divide to the same double, and caps are far below 2**26.
+    return -(room / cap) if cap > 0 else 0.0, -room, m.last_sent_at is not None, m.last_sent_at or now, m.id
 
 
 def _mailbox_hold(m: MailboxState, now: datetime) -> tuple[str, datetime | None]:
