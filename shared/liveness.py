@@ -88,25 +88,25 @@ def session_name(host: str, pid: int, start: int | None) -> str:
     return f"outbound:{host[:30]}:{pid}:{start or 0}"[:63]
 
 
-def _proc_start(pid: int) -> int | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat), None if unknown or gone."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first); None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read().decode("ascii", "replace")
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def _proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), None if unknown or gone."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
 
 
 def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    rest = stat[stat.rfind(")") + 2:]
-    return rest[:1] or None
+    fields = _proc_stat(pid)
+    return fields[0][:1] if fields else None
 
 
 @functools.cache
