@@ -26,7 +26,8 @@ from typing import IO, Any
 from sqlalchemy import Engine, text
 
 from shared import db
-from shared.engines import batches, billing
+from shared.engines.batches import batches
+from shared.engines.clients import billing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -137,7 +137,7 @@ def check_config() -> list[str]:
 def smoke(batch_id: int, batch_size: int = 50) -> None:
     """`modal run -m modal_apps.enrichment --batch-id N`: check the configuration, then run one chunk remotely."""
     from shared.db import get_engine
-    from shared.engines.batches import chunks
+    from shared.engines.batches.batches import chunks
 
     print(f"waterfall: {', '.join(check_config.remote())}")
     chunk = next(chunks(get_engine(), batch_id, batch_size), None)

@@ -35,7 +35,7 @@ import psycopg2.extensions
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from shared.engines import batches
+from shared.engines.batches import batches
 
 log = logging.getLogger(__name__)
 

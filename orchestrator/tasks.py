@@ -16,7 +16,8 @@ from prefect.runtime import flow_run
 from orchestrator.executor import get_executor
 from shared import workitems
 from shared.db import get_engine, retry_transient_condition, retrying, transaction
-from shared.engines import batches, billing
+from shared.engines.batches import batches
+from shared.engines.clients import billing
 from shared.settings import get_settings
 from shared.status import TERMINAL, ItemStatus
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import Engine
 
-from shared.console import users
+from shared.engines.users import users
 
 PASSWORD = "correct horse battery staple"
 SECRET = "test-console-secret-0123456789abcdef"

@@ -51,6 +51,6 @@ def demo(leads_csv: Optional[Path] = typer.Option(None, help="CSV to import (def
          latency_ms: int = typer.Option(40, help="Sandbox provider latency."),
          credits: int = typer.Option(2000, help="Credits the demo client starts with (fewer than the leads need: the rest is SKIPPED no_credits, as in real life).")) -> None:
     """The main job end to end: embedded Postgres, client, import, batch, flow, summary."""
-    from orchestrator.demo import run_demo
+    from demo.run import run_demo
 
     run_demo(leads_csv=leads_csv, latency_ms=latency_ms, credits=credits)

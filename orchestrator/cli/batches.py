@@ -9,6 +9,8 @@ import typer
 
 from orchestrator.cli.common import fail, or_fail, print_summary, shown, transaction
 from shared.status import BatchStatus
+from shared.engines.campaigns import campaigns
+from shared.engines.clients import clients
 
 batch_app = typer.Typer(help="Batches of work items: create, launch, run, inspect, export.", no_args_is_help=True)
 
@@ -20,11 +22,11 @@ def batch_create(client: str = typer.Option(..., help="Client name."),
                  campaign: str | None = typer.Option(None, help="Only this campaign's leads."),
                  launch: bool = typer.Option(False, "--launch", help="Create it launched (fires the trigger).")) -> None:
     """A batch of the client's new leads that are not already in flight; prints its id."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        campaign_id = or_fail(lambda: batches.campaign_id(conn, client_id, campaign)) if campaign else None
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        campaign_id = or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign)) if campaign else None
         batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id, launch=launch)
     if batch_id is None:
         fail(f"client {shown(client)} has no new leads to batch")
@@ -34,7 +36,7 @@ def batch_create(client: str = typer.Option(..., help="Client name."),
 @batch_app.command("launch")
 def batch_launch(batch_id: int) -> None:
     """draft → launched: the database trigger hands it to the Edge Function (or the local bridge)."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
         current = or_fail(lambda: batches.summary(conn, batch_id)).status
@@ -46,7 +48,7 @@ def batch_launch(batch_id: int) -> None:
 @batch_app.command("cancel")
 def batch_cancel(batch_id: int) -> None:
     """Stop a draft, launched or running batch: no further claims; items already being worked finish."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
         current = or_fail(lambda: batches.summary(conn, batch_id)).status
@@ -74,7 +76,7 @@ progress line. If a live runner holds the batch, says who (host, pid, heartbeat 
 with code 3, or with --follow shows that runner's progress to the end."""
     from orchestrator.cli.common import follow_progress, run_with_progress, wait_line
     from shared import liveness
-    from shared.engines import batches
+    from shared.engines.batches import batches
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -114,7 +116,7 @@ with code 3, or with --follow shows that runner's progress to the end."""
 
 
 def _judged(batch_id: int):  # noqa: ANN202 - batches.Taken, imported lazily like every command's engine
-    from shared.engines import batches
+    from shared.engines.batches import batches
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -127,7 +129,7 @@ def _judged(batch_id: int):  # noqa: ANN202 - batches.Taken, imported lazily lik
 def batch_status(batch_id: int,
                  as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object, for scripts.")) -> None:
     """Counts by status, skip reasons, credits spent, provider calls."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
         summary = or_fail(lambda: batches.summary(conn, batch_id))
@@ -143,7 +145,7 @@ def batch_export(batch_id: int, out: Path = typer.Argument(..., help="The CSV fi
     """Write every item of the batch with its lead, enrichment and score to a new CSV file.
 
     The file appears whole or not at all; an existing OUT is refused unless --force."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
         n = or_fail(lambda: batches.export(conn, batch_id, out, overwrite=force))

@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import CliError, console, literal, or_fail, shown, transaction
-from shared.engines.accounts import CampaignStatus
+from shared.engines.campaigns.campaigns import CampaignStatus
+from shared.engines.campaigns import campaigns
 
 campaigns_app = typer.Typer(help="Campaigns and their ideal customer profile.", no_args_is_help=True)
 score_app = typer.Typer()  # `score` joins the top level
@@ -26,7 +27,7 @@ ICP_HELP = "JSON file with the ideal customer profile (validated: a bad field is
 
 def read_icp(path: Path) -> dict[str, Any]:
     """The ICP file, validated: a missing, special, oversized or invalid file is one line naming it."""
-    from shared.engines.scoring import MAX_ICP_BYTES, IcpConfig, IcpError, load_icp_json
+    from shared.engines.leads.scoring import MAX_ICP_BYTES, IcpConfig, IcpError, load_icp_json
 
     try:
         info = os.stat(path)
@@ -54,12 +55,12 @@ def campaigns_add(client: str, name: str,
                   icp: Optional[Path] = typer.Option(None, help=ICP_HELP),
                   status: CampaignStatus = typer.Option(CampaignStatus.ACTIVE, help="Starting status.")) -> None:
     """Create a new campaign with its ICP (an existing name is refused: use `update`)."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     config = read_icp(icp) if icp else {}
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        cid = accounts.create_campaign(conn, client_id, name, status=status, icp_json=config)
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        cid = campaigns.create_campaign(conn, client_id, name, status=status, icp_json=config)
     typer.echo(f"campaign {shown(name)} (id {cid}) is {status.value}")
 
 
@@ -68,13 +69,13 @@ def campaigns_update(client: str, name: str,
                      icp: Optional[Path] = typer.Option(None, help=ICP_HELP),
                      status: Optional[CampaignStatus] = typer.Option(None, help="New status.")) -> None:
     """Change only the fields given (the ICP, the status), and say what changed."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     config = read_icp(icp) if icp else None
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        campaign = or_fail(lambda: batches.campaign_id(conn, client_id, name))
-        changes = accounts.update_campaign(conn, campaign, status=status, icp_json=config)
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        campaign = or_fail(lambda: campaigns.campaign_id(conn, client_id, name))
+        changes = campaigns.update_campaign(conn, campaign, status=status, icp_json=config)
     if not changes:
         typer.echo(f"campaign {shown(name)}: nothing changed")
     for field, (old, new) in changes.items():
@@ -88,12 +89,12 @@ def campaigns_status(client: str, name: str,
     """Pause, resume or complete a campaign (workers re-check this just in time).
 
     `active` resumes a campaign the bounce shield paused; nothing resumes it on its own."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        campaign = or_fail(lambda: batches.campaign_id(conn, client_id, name))
-        changes = accounts.update_campaign(conn, campaign, status=status)
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        campaign = or_fail(lambda: campaigns.campaign_id(conn, client_id, name))
+        changes = campaigns.update_campaign(conn, campaign, status=status)
     typer.echo(f"campaign {shown(name)} is {status.value}" + ("" if changes else " (unchanged)"))
 
 
@@ -101,11 +102,11 @@ def campaigns_status(client: str, name: str,
 def campaigns_list(client: Optional[str] = typer.Option(None, help="Only this client's campaigns."),
                    as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
     """Campaigns with their client, status and lead count."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client)) if client is not None else None
-        rows = accounts.list_campaigns(conn, client_id)
+        client_id = or_fail(lambda: clients.client_id(conn, client)) if client is not None else None
+        rows = campaigns.list_campaigns(conn, client_id)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -122,11 +123,11 @@ def score(campaign: str = typer.Option(..., help="Campaign name."),
           client: str = typer.Option(..., help="Client name.")) -> None:
     """Re-score a campaign's leads from stored enrichment, without re-enriching."""
     from shared import db
-    from shared.engines import batches
-    from shared.engines.scoring import rescore_campaign
+    from shared.engines.clients import clients
+    from shared.engines.leads.scoring import rescore_campaign
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        campaign_id = or_fail(lambda: batches.campaign_id(conn, client_id, campaign))
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        campaign_id = or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign))
     n = rescore_campaign(db.get_engine(), campaign_id)
     typer.echo(f"re-scored {n} leads of campaign {shown(campaign)}")

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import console, literal, or_fail, shown, transaction
-from shared.engines.accounts import Subscription
+from shared.engines.clients.clients import Subscription
 
 clients_app = typer.Typer(help="Clients (the agencies' customers): subscription and credits.", no_args_is_help=True)
 
@@ -23,10 +23,11 @@ def clients_add(name: str,
                 credits: int = typer.Option(0, min=0, help="Starting credits."),
                 subscription: Subscription = typer.Option(Subscription.ACTIVE, help="Subscription status.")) -> None:
     """Create a new client, optionally with starting credits (an existing name is refused: use `update`)."""
-    from shared.engines import accounts, billing
+    from shared.engines.clients import clients
+    from shared.engines.clients import billing
 
     with transaction() as conn:
-        client_id = accounts.create_client(conn, name, subscription=subscription, credits=credits)
+        client_id = clients.create_client(conn, name, subscription=subscription, credits=credits)
         balance = billing.balance(conn, client_id)
     typer.echo(f"client {shown(name)} (id {client_id}): subscription {subscription.value}, {balance} credits")
 
@@ -35,11 +36,11 @@ def clients_add(name: str,
 def clients_update(name: str,
                    subscription: Optional[Subscription] = typer.Option(None, help="New subscription status.")) -> None:
     """Change only the fields given, and say what changed (credits change with `topup`)."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, name))
-        changes = accounts.update_client(conn, client_id, subscription=subscription)
+        client_id = or_fail(lambda: clients.client_id(conn, name))
+        changes = clients.update_client(conn, client_id, subscription=subscription)
     if not changes:
         typer.echo(f"client {shown(name)}: nothing changed")
     for field, (old, new) in changes.items():
@@ -50,11 +51,11 @@ def clients_update(name: str,
 def clients_topup(name: str, credits: int = typer.Argument(..., min=1, help="Credits to add."),
                   key: str = typer.Option(..., help="Idempotency key (e.g. the payment id): applied once per client.")) -> None:
     """Add credits once per (client, key): repeating a key adds nothing and says so."""
-    from shared.engines import accounts, batches
+    from shared.engines.clients import clients
 
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, name))
-        result = accounts.top_up(conn, client_id, credits, key=key)
+        client_id = or_fail(lambda: clients.client_id(conn, name))
+        result = clients.top_up(conn, client_id, credits, key=key)
     if result.applied:
         typer.echo(f"client {shown(name)}: added {result.amount} credits (key {shown(key)}); balance {result.balance}")
     else:
@@ -65,7 +66,7 @@ def clients_topup(name: str, credits: int = typer.Argument(..., min=1, help="Cre
 @clients_app.command("list")
 def clients_list(as_json: bool = typer.Option(False, "--json", help="One JSON array, for scripts.")) -> None:
     """Clients with subscription, credits and whether the daily run may bill them."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with transaction() as conn:
         rows = batches.billable_clients(conn)

@@ -78,7 +78,7 @@ def fail(message: str) -> NoReturn:
 
 def or_fail(fn: Callable[[], T]) -> T:
     """Run `fn`; a domain NotFound becomes a one-line error and exit code 1."""
-    from shared.engines.batches import NotFound
+    from shared.errors import NotFound
 
     try:
         return fn()
@@ -91,11 +91,11 @@ def set_verbose(verbose: bool) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from shared.console.users import UserError
-    from shared.engines.accounts import AlreadyExists, KeyConflict
-    from shared.engines.batches import NotFound
-    from shared.engines.leads_import import LeadImportError
-    from shared.engines.scoring import IcpError
+    from shared.engines.users.users import UserError
+    from shared.errors import AlreadyExists, KeyConflict
+    from shared.errors import NotFound
+    from shared.engines.leads.importer import LeadImportError
+    from shared.engines.leads.scoring import IcpError
     from shared.files import OutputFileError
 
     return (CliError, NotFound, AlreadyExists, KeyConflict, LeadImportError, IcpError, OutputFileError, UserError)

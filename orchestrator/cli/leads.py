@@ -13,7 +13,7 @@ from rich.text import Text
 
 from orchestrator.cli.common import console as new_console
 from orchestrator.cli.common import database_ready, literal, shown
-from shared.engines.leads_import import ImportReport, import_csv, open_input
+from shared.engines.leads.importer import ImportReport, import_csv, open_input
 
 SHOWN_REJECTS = 10
 

@@ -12,6 +12,9 @@ import typer
 
 from orchestrator.cli.common import console, fail, or_fail
 from shared import db
+from shared import errors
+from shared.engines.campaigns import campaigns
+from shared.engines.clients import clients
 
 mailboxes_app = typer.Typer(help="Sending mailboxes: SMTP account, caps, ramp-up, gaps, pause/resume.",
                             no_args_is_help=True)
@@ -24,9 +27,8 @@ replies_app = typer.Typer(help="Received mail: replies, bounces, complaints, and
 
 
 def _client(conn, name: str) -> int:
-    from shared.engines import batches
 
-    return or_fail(lambda: batches.client_id(conn, name))
+    return or_fail(lambda: clients.client_id(conn, name))
 
 
 def _usage(message: str) -> None:
@@ -63,7 +65,8 @@ def mailboxes_add(
                                                               "key (PEM)."),
 ) -> None:
     """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
-    from shared.engines.outreach.store import OutreachError, add_mailbox
+    from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import add_mailbox
 
     with db.transaction() as conn:
         try:
@@ -88,7 +91,7 @@ def mailboxes_check(
                                                               "DNS_NAMESERVERS, else the system's)."),
 ) -> None:
     """Look up each sending domain's SPF, DKIM and DMARC records and say what is missing (exit 1 if anything is)."""
-    from shared.engines.outreach.store import list_mailboxes
+    from shared.engines.mailboxes.mailboxes import list_mailboxes
     from shared.integrations import mailauth, smtp
     from shared.settings import get_settings
 
@@ -127,7 +130,7 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
     """Mailboxes with today's cap (ramp applied), sends in the last 24 h and status."""
     from rich.table import Table
 
-    from shared.engines.outreach.store import list_mailboxes
+    from shared.engines.mailboxes.mailboxes import list_mailboxes
 
     with db.transaction() as conn:
         rows = list_mailboxes(conn, _client(conn, client))
@@ -146,7 +149,8 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
 @mailboxes_app.command("pause")
 def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., help="Why (shown in list).")) -> None:
     """Stop sending from a mailbox (queued sends re-check this just in time)."""
-    from shared.engines.outreach.store import OutreachError, set_mailbox_status
+    from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import set_mailbox_status
 
     with db.transaction() as conn:
         try:
@@ -159,7 +163,8 @@ def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., h
 @mailboxes_app.command("resume")
 def mailboxes_resume(client: str, address: str) -> None:
     """Send from a paused mailbox again (a bounce-shield pause is only ever lifted this way)."""
-    from shared.engines.outreach.store import OutreachError, set_mailbox_status
+    from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import set_mailbox_status
 
     with db.transaction() as conn:
         try:
@@ -170,10 +175,9 @@ def mailboxes_resume(client: str, address: str) -> None:
 
 
 def _campaign(conn, client: str, campaign: str) -> tuple[int, int]:
-    from shared.engines import batches
 
     client_id = _client(conn, client)
-    return client_id, or_fail(lambda: batches.campaign_id(conn, client_id, campaign))
+    return client_id, or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign))
 
 
 @sequences_app.command("schedule")
@@ -182,7 +186,8 @@ def sequences_schedule(client: str, campaign: str,
                        start_hour: int = typer.Option(9), end_hour: int = typer.Option(17),
                        fallback_timezone: str = typer.Option("UTC", help="IANA zone for leads with no known zone.")) -> None:
     """When the campaign sends, in each lead's local time."""
-    from shared.engines.outreach.store import OutreachError, set_schedule
+    from shared.errors import OutreachError
+    from shared.engines.campaigns.sequences import set_schedule
 
     try:
         days = [int(d) for d in weekdays.split(",") if d.strip()]
@@ -205,7 +210,8 @@ def sequences_step(client: str, campaign: str, step: int,
                    delay: int = typer.Option(0, help="Wait after the previous step (step 1: after enrollment)."),
                    unit: str = typer.Option("business_days", help="business_days or days.")) -> None:
     """Add or replace one step of the sequence."""
-    from shared.engines.outreach.store import OutreachError, set_step
+    from shared.errors import OutreachError
+    from shared.engines.campaigns.sequences import set_step
     from shared.engines.outreach.templates import TemplateProblem
 
     with db.transaction() as conn:
@@ -229,9 +235,9 @@ def sequences_activate(client: str, campaign: str) -> None:
         client_id, campaign_id = _campaign(conn, client, campaign)
         try:
             sources = store.enroll(conn, client_id, campaign_id, now=datetime.now(UTC))
-        except store.OutreachError as exc:
+        except errors.OutreachError as exc:
             _usage(str(exc))
-        problems = store.activate(conn, client_id, campaign_id)
+        problems = campaigns.activate(conn, client_id, campaign_id)
     typer.echo(f"enrolled: {sources or 'nobody new'}")
     if problems:
         for line in problems:
@@ -319,7 +325,7 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
 
     from rich.table import Table
 
-    from shared.engines.outreach import forecast, store
+    from shared.engines.outreach import forecast
     from shared.settings import get_settings
 
     # Worst case: every paid provider of the waterfall PROVIDER_ORDER resolves to is asked once.
@@ -328,7 +334,7 @@ def campaigns_forecast(name: str, client: str = typer.Option(..., help="Client n
         client_id, campaign_id = _campaign(conn, client, name)
         try:
             result = forecast.forecast(conn, client_id, campaign_id, now=datetime.now(UTC), credits_per_lead=per_lead)
-        except store.OutreachError as exc:
+        except errors.OutreachError as exc:
             fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

@@ -10,6 +10,8 @@ import typer
 
 from orchestrator.cli.common import fail, or_fail
 from shared import db
+from shared.engines.campaigns import campaigns
+from shared.engines.clients import clients
 
 outreach_app = typer.Typer(help="Run outreach passes by hand and see what is due, and why not.", no_args_is_help=True)
 
@@ -27,7 +29,6 @@ def _when(value: Optional[str], option: str) -> datetime | None:
 
 
 def _campaign_id(client: Optional[str], campaign: Optional[str]) -> int | None:
-    from shared.engines import batches
 
     if campaign is None:
         return None
@@ -35,8 +36,8 @@ def _campaign_id(client: Optional[str], campaign: Optional[str]) -> int | None:
         typer.echo("error: --campaign needs --client (campaign names are per client)", err=True)
         raise typer.Exit(2)
     with db.transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client))
-        return or_fail(lambda: batches.campaign_id(conn, client_id, campaign))
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        return or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign))
 
 
 def _line(n: int, at: datetime, r: dict[str, Any]) -> str:

@@ -33,12 +33,12 @@ def users_add(email: str,
               client: str = typer.Option(None, help="The viewer's client (name)."),
               password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Create a console account; the password is asked for (or read from stdin), never an argument."""
-    from shared.console import users
-    from shared.engines import batches
+    from shared.engines.users import users
+    from shared.engines.clients import clients
 
     password = _password(password_stdin)
     with transaction() as conn:
-        client_id = or_fail(lambda: batches.client_id(conn, client)) if client else None
+        client_id = or_fail(lambda: clients.client_id(conn, client)) if client else None
         or_fail(lambda: users.create_user(conn, email, password, role=role.value, client_id=client_id))  # type: ignore[arg-type]
     typer.echo(f"console user {users.normalize_email(email)} added ({role.value}{f' of {client}' if client else ''})")
 
@@ -47,7 +47,7 @@ def users_add(email: str,
 def users_password(email: str,
                    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Set a new password; every session of the user ends and a lockout is lifted."""
-    from shared.console import users
+    from shared.engines.users import users
 
     password = _password(password_stdin)
     with transaction() as conn:
@@ -58,7 +58,7 @@ def users_password(email: str,
 @users_app.command("disable")
 def users_disable(email: str) -> None:
     """Refuse sign-in and end every session of the user."""
-    from shared.console import users
+    from shared.engines.users import users
 
     with transaction() as conn:
         or_fail(lambda: users.set_disabled(conn, email, True))
@@ -68,7 +68,7 @@ def users_disable(email: str) -> None:
 @users_app.command("enable")
 def users_enable(email: str) -> None:
     """Allow sign-in again (the user signs in afresh)."""
-    from shared.console import users
+    from shared.engines.users import users
 
     with transaction() as conn:
         or_fail(lambda: users.set_disabled(conn, email, False))
@@ -80,7 +80,7 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     """Accounts with role, client, and whether disabled or locked."""
     from rich.table import Table
 
-    from shared.console import users
+    from shared.engines.users import users
 
     with transaction() as conn:
         rows = users.list_users(conn)

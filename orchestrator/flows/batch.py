@@ -13,7 +13,7 @@ summary of the batch as it stands plus `"note"`: `"busy"` (another orchestrator 
 `"finished"` (it was already over), `"message"`, one line saying which, and `"runner_state"`:
 `shared.liveness`'s verdict on the holder ("alive", or "silent": missed heartbeats, not stale yet).
 
-Exceptions: `batches.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
+Exceptions: `errors.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
 `batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_run works those),
 `ValueError` (bad batch_size), `batches.BatchTakenOver` (this run lost the batch to another
 orchestrator mid-run), `NoProgress` (rounds stopped moving items to terminal). None is retried:
@@ -44,7 +44,7 @@ from orchestrator.tasks import (
 )
 from shared.db import transaction
 from shared import liveness
-from shared.engines import batches
+from shared.engines.batches import batches
 from shared.settings import get_settings
 from shared.status import TERMINAL, BatchStatus
 

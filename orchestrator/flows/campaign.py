@@ -10,8 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from orchestrator.flows.batch import orchestrator_main
 from orchestrator.secrets import ensure_runtime_secrets
 from shared.db import transaction
-from shared.engines import accounts, batches
-from shared.engines.accounts import CampaignInvalid
+from shared.engines.campaigns import campaigns
+from shared.engines.batches import batches
+from shared.errors import CampaignInvalid
 
 __all__ = ["CampaignInvalid", "activate", "activate_campaign"]
 
@@ -20,7 +21,7 @@ __all__ = ["CampaignInvalid", "activate", "activate_campaign"]
 def activate(campaign_id: int) -> dict[str, Any]:
     """Check the ICP and the client's subscription, then draft/paused → active, and batch its new leads."""
     with transaction() as conn:
-        client_id = accounts.activate_campaign(conn, campaign_id)
+        client_id = campaigns.activate_campaign(conn, campaign_id)
         # Created as a draft: this flow runs it itself, so the launch trigger must not start a second run.
         batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id)
     return {"campaign_id": campaign_id, "batch_id": batch_id}

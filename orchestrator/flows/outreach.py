@@ -31,7 +31,7 @@ from orchestrator.executor import Executor, get_executor
 from orchestrator.secrets import ensure_runtime_secrets
 from shared import workitems
 from shared.db import get_engine, transaction
-from shared.engines.batches import chunks
+from shared.engines.batches.batches import chunks
 from shared.engines.outreach import scheduler, sending, store
 from shared.settings import Settings, get_settings
 

@@ -31,7 +31,7 @@ from orchestrator.flows.batch import orchestrator_main
 from orchestrator.secrets import ensure_runtime_secrets
 from orchestrator.tasks import DB_RETRIES
 from shared.db import transaction
-from shared.engines import batches
+from shared.engines.batches import batches
 from shared.settings import get_settings
 
 DEPLOYMENT_NAME = "orchestrator_main/orchestrator-main"

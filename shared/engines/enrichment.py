@@ -29,9 +29,9 @@ from sqlalchemy import Connection, Engine, text
 
 from shared import liveness, redact, workitems
 from shared.db import get_engine
-from shared.engines import billing
-from shared.engines.billing import Reservation
-from shared.engines.scoring import IcpConfig, ScoreResult, score_lead
+from shared.engines.clients import billing
+from shared.engines.clients.billing import Reservation
+from shared.engines.leads.scoring import IcpConfig, ScoreResult, score_lead
 from shared.integrations.providers import build_providers
 from shared.integrations.providers.base import LeadInput, Provider, ProviderError, ProviderResult
 from shared.settings import Settings, get_settings

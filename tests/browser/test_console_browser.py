@@ -8,7 +8,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from shared.engines import batches
+from shared.engines.batches import batches
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from tests import factories
 from tests.browser.conftest import shot, sign_in
 from tests.console_helpers import accounts
@@ -97,19 +100,19 @@ def outreach_world(engine, world):
     a = world["a"]
     with engine.begin() as conn:
         for address, ramp in (("maria@northwind.example", None), ("sam@northwind.example", 5)):
-            store.add_mailbox(conn, a, from_address=address, from_name=address.split("@")[0].title(),
+            mailboxes.add_mailbox(conn, a, from_address=address, from_name=address.split("@")[0].title(),
                               smtp_host="smtp.northwind.example", smtp_port=587, daily_cap=40, ramp_start=ramp,
                               ramp_step=5 if ramp else 0, ramp_ceiling=30 if ramp else None,
                               ramp_started_at=now - timedelta(days=3))
         camp = factories.campaign(conn, a, "Q1 Logistics Leaders", status="draft")
         factories.leads(conn, a, 60, campaign_id=camp, domain="freight.example")
-        store.set_schedule(conn, a, camp, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
-        store.set_step(conn, a, camp, step=1, subject="{{ first_name }}, a question about {{ company_name }}",
+        sequences.set_schedule(conn, a, camp, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+        sequences.set_step(conn, a, camp, step=1, subject="{{ first_name }}, a question about {{ company_name }}",
                        body="Hi {{ first_name }},\n\nHow does {{ company_name }} plan its routes today?\n\n{{ sender_name }}")
-        store.set_step(conn, a, camp, step=2, subject="x", body="Following up, {{ first_name }}.", delay_amount=3)
-        store.set_step(conn, a, camp, step=3, subject="x", body="Last note, {{ first_name }}.", delay_amount=4)
+        sequences.set_step(conn, a, camp, step=2, subject="x", body="Following up, {{ first_name }}.", delay_amount=3)
+        sequences.set_step(conn, a, camp, step=3, subject="x", body="Last note, {{ first_name }}.", delay_amount=4)
         store.enroll(conn, a, camp, now=now)
-        assert store.activate(conn, a, camp) == []
+        assert campaigns.activate(conn, a, camp) == []
     return world | {"campaign": camp}
 
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared import db
-from shared.engines import batches
+from shared.engines.batches import batches
 from orchestrator.bridge import idempotency_key
 from tests import factories
 from tests.e2e.conftest import REPO_ROOT, PrefectServer, Proc, deno_path, free_port, outbound_argv, wait_until

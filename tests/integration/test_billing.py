@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from shared import workitems
-from shared.engines import billing
-from shared.engines.billing import Reservation
+from shared.engines.clients import billing
+from shared.engines.clients.billing import Reservation
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.cli import common as cli_common
 from shared import migrate
+from shared.engines.campaigns import campaigns
 from shared.csvsafe import FORMULA_CHARS
-from shared.engines import accounts
+from shared.engines.clients import clients
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -174,8 +175,8 @@ HOSTILE_NAMES = {
 def test_hostile_client_names_are_shown_literally(engine):
     with engine.begin() as conn:
         for name in HOSTILE_NAMES:
-            client = accounts.create_client(conn, name, credits=1)
-            accounts.create_campaign(conn, client, name)
+            client = clients.create_client(conn, name, credits=1)
+            campaigns.create_campaign(conn, client, name)
     for command in (["clients", "list"], ["campaigns", "list"]):
         result = _run(*command)
         assert result.exit_code == 0, result.output

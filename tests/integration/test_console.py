@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from shared.console import users
-from shared.engines import batches
+from shared.engines.users import users
+from shared.engines.batches import batches
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, post_form, sign_in
 from web.app import create_app

@@ -14,6 +14,9 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared.engines.outreach import forecast as forecasting
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.engines.outreach import store
 from shared.engines.replies import ingest
 from shared.engines.replies.webhooks import parse_message
@@ -44,16 +47,16 @@ def sink():
 def _campaign(conn, client, name, n_leads, domain, boxes, now):
     camp = factories.campaign(conn, client, name, status="draft")
     leads = factories.leads(conn, client, n_leads, campaign_id=camp, domain=domain)
-    store.set_schedule(conn, client, camp, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
+    sequences.set_schedule(conn, client, camp, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
                        fallback_timezone="UTC")
-    store.set_step(conn, client, camp, step=1, subject="Hello {{ first_name }}",
+    sequences.set_step(conn, client, camp, step=1, subject="Hello {{ first_name }}",
                    body="Hi {{ first_name }}, about {{ company_name }}.", delay_amount=0, delay_unit="days")
-    store.set_step(conn, client, camp, step=2, subject="x", body="Following up on {{ company_name }}.",
+    sequences.set_step(conn, client, camp, step=2, subject="x", body="Following up on {{ company_name }}.",
                    delay_amount=2, delay_unit="days")
-    store.set_step(conn, client, camp, step=3, subject="x", body="Last note from {{ sender_name }}.",
+    sequences.set_step(conn, client, camp, step=3, subject="x", body="Last note from {{ sender_name }}.",
                    delay_amount=1, delay_unit="days")
     store.enroll(conn, client, camp, now=now)
-    assert store.activate(conn, client, camp) == []
+    assert campaigns.activate(conn, client, camp) == []
     return camp, leads
 
 
@@ -67,13 +70,13 @@ def world(engine, env, sink):
     with engine.begin() as conn:
         a = factories.client(conn, "alpha", credits=100)
         b = factories.client(conn, "bravo", credits=100)
-        box1 = store.add_mailbox(conn, a, from_address="rep1@alpha.example", from_name="Rep <1> & Co",
+        box1 = mailboxes.add_mailbox(conn, a, from_address="rep1@alpha.example", from_name="Rep <1> & Co",
                                  smtp_host="127.0.0.1", smtp_port=port, tls_mode="none", daily_cap=50,
                                  min_gap_seconds=0, jitter_seconds=0, ramp_started_at=now - timedelta(days=30))
-        box2 = store.add_mailbox(conn, a, from_address="rep2@alpha.example", smtp_host="127.0.0.1", smtp_port=port,
+        box2 = mailboxes.add_mailbox(conn, a, from_address="rep2@alpha.example", smtp_host="127.0.0.1", smtp_port=port,
                                  tls_mode="none", daily_cap=50, ramp_start=5, ramp_step=5, ramp_ceiling=40,
                                  min_gap_seconds=0, jitter_seconds=0, ramp_started_at=now - timedelta(days=2, hours=1))
-        box_b = store.add_mailbox(conn, b, from_address="rep@bravo.example", smtp_host="127.0.0.1", smtp_port=port,
+        box_b = mailboxes.add_mailbox(conn, b, from_address="rep@bravo.example", smtp_host="127.0.0.1", smtp_port=port,
                                   tls_mode="none", daily_cap=50, min_gap_seconds=0, jitter_seconds=0)
         camp_a, leads_a = _campaign(conn, a, CAMPAIGN_NAME, 20, "alpha.example", [box1, box2], now)
         camp_b, leads_b = _campaign(conn, b, "b-seq", 2, "bravo.example", [box_b], now)

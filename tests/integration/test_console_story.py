@@ -15,6 +15,9 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.engines.enrichment import enrich_chunk
 from shared.engines.outreach import store
 from shared.engines.replies import ingest
@@ -66,16 +69,16 @@ def world(engine, env, sink, sandbox_url):
 
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        store.add_mailbox(conn, a, from_address="rep1@alpha.test", from_name="Rep", smtp_host="127.0.0.1",
+        mailboxes.add_mailbox(conn, a, from_address="rep1@alpha.test", from_name="Rep", smtp_host="127.0.0.1",
                           smtp_port=sink[1], tls_mode="none", daily_cap=50, min_gap_seconds=0, jitter_seconds=0,
                           ramp_started_at=now - timedelta(days=30))
-        store.set_schedule(conn, a, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
+        sequences.set_schedule(conn, a, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
                            fallback_timezone="UTC")
-        store.set_step(conn, a, campaign, step=1, subject=SUBJECT, body="Hi {{ first_name }}.")
-        store.set_step(conn, a, campaign, step=2, subject="x", body="Following up.", delay_amount=2,
+        sequences.set_step(conn, a, campaign, step=1, subject=SUBJECT, body="Hi {{ first_name }}.")
+        sequences.set_step(conn, a, campaign, step=2, subject="x", body="Following up.", delay_amount=2,
                        delay_unit="days")
         store.enroll(conn, a, campaign, now=now)
-        assert store.activate(conn, a, campaign) == []
+        assert campaigns.activate(conn, a, campaign) == []
     outreach_pass.fn(now, False)  # not simulated: sends are stamped with the real clock, like the history
     with engine.connect() as conn:
         sent = conn.execute(text("SELECT s.message_id, s.subject, l.email FROM messages s JOIN leads l ON "

@@ -260,7 +260,7 @@ def test_an_entry_added_in_the_console_stops_a_send_already_queued(app, engine, 
     """The just-in-time check before each send reads what the console added (the real send path, real SMTP)."""
     s, _ = sink
     with engine.begin() as conn:
-        from shared.console import users
+        from shared.engines.users import users
 
         users.create_user(conn, "ops@agency.test", "correct horse battery staple", role="operator")
     _, items = _queue_all(engine, outreach)

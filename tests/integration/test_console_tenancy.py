@@ -16,7 +16,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from shared.engines.outreach import store, suppression
+from shared.engines.outreach import suppression
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from tests import factories
 from tests.console_helpers import SECRET, accounts, csrf_of, sign_in
 from web.app import create_app
@@ -39,9 +41,9 @@ def _world(engine) -> dict[str, dict[str, int]]:
             campaign = factories.campaign(conn, client, f"{mark}-campaign")
             [lead] = factories.leads(conn, client, 1, campaign_id=campaign, domain=f"{mark}.example")
             batch = factories.batch(conn, client, [lead], campaign_id=campaign)
-            mailbox = store.add_mailbox(conn, client, from_address=f"sender@{mark}.example", smtp_host="smtp.example",
+            mailbox = mailboxes.add_mailbox(conn, client, from_address=f"sender@{mark}.example", smtp_host="smtp.example",
                                         smtp_port=587, username="u", secret_name="SMTP_PASSWORD")
-            store.set_step(conn, client, campaign, step=1, subject=f"{mark} subject", body="Hi {{ first_name }}")
+            sequences.set_step(conn, client, campaign, step=1, subject=f"{mark} subject", body="Hi {{ first_name }}")
             suppression.suppress(conn, client, f"gone@{mark}.example", reason="asked", source="test")
             ids[name] = {"client": client, "campaign": campaign, "lead": lead, "batch": batch, "mailbox": mailbox}
     return ids

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from orchestrator.demo import SAMPLE, run_demo
+from demo.run import SAMPLE, run_demo
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
     assert stopped and all(p["enrollment"].startswith("stopped") and p["not_sent"] > 0 for p in stopped)
     assert all(replies["per_lead"][e["email"]]["enrollment"] == "active" for e in events if e["event"] == "auto_reply")
     # part four: the console's accounts on the demo's data, and they sign in
-    from shared.console import users
+    from shared.engines.users import users
     from shared.db import get_engine
 
     with get_engine().begin() as conn:

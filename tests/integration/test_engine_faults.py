@@ -14,7 +14,7 @@ from werkzeug import Request, Response
 
 from shared import workitems
 from shared.emails import normalize_email
-from shared.engines import billing
+from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
 from shared.integrations.providers import build_providers, close_providers, sandbox
 from shared.integrations.providers.base import LeadInput, ProviderResult

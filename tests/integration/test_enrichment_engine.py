@@ -10,7 +10,7 @@ from sqlalchemy import text
 from werkzeug import Response
 
 from shared import workitems
-from shared.engines import billing
+from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
 from shared.integrations.providers import build_providers, sandbox
 from shared.integrations.providers.base import LeadInput, ProviderResult

@@ -15,7 +15,7 @@ from orchestrator.flows.batch import orchestrator_main
 from orchestrator.flows.campaign import activate_campaign
 from orchestrator.flows.enrichment import enrichment_daily
 from shared import workitems
-from shared.engines import billing
+from shared.engines.clients import billing
 from shared.integrations.providers import sandbox
 from tests import factories
 from tests.modal_function import ModalFunction
@@ -128,7 +128,7 @@ def test_flow_through_the_modal_executor(engine, prefect_harness, providers, env
 def test_modal_spawn_map_then_wait_on_postgres(engine, providers, monkeypatch):
     from modal_apps.enrichment import enrich_chunk
     from shared.db import get_engine
-    from shared.engines.batches import chunks
+    from shared.engines.batches.batches import chunks
     from orchestrator.tasks import wait_for_batch
 
     fake = FakeModalFunction(enrich_chunk.local)
@@ -230,7 +230,7 @@ def test_runtime_secrets_come_from_prefect_secret_blocks(prefect_harness, env, m
 def test_a_cancelled_batch_stops_claiming_and_the_run_ends_cleanly(engine, prefect_harness, env):
     """Cancel mid-run (the console's button, `outbound batch cancel`): nothing is claimed after it,
     work in flight finishes, the rest stays PENDING and its leads can be batched again."""
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with sandbox.serve(latency_ms=150, hit_rate=0.8, seed=3) as slow:
         env(PROVIDER_ORDER="heuristics,sandbox", SANDBOX_URL=slow.url, PROVIDER_MAX_RETRIES="0", LOCAL_WORKERS="1",
@@ -280,7 +280,7 @@ def test_modal_executor_claims_no_further_ahead_than_the_containers_take(engine,
     from modal_apps.enrichment import enrich_chunk
     from orchestrator.executor import get_executor
     from shared.db import get_engine
-    from shared.engines.batches import chunks
+    from shared.engines.batches.batches import chunks
     from shared.settings import get_settings
 
     env(EXECUTOR="modal", MODAL_MAX_CONTAINERS="2", MODAL_INPUTS_PER_CONTAINER="1", QUEUE_TIMEOUT_SECONDS="2")

@@ -26,7 +26,10 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from orchestrator.cli import app as cli
-from shared.engines.leads_import import import_csv
+from shared.engines.leads.importer import import_csv
+from shared import errors
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.engines.outreach import store, suppression, templates
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, sign_in
@@ -45,13 +48,13 @@ def world(engine, env):
     with engine.begin() as conn:
         a = factories.client(conn, "alpha", credits=100)
         b = factories.client(conn, "bravo", credits=100)
-        box = store.add_mailbox(conn, a, from_address="rep@alpha.example", smtp_host="127.0.0.1", smtp_port=2525,
+        box = mailboxes.add_mailbox(conn, a, from_address="rep@alpha.example", smtp_host="127.0.0.1", smtp_port=2525,
                                 tls_mode="none", daily_cap=50)
         camp = factories.campaign(conn, a, "q4", status="draft")
         leads = factories.leads(conn, a, 3, campaign_id=camp, domain="alpha.example")
-        store.set_schedule(conn, a, camp, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
+        sequences.set_schedule(conn, a, camp, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24,
                            fallback_timezone="UTC")
-        store.set_step(conn, a, camp, step=1, subject="Hi {{ first_name }}", body="About {{ company_name }}.",
+        sequences.set_step(conn, a, camp, step=1, subject="Hi {{ first_name }}", body="About {{ company_name }}.",
                        delay_amount=0, delay_unit="days")
         store.enroll(conn, a, camp, now=now)
     acc = accounts(engine, a, b)
@@ -258,8 +261,8 @@ def test_a_mailbox_from_name_with_a_line_break_is_refused_when_added(engine):
         assert conn.execute(text("SELECT count(*) FROM mailboxes")).scalar_one() == 0
         client = conn.execute(text("SELECT id FROM clients")).scalar_one()
         for field in ("smtp_host", "username", "from_address"):
-            with pytest.raises(store.OutreachError, match=field.replace("_", " ")):
-                store.add_mailbox(conn, client, **{"from_address": "a@acme.test", "smtp_host": "h", field: "x\ny@z"})
+            with pytest.raises(errors.OutreachError, match=field.replace("_", " ")):
+                mailboxes.add_mailbox(conn, client, **{"from_address": "a@acme.test", "smtp_host": "h", field: "x\ny@z"})
 
 
 def test_every_imported_text_field_is_one_clean_line(engine, tmp_path):

@@ -2,7 +2,7 @@
 
 The million-row test is the slow one (about 70-90 s on the 2-core dev machine: the import runs at
 ~15k rows/s, dominated by email validation); it runs in `make test` because the memory bound is a
-promise the import makes (leads_import.MEMORY_CEILING_BYTES).
+promise the import makes (importer.MEMORY_CEILING_BYTES).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.engines.leads_import import MEMORY_CEILING_BYTES, NotARegularFile, import_csv
+from shared.engines.leads.importer import MEMORY_CEILING_BYTES, NotARegularFile, import_csv
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ MILLION = 1_000_000
 _CHILD = """
 import json, sys, time
 from pathlib import Path
-from shared.engines.leads_import import import_csv
+from shared.engines.leads.importer import import_csv
 started = time.perf_counter()
 report = import_csv(Path(sys.argv[1]), client_name="acme")
 print(json.dumps({
@@ -105,9 +105,9 @@ def test_special_files_are_refused_before_reading(engine, tmp_path):
 
 
 def test_an_overlong_line_is_rejected_alone(engine, tmp_path, monkeypatch):
-    from shared.engines import leads_import
+    from shared.engines.leads import importer
 
-    monkeypatch.setattr(leads_import, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(importer, "MAX_LINE_BYTES", 4096)
     with engine.begin() as conn:
         factories.client(conn)
     path = tmp_path / "long.csv"

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from shared.engines.leads_import import (
+from shared.engines.leads.importer import (
     ClientNotFound,
     ImportReport,
     MissingEmailColumn,

@@ -20,6 +20,10 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.flows.outreach import outreach_pass
 from shared.engines.outreach import store
+from shared import errors
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.integrations import mailauth
 from tests import factories
 from tests.dns_server import dns_server
@@ -61,14 +65,14 @@ def _world(engine, env, port, pem, **mailbox):
         client = factories.client(conn, "acme")
         campaign = factories.campaign(conn, client, "seq", status="draft")
         leads = factories.leads(conn, client, 2, campaign_id=campaign)
-        store.add_mailbox(conn, client, from_address=f"rep1@{DOMAIN}", from_name="Rep", smtp_host="127.0.0.1",
+        mailboxes.add_mailbox(conn, client, from_address=f"rep1@{DOMAIN}", from_name="Rep", smtp_host="127.0.0.1",
                           smtp_port=port, tls_mode="none", daily_cap=500, min_gap_seconds=0, jitter_seconds=0,
                           ramp_started_at=MONDAY_10_UTC - timedelta(days=30), **mailbox)
-        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=0, end_hour=24,
+        sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=0, end_hour=24,
                            fallback_timezone="UTC")
-        store.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
+        sequences.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
         store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
-        assert store.activate(conn, client, campaign) == []
+        assert campaigns.activate(conn, client, campaign) == []
     return leads
 
 
@@ -160,8 +164,8 @@ def test_dkim_settings_are_refused_when_half_given_or_not_a_dns_label(engine):
         client = factories.client(conn, "acme")
         for fields, message in (({"dkim_selector": "s1"}, "both a selector"),
                                 ({"dkim_selector": "s1;x", "dkim_secret_name": "K"}, "not a DNS label")):
-            with pytest.raises(store.OutreachError, match=message):
-                store.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="h", smtp_port=25, **fields)
+            with pytest.raises(errors.OutreachError, match=message):
+                mailboxes.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="h", smtp_port=25, **fields)
 
 
 def test_mailboxes_add_takes_the_verp_and_dkim_settings_and_refuses_half_of_dkim(engine):

@@ -11,6 +11,9 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.settings import get_settings
 from shared.engines.outreach import sending, store, suppression
 from shared.engines.outreach.scheduler import Send
@@ -39,20 +42,20 @@ def outreach(engine, env, sink):
         client = factories.client(conn, "acme")
         campaign = factories.campaign(conn, client, "seq", status="draft")
         leads = factories.leads(conn, client, 5, campaign_id=campaign)
-        boxes = [store.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", from_name=f"Rep {i}",
+        boxes = [mailboxes.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", from_name=f"Rep {i}",
                                    smtp_host="127.0.0.1", smtp_port=port, tls_mode="none", daily_cap=50,
                                    min_gap_seconds=0, jitter_seconds=0,
                                    ramp_started_at=MONDAY_10_UTC - timedelta(days=30)) for i in (1, 2)]
-        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
+        sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
                            fallback_timezone="UTC")
-        store.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}",
+        sequences.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}",
                        body="Hi {{ first_name }}, {{ company_name }} looks great.")
-        store.set_step(conn, client, campaign, step=2, subject="ignored", body="Following up, {{ first_name }}.",
+        sequences.set_step(conn, client, campaign, step=2, subject="ignored", body="Following up, {{ first_name }}.",
                        delay_amount=2, delay_unit="business_days")
-        store.set_step(conn, client, campaign, step=3, subject="ignored", body="Last note.", delay_amount=1,
+        sequences.set_step(conn, client, campaign, step=3, subject="ignored", body="Last note.", delay_amount=1,
                        delay_unit="days")
         store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
-        assert store.activate(conn, client, campaign) == []
+        assert campaigns.activate(conn, client, campaign) == []
     return {"client": client, "campaign": campaign, "leads": leads, "boxes": boxes}
 
 
@@ -67,11 +70,11 @@ def test_missing_variable_blocks_activation_and_names_lead_and_variable(engine, 
         campaign = factories.campaign(conn, client, "seq", status="draft")
         lead = factories.leads(conn, client, 1, campaign_id=campaign)[0]
         conn.execute(text("UPDATE leads SET company_name = NULL WHERE id = :l"), {"l": lead})
-        store.add_mailbox(conn, client, from_address="a@acme.test", smtp_host="h", smtp_port=25)
-        store.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}", body="x")
-        store.set_step(conn, client, campaign, step=2, subject="s", body="About {{ company_name }}", delay_amount=1)
+        mailboxes.add_mailbox(conn, client, from_address="a@acme.test", smtp_host="h", smtp_port=25)
+        sequences.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}", body="x")
+        sequences.set_step(conn, client, campaign, step=2, subject="s", body="About {{ company_name }}", delay_amount=1)
         store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
-        problems = store.activate(conn, client, campaign)
+        problems = campaigns.activate(conn, client, campaign)
         status = conn.execute(text("SELECT status FROM campaigns WHERE id = :c"), {"c": campaign}).scalar()
     assert problems == [f"lead {lead} person1@example.com: step 2 needs {{{{ company_name }}}}"]
     assert status == "draft"

@@ -11,6 +11,9 @@ from modal_apps import outreach as outreach_app
 from orchestrator.executor import ModalExecutor
 from orchestrator.flows.outreach import OutreachRunFailed, outreach_pass, outreach_run, run_passes
 from shared.engines.outreach import store
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.engines.outreach.sending import OutreachConfigError
 from shared.settings import environment
 from tests import factories
@@ -45,14 +48,14 @@ def _setup(conn, port: int) -> None:
     client = factories.client(conn, "acme")
     campaign = factories.campaign(conn, client, "seq", status="draft")
     factories.leads(conn, client, 6, campaign_id=campaign)
-    store.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="127.0.0.1", smtp_port=port,
+    mailboxes.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="127.0.0.1", smtp_port=port,
                       tls_mode="none", min_gap_seconds=0, jitter_seconds=0,
                       ramp_started_at=START - timedelta(days=30))
     # Always open: the Modal-shaped sends run on the real clock (Modal's send_chunk takes no `now`).
-    store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
-    store.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}", body="Hello.")
+    sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
+    sequences.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}", body="Hello.")
     store.enroll(conn, client, campaign, now=START)
-    assert store.activate(conn, client, campaign) == []
+    assert campaigns.activate(conn, client, campaign) == []
 
 
 def _claimed(engine) -> tuple[int, int, int]:

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from shared.engines.outreach import store
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from tests import factories
 from tests.email_sink import smtp_sink
 
@@ -24,14 +27,14 @@ def _campaign(engine, port: int, *, leads: int, daily_cap: int) -> dict:
         client = factories.client(conn, "acme")
         campaign = factories.campaign(conn, client, "seq", status="draft")
         lead_ids = factories.leads(conn, client, leads, campaign_id=campaign)
-        box = store.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="127.0.0.1", smtp_port=port,
+        box = mailboxes.add_mailbox(conn, client, from_address="rep@acme.test", smtp_host="127.0.0.1", smtp_port=port,
                                 tls_mode="none", daily_cap=daily_cap, min_gap_seconds=0, jitter_seconds=0,
                                 ramp_started_at=START - timedelta(days=30))
-        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
-        store.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi.", delay_amount=0)
-        store.set_step(conn, client, campaign, step=2, subject="", body="Again.", delay_amount=2, delay_unit="days")
+        sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
+        sequences.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi.", delay_amount=0)
+        sequences.set_step(conn, client, campaign, step=2, subject="", body="Again.", delay_amount=2, delay_unit="days")
         store.enroll(conn, client, campaign, now=START)
-        assert store.activate(conn, client, campaign) == []
+        assert campaigns.activate(conn, client, campaign) == []
     return {"client": client, "campaign": campaign, "leads": lead_ids, "box": box}
 
 

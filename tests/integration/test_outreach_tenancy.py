@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from shared.engines.outreach import store, suppression
+from shared.engines.outreach import suppression
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -16,7 +18,7 @@ def _two_clients(conn):
     a, b = factories.client(conn, "a"), factories.client(conn, "b")
     camp_a = factories.campaign(conn, a, "qa")
     lead_b = factories.leads(conn, b, 1, domain="b.test")[0]
-    box_a = store.add_mailbox(conn, a, from_address="rep@a.test", smtp_host="h", smtp_port=25)
+    box_a = mailboxes.add_mailbox(conn, a, from_address="rep@a.test", smtp_host="h", smtp_port=25)
     return a, b, camp_a, lead_b, box_a
 
 
@@ -34,7 +36,7 @@ def _two_clients(conn):
 def test_cross_tenant_outreach_rows_are_refused(engine, statement):
     with engine.begin() as conn:
         a, b, camp_a, lead_b, box_a = _two_clients(conn)
-        store.set_schedule(conn, a, camp_a)
+        sequences.set_schedule(conn, a, camp_a)
         conn.execute(text("INSERT INTO batches (client_id, kind, status) VALUES (:b, 'send', 'running')"), {"b": b})
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text(statement), {"a": a, "b": b, "camp": camp_a, "lead_b": lead_b, "box": box_a})

@@ -20,8 +20,9 @@ from orchestrator.flows.batch import orchestrator_main
 from orchestrator.flows.enrichment import enrichment_daily
 from orchestrator.flows.sweep import batch_sweep
 from shared import db, workitems
-from shared.engines import batches
-from shared.engines.batches import BatchIsDraft, NotFound
+from shared.engines.batches import batches
+from shared.engines.batches.batches import BatchIsDraft
+from shared.errors import NotFound
 from shared.integrations.providers import sandbox
 from tests import factories
 

@@ -13,7 +13,10 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import workitems
-from shared.console import story
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
+from shared.engines.leads import story
 from shared.engines.outreach import scheduler, sending, store
 from shared.engines.replies import ingest, recovery
 from shared.engines.replies.webhooks import parse_message
@@ -47,21 +50,21 @@ def _setup(engine, env, port, n_leads=5, *, imap=None, daily_cap=500, steps=3):
         client = factories.client(conn, "acme")
         campaign = factories.campaign(conn, client, "seq", status="draft")
         leads = factories.leads(conn, client, n_leads, campaign_id=campaign)
-        box = store.add_mailbox(conn, client, from_address="rep1@acme.test", from_name="Rep", smtp_host="127.0.0.1",
+        box = mailboxes.add_mailbox(conn, client, from_address="rep1@acme.test", from_name="Rep", smtp_host="127.0.0.1",
                                 smtp_port=port, tls_mode="none", daily_cap=daily_cap, min_gap_seconds=0,
                                 jitter_seconds=0, ramp_started_at=MONDAY_10_UTC - timedelta(days=30),
                                 username="demouser" if imap else None,
                                 secret_name="IMAP_TEST_PASSWORD" if imap else None,
                                 imap_host=imap.host if imap else None, imap_port=imap.port if imap else None,
                                 imap_tls_mode="none")
-        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=0, end_hour=24,
+        sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=0, end_hour=24,
                            fallback_timezone="UTC")
-        store.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
+        sequences.set_step(conn, client, campaign, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
         for step in range(2, steps + 1):
-            store.set_step(conn, client, campaign, step=step, subject="x", body=f"Follow-up {step}.",
+            sequences.set_step(conn, client, campaign, step=step, subject="x", body=f"Follow-up {step}.",
                            delay_amount=2, delay_unit="days")
         store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
-        assert store.activate(conn, client, campaign) == []
+        assert campaigns.activate(conn, client, campaign) == []
     return {"client": client, "campaign": campaign, "leads": leads, "box": box}
 
 
@@ -424,7 +427,7 @@ def test_another_clients_mailbox_never_acts_on_this_clients_leads(engine, env, s
     m = next(iter(_sent(engine).values()))
     with engine.begin() as conn:
         other = factories.client(conn, "globex")
-        box = store.add_mailbox(conn, other, from_address="rep@globex.test", smtp_host="127.0.0.1", smtp_port=25,
+        box = mailboxes.add_mailbox(conn, other, from_address="rep@globex.test", smtp_host="127.0.0.1", smtp_port=25,
                                 username="demouser", secret_name="IMAP_TEST_PASSWORD", imap_host=imap_server.host,
                                 imap_port=imap_server.port, imap_tls_mode="none")
     # Acme's lead's reply (naming Acme's Message-ID) lands in Globex's inbox.
@@ -450,7 +453,7 @@ def test_recovery_flow_maps_one_mailbox_per_modal_call_and_reports_a_dead_imap(e
     m = next(iter(_sent(engine).values()))
     _append_all(imap_server, "INBOX", [_reply_to(m)])
     with engine.begin() as conn:  # a second mailbox whose IMAP server is down
-        store.add_mailbox(conn, w["client"], from_address="rep2@acme.test", smtp_host="127.0.0.1", smtp_port=25,
+        mailboxes.add_mailbox(conn, w["client"], from_address="rep2@acme.test", smtp_host="127.0.0.1", smtp_port=25,
                           username="demouser", secret_name="IMAP_TEST_PASSWORD", imap_host="127.0.0.1",
                           imap_port=free_port(), imap_tls_mode="none")
     from tests.modal_function import ModalFunction

@@ -19,6 +19,9 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared import leases
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.engines.outreach import store
 from tests import factories
 from tests.email_sink import smtp_sink
@@ -54,14 +57,14 @@ def campaign(engine, env, slow_sink):
         camp = factories.campaign(conn, client, "seq", status="draft")
         leads = factories.leads(conn, client, LEADS, campaign_id=camp)
         for i in (1, 2):
-            store.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", from_name=f"Rep {i}",
+            mailboxes.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", from_name=f"Rep {i}",
                               smtp_host="127.0.0.1", smtp_port=port, tls_mode="none", daily_cap=500,
                               min_gap_seconds=0, jitter_seconds=0, ramp_started_at=MONDAY_10_UTC - timedelta(days=60))
-        store.set_schedule(conn, client, camp, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
+        sequences.set_schedule(conn, client, camp, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
                            fallback_timezone="UTC")
-        store.set_step(conn, client, camp, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
+        sequences.set_step(conn, client, camp, step=1, subject="Hello {{ first_name }}", body="Hi {{ first_name }}.")
         store.enroll(conn, client, camp, now=MONDAY_10_UTC)
-        assert store.activate(conn, client, camp) == []
+        assert campaigns.activate(conn, client, camp) == []
     return {"leads": leads, "env": settings}
 
 

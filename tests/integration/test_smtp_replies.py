@@ -16,6 +16,9 @@ from sqlalchemy import text
 
 from orchestrator.flows.outreach import outreach_pass
 from shared.engines.outreach import store
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes.mailboxes import add_mailbox
+from shared.engines.campaigns import sequences
 from tests import factories
 from tests.email_servers import Faults, smtp_server  # noqa: F401  (pytest fixture)
 from tests.email_sink import free_port, smtp_sink
@@ -33,16 +36,16 @@ def _campaign(engine, env, port: int, *, leads: int, mailboxes: int = 1, steps: 
         client = factories.client(conn, "acme")
         campaign = factories.campaign(conn, client, "seq", status="draft")
         lead_ids = factories.leads(conn, client, leads, campaign_id=campaign)
-        boxes = [store.add_mailbox(conn, client, from_address=f"rep{i}@acme.test", smtp_host="127.0.0.1",
+        boxes = [add_mailbox(conn, client, from_address=f"rep{i}@acme.test", smtp_host="127.0.0.1",
                                    smtp_port=port, tls_mode="none", daily_cap=daily_cap, min_gap_seconds=0,
                                    jitter_seconds=0, ramp_started_at=START - timedelta(days=30), **box)
                  for i in range(1, mailboxes + 1)]
-        store.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
+        sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
         for step in range(1, steps + 1):
-            store.set_step(conn, client, campaign, step=step, subject="Hello {{ first_name }}", body="Hi.",
+            sequences.set_step(conn, client, campaign, step=step, subject="Hello {{ first_name }}", body="Hi.",
                            delay_amount=0 if step == 1 else 1, delay_unit="days")
         store.enroll(conn, client, campaign, now=START)
-        assert store.activate(conn, client, campaign) == []
+        assert campaigns.activate(conn, client, campaign) == []
     return {"client": client, "campaign": campaign, "leads": lead_ids, "boxes": boxes}
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from shared import workitems
-from shared.engines import billing
+from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
 from shared.integrations.providers import sandbox
 from shared.settings import Settings

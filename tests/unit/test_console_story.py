@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.console.story import KIND_ORDER, Entry, _like, mask_headers, merge, sort_key
+from shared.engines.leads.story import KIND_ORDER, Entry, _like, mask_headers, merge, sort_key
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

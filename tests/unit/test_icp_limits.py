@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.engines.scoring import (
+from shared.engines.leads.scoring import (
     MAX_ICP_BYTES,
     MAX_ICP_LIST_ITEMS,
     MAX_ICP_STRING_CHARS,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nameparser import HumanName
 
 from shared.csvsafe import is_dangerous, safe_cell
-from shared.engines.leads_import import (
+from shared.engines.leads.importer import (
     MissingEmailColumn,
     decode_bytes,
     email_problem,

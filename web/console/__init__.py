@@ -7,7 +7,7 @@ per-transaction tenant scope, CSRF checks, rendering with autoescaped Jinja2 tem
 security headers (web.security: a strict Content-Security-Policy, no inline script or style).
 
 Pages never filter by client for isolation: a viewer's queries run as `outbound_tenant` with the
-viewer's client set (`shared.console.scope`), so another client's id simply is not there (404,
+viewer's client set (`shared.engines.users.scope`), so another client's id simply is not there (404,
 the same answer as an id that does not exist). Viewers read; only operators act (403 otherwise).
 """
 
@@ -30,8 +30,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection, Engine
 
 from shared import ids
-from shared.console import scope, users
-from shared.console.users import Principal
+from shared.engines.users import scope
+from shared.engines.users import users
+from shared.engines.users.users import Principal
 from web.console.auth import (LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, CsrfRefused,
                               Forbidden, NotSignedIn, Session, Sessions)
 from web.console.forecasts import Forecasts

@@ -3,7 +3,7 @@
 The session cookie is `{"u": user id, "e": session epoch, "s": random session id}` signed with
 CONSOLE_SECRET (itsdangerous, timestamped, SESSION_SECONDS max age), HttpOnly, SameSite=Lax, and
 Secure when the console is served over https. It carries no role and no client: on every request
-the user is read again from Postgres (`shared.console.users.principal`), so disabling a user, a
+the user is read again from Postgres (`shared.engines.users.users.principal`), so disabling a user, a
 password change or signing out (all bump the epoch) ends every session at once.
 
 CSRF: every form carries `csrf`, an HMAC of the session id under the secret (checked in constant

@@ -17,9 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection
 
-from shared.console import batches as q
-from shared.console.users import Principal
-from shared.engines import batches
+from shared.engines.batches import views as q
+from shared.engines.users.users import Principal
+from shared.engines.batches import batches
 from shared.status import BatchStatus
 from web.console import Console, NotFound, client_filter, form_int, path_id, redirect
 

@@ -2,7 +2,7 @@
 as a chart (cached per campaign state, bounded: web/console/forecasts.py), mailbox health; pause/resume
 for operators.
 
-Every action goes through the engine function the CLI uses: `accounts.update_campaign` (as
+Every action goes through the engine function the CLI uses: `campaigns.update_campaign` (as
 `outbound campaigns status`: a pause says "paused by hand" and when, a resume clears reason and
 time) and `outreach.store.set_mailbox_status` (as `outbound mailboxes pause/resume`). Lifting a
 bounce-shield pause needs an explicit confirmation in the form: nothing resumes one by accident.
@@ -19,12 +19,14 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from shared import ids
-from shared.console import campaigns as q
-from shared.console.users import Principal
-from shared.engines import accounts
-from shared.engines.accounts import CampaignStatus
+from shared.engines.mailboxes import views as mailbox_views
+from shared import errors
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import campaigns
+from shared.engines.campaigns import views as q
+from shared.engines.users.users import Principal
+from shared.engines.campaigns.campaigns import CampaignStatus
 from shared.engines.outreach import forecast as forecasting
-from shared.engines.outreach import store
 from shared.engines.replies import shield
 from shared.settings import get_settings
 from web.console import Console, NotFound, client_filter, path_id, redirect
@@ -78,7 +80,7 @@ def register(router: APIRouter, console: Console) -> None:
         if data is None:
             raise NotFound(NotFound.__doc__)
         return console.page("campaign.html", who, session, notice=notice,
-                            shield_paused=q.shield_paused(data["campaign"]["status_reason"]), **data)
+                            shield_paused=mailbox_views.shield_paused(data["campaign"]["status_reason"]), **data)
 
     @router.get("/campaigns/{campaign_id}/forecast")
     async def campaign_forecast(request: Request, campaign_id: int = path_id("campaign_id")) -> Response:
@@ -118,7 +120,7 @@ def register(router: APIRouter, console: Console) -> None:
                 raise NotFound(NotFound.__doc__)
             if camp["status"] != "active":
                 return f"only an active campaign can be paused (this one is {camp['status']})"
-            accounts.update_campaign(conn, campaign_id, status=CampaignStatus.PAUSED)
+            campaigns.update_campaign(conn, campaign_id, status=CampaignStatus.PAUSED)
             return "paused: queued sends re-check this and stop"
 
         notice, _who = await console.act(request, pause)
@@ -132,9 +134,9 @@ def register(router: APIRouter, console: Console) -> None:
                 raise NotFound(NotFound.__doc__)
             if camp["status"] != "paused":
                 return f"only a paused campaign can be resumed (this one is {camp['status']})"
-            if q.shield_paused(camp["status_reason"]) and not _confirmed(form):
+            if mailbox_views.shield_paused(camp["status_reason"]) and not _confirmed(form):
                 return "the bounce shield paused this campaign: tick the confirmation to resume it"
-            accounts.update_campaign(conn, campaign_id, status=CampaignStatus.ACTIVE)
+            campaigns.update_campaign(conn, campaign_id, status=CampaignStatus.ACTIVE)
             return "resumed"
 
         notice, _who = await console.act(request, resume)
@@ -146,7 +148,7 @@ def register(router: APIRouter, console: Console) -> None:
         thresholds = shield.Thresholds.from_settings(get_settings())
 
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"mailboxes": q.mailbox_health(conn, now=datetime.now(UTC), thresholds=thresholds,
+            return {"mailboxes": mailbox_views.mailbox_health(conn, now=datetime.now(UTC), thresholds=thresholds,
                                                   client_id=client, mailbox_id=mailbox_id),
                     "clients": q.client_choices(conn), "thresholds": thresholds}
 
@@ -170,13 +172,13 @@ def register(router: APIRouter, console: Console) -> None:
     @router.post("/mailboxes/{mailbox_id}/pause")
     async def mailbox_pause(request: Request, mailbox_id: int = path_id("mailbox_id")) -> Response:
         def pause(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
-            box = q.mailbox(conn, mailbox_id)
+            box = mailbox_views.mailbox(conn, mailbox_id)
             if box is None:
                 raise NotFound(NotFound.__doc__)
             reason = " ".join(str(form.get("reason") or "").split())[:REASON_MAX_CHARS]
             try:
-                store.set_mailbox_status(conn, box["client_id"], box["from_address"], paused=True, reason=reason)
-            except store.OutreachError as exc:
+                mailboxes.set_mailbox_status(conn, box["client_id"], box["from_address"], paused=True, reason=reason)
+            except errors.OutreachError as exc:
                 return str(exc)
             return f"{box['from_address']} paused: {reason}"
 
@@ -186,14 +188,14 @@ def register(router: APIRouter, console: Console) -> None:
     @router.post("/mailboxes/{mailbox_id}/resume")
     async def mailbox_resume(request: Request, mailbox_id: int = path_id("mailbox_id")) -> Response:
         def resume(conn: Connection, who: Principal, form: dict[str, Any]) -> str:
-            box = q.mailbox(conn, mailbox_id)
+            box = mailbox_views.mailbox(conn, mailbox_id)
             if box is None:
                 raise NotFound(NotFound.__doc__)
             if box["status"] != "paused":
                 return f"{box['from_address']} is not paused"
-            if q.shield_paused(box["status_reason"]) and not _confirmed(form):
+            if mailbox_views.shield_paused(box["status_reason"]) and not _confirmed(form):
                 return "the bounce shield paused this mailbox: tick the confirmation to resume it"
-            store.set_mailbox_status(conn, box["client_id"], box["from_address"], paused=False, reason=None)
+            mailboxes.set_mailbox_status(conn, box["client_id"], box["from_address"], paused=False, reason=None)
             return f"{box['from_address']} is active"
 
         notice, _who = await console.act(request, resume)

@@ -1,6 +1,6 @@
 """Lead pages: search every lead the scope can see, and one lead's story (its whole history in time order).
 
-Read-only for everyone: the pages run `shared.console.story` in the caller's scope, so a viewer's
+Read-only for everyone: the pages run `shared.engines.leads.story` in the caller's scope, so a viewer's
 search never returns another client's leads and another client's lead id answers 404, the same as
 an id that does not exist.
 """
@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from shared.console import story
-from shared.console.users import Principal
+from shared.engines.leads import story
+from shared.engines.users.users import Principal
 from web.console import Console, NotFound, client_filter, path_id
 
 QUERY_MAX_CHARS = 200  # a search box, not a document

@@ -26,9 +26,9 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from shared import ids
-from shared.console import suppressions as queries
-from shared.console.users import Principal
-from shared.engines.leads_import import clean_name
+from shared.engines.outreach import suppression_list as queries
+from shared.engines.users.users import Principal
+from shared.engines.leads.importer import clean_name
 from shared.engines.outreach import suppression
 from web.console import (PREFIX, SECURITY_HEADERS, Console, FormTooLarge, NotFound, client_filter, form_int,
                          read_form, redirect)

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach import scheduler, store, timezones
+from shared import errors
+from shared.engines.campaigns import sequences
 from shared.engines.outreach.scheduler import Candidate
 from shared.settings import Settings
 
@@ -50,10 +52,10 @@ def paid_credits_per_lead(settings: Settings) -> int:
 def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetime,
              credits_per_lead: int = 0) -> Forecast:
     """What the campaign will send from `now` on. `credits_per_lead`: the paid waterfall's worst case."""
-    window, fallback = store.window(conn, campaign_id)
-    steps = store.steps(conn, campaign_id)
+    window, fallback = sequences.window(conn, campaign_id)
+    steps = sequences.steps(conn, campaign_id)
     if not steps:
-        raise store.OutreachError("the campaign has no steps")
+        raise errors.OutreachError("the campaign has no steps")
     enrolled = conn.execute(
         text("SELECT id, lead_id, next_step, next_due_at, timezone, mailbox_id FROM enrollments "
              "WHERE campaign_id = :camp AND client_id = :c AND status = 'active'"),

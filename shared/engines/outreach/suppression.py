@@ -110,7 +110,7 @@ class UnreadableFile(ValueError):
 
 def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "imported") -> tuple[int, list[str]]:
     """Import a CSV file (see `import_stream`); a FIFO or device is refused before anything is read."""
-    from shared.engines.leads_import import open_input  # refuses FIFOs and devices before reading
+    from shared.engines.leads.importer import open_input  # refuses FIFOs and devices before reading
 
     with open_input(path) as raw:
         return import_stream(conn, client_id, raw, reason=reason, source=f"import:{path.name}")

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 
-from shared.classify import is_free_mail
+from shared.lead_rules import is_free_mail
 from shared.engines.outreach import suppression
 from shared.engines.replies import shield
 from shared.engines.replies.classify import Classification, classify

@@ -1,7 +1,7 @@
 """Offline enrichment that runs for every lead: email checks, name parsing, company domain, title rules.
 
 No network, no key. The free-mail, role and disposable lists and the title rules are
-`shared.classify`'s (scoring uses the same). Everything expensive (the public-suffix trie, regexes,
+`shared.lead_rules`'s (scoring uses the same). Everything expensive (the public-suffix trie, regexes,
 the sets) is built once at import; per-lead work is a few set lookups and regex searches, with caches
 on the parts that repeat across a list (domains, names, titles).
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 from nameparser import HumanName
 
-# The rules themselves live in shared.classify (scoring reads the same ones); re-exported for callers of this module.
-from shared.classify import (  # noqa: F401
+# The rules themselves live in shared.lead_rules (scoring reads the same ones); re-exported for callers of this module.
+from shared.lead_rules import (  # noqa: F401
     _TLD,
     LOCAL_SEPARATORS,
     classify_title,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, Engine, text
 
-from shared.classify import classify_title, is_disposable, is_free_mail, is_role_address
+from shared.lead_rules import classify_title, is_disposable, is_free_mail, is_role_address
 
 BREAKDOWN_VERSION = 1
 RESCORE_PAGE_SIZE = 5_000
@@ -429,7 +429,7 @@ def _seniority_level(value: str) -> str | None:
 
 
 def _seniority_from_title(title: str) -> str | None:
-    # The same title rules the providers use (shared.classify), so a lead scores as it was enriched.
+    # The same title rules the providers use (shared.lead_rules), so a lead scores as it was enriched.
     return classify_title(title)[0]
 
 
@@ -646,3 +646,5 @@ def _write_page(conn: Connection, rows: Sequence[Mapping[str, Any]], icp: IcpCon
         "tiers": [r.tier for r in results],
         "breakdowns": [json.dumps(r.breakdown, ensure_ascii=False, separators=(",", ":")) for r in results],
     })
+def set_lead_title(conn: Connection, lead_id: int, title: str | None) -> None:
+    conn.execute(text("UPDATE leads SET title = :t, updated_at = now() WHERE id = :l"), {"t": title, "l": lead_id})

@@ -1,31 +1,22 @@
-"""Clients and campaigns: create them, change named fields, top up credits, list them.
+"""Campaigns: create them, change named fields, list them, look one up by name, and activate them.
 
-Create and update are separate intents: `create_*` refuses a name that exists (nothing about the
-existing row changes), `update_*` changes only the fields it is given and returns what changed.
-Top-ups are idempotent per (client, key): the schema enforces it (migration 0003), and a repeated
-key reports the amount it was first applied with.
+Create and update are separate intents: `create_campaign` refuses a name that exists (nothing about
+the existing row changes), `update_campaign` changes only the fields it is given and returns what
+changed. Activation has two gates: `activate_campaign` (the ICP and the client's subscription,
+before enrichment) and `activate` (every enrolled lead dry-rendered for every step, before sending).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from shared.engines import billing
-from shared.engines.batches import NotFound
-
-
-class Subscription(StrEnum):
-    """A client's subscription (the CHECK on clients.subscription_status)."""
-
-    TRIALING = "trialing"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-    CANCELLED = "cancelled"
+from shared.engines.campaigns import sequences
+from shared.engines.outreach import templates
+from shared.errors import AlreadyExists, CampaignInvalid, NotFound
 
 
 class CampaignStatus(StrEnum):
@@ -35,64 +26,6 @@ class CampaignStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     COMPLETED = "completed"
-
-
-class AlreadyExists(ValueError):
-    """A client or campaign with that name already exists; nothing was changed."""
-
-
-class KeyConflict(ValueError):
-    """The idempotency key was already used for a different amount; nothing was added."""
-
-
-@dataclass(frozen=True)
-class TopUp:
-    applied: bool
-    amount: int
-    """The amount recorded under the key: this request's when applied, the first one's otherwise."""
-    balance: int
-
-
-def create_client(conn: Connection, name: str, *, subscription: Subscription = Subscription.ACTIVE,
-                  credits: int = 0) -> int:
-    """A new client (AlreadyExists when the name is taken), with `credits` as its first top-up."""
-    client = conn.execute(
-        text("INSERT INTO clients (name, subscription_status) VALUES (:n, :s) "
-             "ON CONFLICT (name) DO NOTHING RETURNING id"),
-        {"n": name, "s": str(Subscription(subscription))},
-    ).scalar()
-    if client is None:
-        raise AlreadyExists(f"client {name!r} already exists (change it with `outbound clients update`)")
-    if credits:
-        billing.add_credits(conn, int(client), credits, key="initial", note="starting credits")
-    return int(client)
-
-
-def update_client(conn: Connection, client_id: int, *, subscription: Subscription | None = None) -> dict[str, tuple[Any, Any]]:
-    """Change the given fields only; returns {field: (old, new)} for what actually changed."""
-    changes: dict[str, tuple[Any, Any]] = {}
-    if subscription is not None:
-        old = conn.execute(text("SELECT subscription_status FROM clients WHERE id = :c FOR UPDATE"),
-                           {"c": client_id}).scalar_one()
-        new = str(Subscription(subscription))
-        if old != new:
-            conn.execute(text("UPDATE clients SET subscription_status = :s WHERE id = :c"), {"s": new, "c": client_id})
-            changes["subscription"] = (old, new)
-    return changes
-
-
-def top_up(conn: Connection, client_id: int, amount: int, *, key: str) -> TopUp:
-    """Add `amount` once per (client, key). A repeated key adds nothing; a different amount under
-    a used key is refused (KeyConflict), since the caller meant something else."""
-    applied = billing.add_credits(conn, client_id, amount, key=key)
-    recorded = conn.execute(
-        text("SELECT delta FROM credit_ledger WHERE client_id = :c AND idempotency_key = :k"),
-        {"c": client_id, "k": key},
-    ).scalar_one()
-    if not applied and int(recorded) != amount:
-        raise KeyConflict(f"key {key!r} was already applied for {recorded} credits; "
-                          f"{amount} were not added (use a new key for a new payment)")
-    return TopUp(applied, int(recorded), billing.balance(conn, client_id))
 
 
 def create_campaign(conn: Connection, client_id: int, name: str, *,
@@ -149,16 +82,12 @@ def list_campaigns(conn: Connection, client_id: int | None = None) -> list[dict[
     return [dict(r) for r in rows]
 
 
-class CampaignInvalid(ValueError):
-    """The campaign cannot be activated."""
-
-
 def activate_campaign(conn: Connection, campaign_id: int) -> int:
     """draft/paused → active after checking the ICP and the client's subscription; returns the client id.
 
     The campaign row is locked for the check and the change, so a concurrent pause cannot slip between.
     """
-    from shared.engines.scoring import IcpConfig
+    from shared.engines.leads.scoring import IcpConfig
     from shared.status import ACTIVE_SUBSCRIPTIONS
 
     row = conn.execute(
@@ -177,11 +106,35 @@ def activate_campaign(conn: Connection, campaign_id: int) -> int:
     return int(row.client_id)
 
 
-def delete_client(conn: Connection, name: str) -> bool:
-    """Delete a client and everything it owns (cascades: campaigns, leads, batches, cache, ledger)."""
-    return conn.execute(text("DELETE FROM clients WHERE name = :n RETURNING id"), {"n": name}).first() is not None
+def campaign_id(conn: Connection, client: int, name: str) -> int:
+    found = conn.execute(text("SELECT id FROM campaigns WHERE client_id = :c AND name = :n"),
+                         {"c": client, "n": name}).scalar()
+    if found is None:
+        raise NotFound(f"campaign {name!r} does not exist for this client")
+    return int(found)
 
 
-def set_lead_title(conn: Connection, lead_id: int, title: str | None) -> None:
-    conn.execute(text("UPDATE leads SET title = :t, updated_at = now() WHERE id = :l"), {"t": title, "l": lead_id})
+def activation_problems(conn: Connection, client_id: int, campaign_id: int) -> list[str]:
+    """Dry-render every enrolled lead for every step; every line is one blocking problem."""
+    step_rows = sequences.steps(conn, campaign_id)
+    if not step_rows:
+        return ["the campaign has no steps"]
+    problems = []
+    if conn.execute(text("SELECT 1 FROM mailboxes WHERE client_id = :c AND status = 'active'"),
+                    {"c": client_id}).first() is None:
+        problems.append("the client has no active mailbox")
+    leads = conn.execute(
+        text("SELECT l.* FROM enrollments e JOIN leads l ON l.id = e.lead_id AND l.client_id = e.client_id "
+             "WHERE e.campaign_id = :camp AND e.client_id = :c AND e.status IN ('active', 'held') ORDER BY l.id"),
+        {"camp": campaign_id, "c": client_id}).mappings()
+    compiled = [templates.StepTemplate(s["step"], s["subject_template"], s["body_template"]) for s in step_rows]
+    return problems + templates.dry_render(leads, compiled)
 
+
+def activate(conn: Connection, client_id: int, campaign_id: int) -> list[str]:
+    """Activate the campaign when nothing blocks it; returns the problems (empty: activated)."""
+    problems = activation_problems(conn, client_id, campaign_id)
+    if not problems:
+        conn.execute(text("UPDATE campaigns SET status = 'active' WHERE id = :camp AND client_id = :c"),
+                     {"camp": campaign_id, "c": client_id})
+    return problems

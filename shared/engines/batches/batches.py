@@ -11,14 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from shared import csvsafe, db, liveness, workitems
-from shared.engines import billing
+from shared.engines.clients import billing
 from shared.files import atomic_write
+from shared.errors import NotFound
 from shared.settings import get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, BatchStatus, batch_outcome
-
-
-class NotFound(LookupError):
-    """The named client, campaign or batch does not exist."""
 
 
 @dataclass(slots=True)
@@ -37,21 +34,6 @@ class BatchSummary:
             "skip_reasons": self.skip_reasons, "credits_spent": self.credits_spent,
             "provider_calls": self.provider_calls,
         }
-
-
-def client_id(conn: Connection, name: str) -> int:
-    found = conn.execute(text("SELECT id FROM clients WHERE name = :n"), {"n": name}).scalar()
-    if found is None:
-        raise NotFound(f"client {name!r} does not exist (create it with `outbound clients add {name}`)")
-    return int(found)
-
-
-def campaign_id(conn: Connection, client: int, name: str) -> int:
-    found = conn.execute(text("SELECT id FROM campaigns WHERE client_id = :c AND name = :n"),
-                         {"c": client, "n": name}).scalar()
-    if found is None:
-        raise NotFound(f"campaign {name!r} does not exist for this client")
-    return int(found)
 
 
 _NEW_LEADS = """

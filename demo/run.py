@@ -16,6 +16,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import literal, shown
 from shared import db, migrate
+from shared.engines.campaigns import campaigns
 from shared.settings import PROJECT_ROOT, environment, get_settings
 
 SAMPLE = PROJECT_ROOT / "shared" / "data" / "sample_leads.csv"
@@ -50,7 +51,7 @@ def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[s
         with _lead_logs(batch_id) as log_path:
             summary = _run_with_progress(batch_id)
     _report(summary, batch_id, log_path)
-    from orchestrator.demo_outreach import run_outreach_demo
+    from demo.outreach import run_outreach_demo
 
     summary["outreach"] = run_outreach_demo(client_id, campaign_id, console)
     summary["console"] = _console_accounts(client_id)
@@ -66,7 +67,7 @@ def _console_accounts(client_id: int) -> dict[str, str]:
     (printed once): a viewer who knows theirs cannot sign in as the operator."""
     import secrets
 
-    from shared.console import users
+    from shared.engines.users import users
 
     password, viewer_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     with db.transaction() as conn:
@@ -82,20 +83,20 @@ def _console_accounts(client_id: int) -> dict[str, str]:
 
 def _fresh_client(credits: int) -> tuple[int, int]:
     """The demo owns its client: start from scratch so every run shows the whole story."""
-    from shared.engines import accounts
+    from shared.engines.clients import clients
 
     with db.transaction() as conn:
         # The cache is per client: deleting the client drops its cached answers too, so every run
         # pays for its lookups again instead of showing free cache hits.
-        accounts.delete_client(conn, CLIENT)
-        client_id = accounts.create_client(conn, CLIENT, credits=credits)
-        campaign_id = accounts.create_campaign(conn, client_id, CAMPAIGN, icp_json=ICP)
+        clients.delete_client(conn, CLIENT)
+        client_id = clients.create_client(conn, CLIENT, credits=credits)
+        campaign_id = campaigns.create_campaign(conn, client_id, CAMPAIGN, icp_json=ICP)
     console.print(f"Client [bold]{CLIENT}[/bold] with {credits} credits, campaign [bold]{CAMPAIGN}[/bold]")
     return client_id, campaign_id
 
 
 def _import(path: Path) -> None:
-    from shared.engines.leads_import import import_csv
+    from shared.engines.leads.importer import import_csv
 
     with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
@@ -113,7 +114,7 @@ def _import(path: Path) -> None:
 
 
 def _batch(client_id: int, campaign_id: int) -> int:
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     with db.transaction() as conn:
         batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id)
@@ -154,7 +155,7 @@ def _run_with_progress(batch_id: int) -> dict[str, Any]:
 
 def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
     from orchestrator.cli import print_summary
-    from shared.engines import batches
+    from shared.engines.batches import batches
 
     print_summary(summary)
     with db.transaction() as conn:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
-from shared.console.users import Principal
+from shared.engines.users.users import Principal
 
 TENANT_ROLE = "outbound_tenant"
 OPERATOR_ROLE = "outbound_operator"

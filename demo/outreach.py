@@ -4,7 +4,7 @@ Everything is local and real: an aiosmtpd sink stands in for the mail servers, t
 app runs with uvicorn on a real socket, and the outreach flow runs under Prefect on a simulated
 clock, so a week of sending takes seconds. Mid-week one lead unsubscribes by POSTing its
 List-Unsubscribe URL, exactly as a mailbox provider would, and six more answer (part three,
-`orchestrator/demo_replies.py`): replies through the signed webhook and only in the IMAP inbox
+`demo/replies.py`): replies through the signed webhook and only in the IMAP inbox
 (a local pymap server), an out-of-office and a hard bounce, then a reply-recovery run.
 """
 
@@ -19,6 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from shared import db
+from shared.engines.campaigns import campaigns
+from shared.engines.mailboxes import mailboxes
+from shared.engines.campaigns import sequences
 from shared.settings import environment
 
 # Three mailboxes: caps, one ramping up, gaps with jitter (what peers recommend, scaled for a demo).
@@ -52,9 +55,9 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
     import httpx
 
     from orchestrator.flows.outreach import outreach_run
-    from shared.engines import accounts
+    from shared.engines.clients import clients
     from shared.engines.outreach import store, suppression
-    from orchestrator.demo_replies import replies_midweek, report_after_week
+    from demo.replies import replies_midweek, report_after_week
     from shared.integrations.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
     from shared.integrations.smtp_sink import free_port, smtp_sink
     from web.app import create_app
@@ -75,13 +78,13 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
         imap_box = {"username": DEMO_USER, "secret_name": "DEMO_IMAP_PASSWORD", "imap_host": imap.host,
                     "imap_port": imap.port, "imap_tls_mode": "none"}
         with db.transaction() as conn:
-            boxes = [store.add_mailbox(conn, client_id, smtp_host="127.0.0.1", smtp_port=smtp_port, tls_mode="none",
+            boxes = [mailboxes.add_mailbox(conn, client_id, smtp_host="127.0.0.1", smtp_port=smtp_port, tls_mode="none",
                                        ramp_started_at=start, **box, **(imap_box if i == 0 else {}))
                      for i, box in enumerate(MAILBOXES)]
-            store.set_schedule(conn, client_id, campaign_id, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
+            sequences.set_schedule(conn, client_id, campaign_id, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
                                fallback_timezone="America/New_York")
             for step, subject, body, delay, unit in STEPS:
-                store.set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body,
+                sequences.set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body,
                                delay_amount=delay, delay_unit=unit)
             lead_ids = store.best_enriched_leads(conn, client_id, LEADS)
             if len(lead_ids) < 2:
@@ -89,17 +92,17 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
                 return {"sent": 0}
             sources = store.enroll(conn, client_id, campaign_id, now=start, lead_ids=lead_ids)
             # One lead without a title: the strict template refuses activation and says exactly why.
-            accounts.set_lead_title(conn, lead_ids[-1], None)
-            problems = store.activate(conn, client_id, campaign_id)
+            clients.set_lead_title(conn, lead_ids[-1], None)
+            problems = campaigns.activate(conn, client_id, campaign_id)
         console.print(f"{len(boxes)} mailboxes, {len(STEPS)} steps, {len(lead_ids)} leads enrolled "
                       f"(timezones from {sources})")
         for line in problems:
             console.print(f"  activation refused: {line}", style="yellow")
         with db.transaction() as conn:
             step, subject, body, delay, unit = STEPS[0]
-            store.set_step(conn, client_id, campaign_id, step=step, subject=subject, delay_amount=delay, delay_unit=unit,
+            sequences.set_step(conn, client_id, campaign_id, step=step, subject=subject, delay_amount=delay, delay_unit=unit,
                            body=body.replace("{{ title }}", '{{ title | default("sales") }}'))
-            assert store.activate(conn, client_id, campaign_id) == []
+            assert campaigns.activate(conn, client_id, campaign_id) == []
         console.print("template fixed with a default; campaign activated")
 
         half = outreach_run(now=start, until=start + timedelta(days=2, hours=12), campaign_id=campaign_id)
@@ -119,7 +122,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
             per_day = store.sends_per_day(conn, campaign_id)
             skips = store.skip_reasons(conn, campaign_id)
             stops = store.enrollment_states(conn, campaign_id)
-            names = {r["id"]: r["from_address"] for r in store.list_mailboxes(conn, client_id, start)}
+            names = {r["id"]: r["from_address"] for r in mailboxes.list_mailboxes(conn, client_id, start)}
             limits = {names[m.id]: m.limits for m in store.mailbox_states(conn, [client_id], start)}
             to_unsubscribed = store.sent_to_since(conn, campaign_id, email, start + timedelta(days=2, hours=12))
         messages = list(sink.messages)

@@ -1,6 +1,6 @@
 """The console's campaign and mailbox pages: campaign rows with their counts, step previews, forecast, mailbox health.
 
-Run inside `shared.console.scope.scoped`: a viewer's transaction sees only its client's rows
+Run inside `shared.engines.users.scope.scoped`: a viewer's transaction sees only its client's rows
 (row-level security), so another client's campaign or mailbox id reads as "not found". Every
 figure that the engines already compute comes from them: rendering (`outreach.templates`), the
 forecast (`outreach.forecast`), today's cap and ramp (`outreach.store.list_mailboxes` →
@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach import forecast as forecasting
-from shared.engines.outreach import sending, store, templates
-from shared.engines.replies import shield
+from shared import errors
+from shared.engines.campaigns import sequences
+from shared.engines.outreach import sending, templates
 
 PREVIEW_LEADS_SHOWN = 200  # leads offered in the preview's select (a campaign can have thousands)
 
@@ -60,7 +61,7 @@ def campaign(conn: Connection, campaign_id: int) -> dict[str, Any] | None:
 
 
 def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
-    return store.steps(conn, campaign_id)
+    return sequences.steps(conn, campaign_id)
 
 
 def preview_leads(conn: Connection, client_id: int, campaign_id: int, *, lead_id: int | None = None,
@@ -121,38 +122,8 @@ def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetim
     """The engine's forecast from `now`, or why there is none (no sequence, no steps) as one line."""
     try:
         return forecasting.forecast(conn, client_id, campaign_id, now=now, credits_per_lead=credits_per_lead)
-    except store.OutreachError as exc:
+    except errors.OutreachError as exc:
         return str(exc)
-
-
-def mailbox(conn: Connection, mailbox_id: int) -> dict[str, Any] | None:
-    """A mailbox's id, client, address and status; None: missing or not the viewer's."""
-    row = conn.execute(text("SELECT m.id, m.client_id, cl.name AS client, m.from_address, m.status, m.status_reason "
-                            "FROM mailboxes m "
-                            "JOIN clients cl ON cl.id = m.client_id WHERE m.id = :m"), {"m": mailbox_id}).first()
-    return None if row is None else dict(row._mapping)
-
-
-def mailbox_health(conn: Connection, *, now: datetime, thresholds: shield.Thresholds,
-                   client_id: int | None = None, mailbox_id: int | None = None) -> list[dict[str, Any]]:
-    """Per mailbox: sent in 24 h vs today's cap, ramp day, the shield's rates over its window, status."""
-    clients = conn.execute(text("SELECT id, name FROM clients WHERE CAST(:c AS bigint) IS NULL OR id = :c "
-                                "ORDER BY name"), {"c": client_id}).all()
-    out = []
-    for c in clients:
-        for m in store.list_mailboxes(conn, c.id, now):
-            if mailbox_id is not None and m["id"] != mailbox_id:
-                continue
-            r = shield.rates(conn, client_id=c.id, mailbox_id=m["id"], now=now, window_days=thresholds.window_days)
-            out.append(m | {"client_id": c.id, "client": c.name, "rates": r,
-                            "judged": r.sends >= thresholds.min_sends,
-                            "shield_paused": shield_paused(m["status_reason"])})
-    return out
-
-
-def shield_paused(reason: str | None) -> bool:
-    """Did the bounce shield pause this (its reason starts with the shield's prefix)?"""
-    return (reason or "").startswith(shield.SHIELD_PREFIX)
 
 
 def forecast_state(conn: Connection, client_id: int, campaign_id: int) -> str:

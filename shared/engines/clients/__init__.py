@@ -1,0 +1,1 @@
+"""Clients (the agencies' customers): their rows, subscriptions and credits."""

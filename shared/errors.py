@@ -1,0 +1,42 @@
+"""Every error the domain raises on purpose, in one place, under one base class.
+
+An `OutboundError` without a message says its docstring's first line, so `raise BatchIsDraft()`
+needs no text of its own; a message names the row or field when there is one. Each class keeps
+the built-in it has always been (`ValueError`, `LookupError`, …) so callers that catch those
+still do.
+"""
+
+from __future__ import annotations
+
+
+class OutboundError(Exception):
+    """The request cannot be honoured."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else default_message(type(self)))
+
+
+def default_message(cls: type) -> str:
+    """The first line of the class's docstring (its name when it has none)."""
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else cls.__name__
+
+
+class NotFound(OutboundError, LookupError):
+    """The named client, campaign or batch does not exist."""
+
+
+class AlreadyExists(OutboundError, ValueError):
+    """A client or campaign with that name already exists; nothing was changed."""
+
+
+class KeyConflict(OutboundError, ValueError):
+    """The idempotency key was already used for a different amount; nothing was added."""
+
+
+class CampaignInvalid(OutboundError, ValueError):
+    """The campaign cannot be activated."""
+
+
+class OutreachError(OutboundError, ValueError):
+    """A request about mailboxes, sequences or campaigns that cannot be honoured (named in the message)."""
