@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from bench.__main__ import machine, setup_database  # noqa: E402
 from shared import db  # noqa: E402
 from shared.engines.campaigns import campaigns
-from shared.engines.mailboxes import mailboxes
+from shared.engines.mailboxes.mailboxes import add_mailbox
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import scheduler, store  # noqa: E402
 from shared.integrations.smtp_sink import smtp_sink  # noqa: E402
@@ -42,7 +42,7 @@ def _campaign(engine: Engine, leads: int, mailboxes: int, smtp_port: int) -> tup
             "SELECT :c, :camp, 'p' || g || '@co' || (g % 997) || '.example.com', 'First' || g, 'Co ' || (g % 997), "
             "'GB' FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": leads})
         for i in range(mailboxes):
-            mailboxes.add_mailbox(conn, client, from_address=f"rep{i}@bench.test", smtp_host="127.0.0.1",
+            add_mailbox(conn, client, from_address=f"rep{i}@bench.test", smtp_host="127.0.0.1",
                               smtp_port=smtp_port, tls_mode="none", daily_cap=10**6, min_gap_seconds=0,
                               jitter_seconds=0, ramp_started_at=MONDAY_10_UTC - timedelta(days=1))
         sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
@@ -77,7 +77,7 @@ def _fill_enrollments(engine: Engine, total: int, active: int) -> int:
                                      "RETURNING id"), {"c": client}).scalar_one()
         sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
         for i in range(20):
-            mailboxes.add_mailbox(conn, client, from_address=f"s{i}@bench.test", smtp_host="h", smtp_port=25,
+            add_mailbox(conn, client, from_address=f"s{i}@bench.test", smtp_host="h", smtp_port=25,
                               daily_cap=10**6, min_gap_seconds=0, jitter_seconds=0)
         conn.execute(text("INSERT INTO leads (client_id, campaign_id, email) SELECT :c, :camp, 'l' || g || '@x.test' "
                           "FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": total})

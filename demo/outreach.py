@@ -55,7 +55,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
     import httpx
 
     from orchestrator.flows.outreach import outreach_run
-    from shared.engines.clients import clients
+    from shared.engines.leads import scoring
     from shared.engines.outreach import store, suppression
     from demo.replies import replies_midweek, report_after_week
     from shared.integrations.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
@@ -92,7 +92,7 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
                 return {"sent": 0}
             sources = store.enroll(conn, client_id, campaign_id, now=start, lead_ids=lead_ids)
             # One lead without a title: the strict template refuses activation and says exactly why.
-            clients.set_lead_title(conn, lead_ids[-1], None)
+            scoring.set_lead_title(conn, lead_ids[-1], None)
             problems = campaigns.activate(conn, client_id, campaign_id)
         console.print(f"{len(boxes)} mailboxes, {len(STEPS)} steps, {len(lead_ids)} leads enrolled "
                       f"(timezones from {sources})")

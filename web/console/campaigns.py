@@ -4,7 +4,7 @@ for operators.
 
 Every action goes through the engine function the CLI uses: `campaigns.update_campaign` (as
 `outbound campaigns status`: a pause says "paused by hand" and when, a resume clears reason and
-time) and `outreach.store.set_mailbox_status` (as `outbound mailboxes pause/resume`). Lifting a
+time) and `mailboxes.set_mailbox_status` (as `outbound mailboxes pause/resume`). Lifting a
 bounce-shield pause needs an explicit confirmation in the form: nothing resumes one by accident.
 """
 

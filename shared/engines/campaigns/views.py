@@ -3,7 +3,7 @@
 Run inside `shared.engines.users.scope.scoped`: a viewer's transaction sees only its client's rows
 (row-level security), so another client's campaign or mailbox id reads as "not found". Every
 figure that the engines already compute comes from them: rendering (`outreach.templates`), the
-forecast (`outreach.forecast`), today's cap and ramp (`outreach.store.list_mailboxes` →
+forecast (`outreach.forecast`), today's cap and ramp (`mailboxes.list_mailboxes` →
 `capacity`), bounce and complaint rates (`replies.shield.rates`).
 """
 
