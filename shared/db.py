@@ -1,5 +1,14 @@
 """Connections: resolve the database URL, build one engine per URL, hand out transactions.
 
+`transaction(engine, role=who)` is the one way into a transaction. With a role it runs in that
+user's database role, the tenant boundary Postgres enforces: a viewer's transaction runs as
+`outbound_tenant` with `outbound.client_id` set to the viewer's client (both transaction-local:
+`SET LOCAL ROLE` and `set_config(..., true)`, so they end with the transaction and are safe behind
+a transaction pooler); 0004's policies then hide every other client's rows and its grants refuse
+every write. An operator's runs as `outbound_operator`, which sees and may change every client's
+rows of the secured tables and nothing else (not the enrichment cache, not the launch secret, not
+console users' password hashes). Without a role it runs as the application.
+
 Also the one place that decides which errors are transient (`is_transient`): a dropped database
 connection, a restarting server, a serialization conflict; and, for mail servers, a 4xx reply, a
 refused or timed-out connection (while AUTH not offered, 5xx and a failed TLS handshake are not).
@@ -16,10 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg2
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
@@ -185,8 +194,36 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+TENANT_ROLE = "outbound_tenant"
+OPERATOR_ROLE = "outbound_operator"
+
+
+class Role(Protocol):
+    """Who a transaction runs as (a console user): an operator, or a viewer of one client."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def is_operator(self) -> bool: ...
+    @property
+    def client_id(self) -> int | None: ...
+
+
+def enter_role(conn: Connection, who: Role) -> None:
+    """Switch the current transaction to `who`'s database role (and client)."""
+    if who.is_operator:
+        conn.execute(text(f"SET LOCAL ROLE {OPERATOR_ROLE}"))
+        return
+    if who.client_id is None:  # the table's CHECK makes this impossible; refuse rather than see nothing silently
+        raise PermissionError(f"viewer {who.email} has no client")
+    conn.execute(text(f"SET LOCAL ROLE {TENANT_ROLE}"))
+    conn.execute(text("SELECT set_config('outbound.client_id', :c, true)"), {"c": str(who.client_id)})
+
+
 @contextmanager
-def transaction(engine: Engine | None = None) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back when it raises."""
+def transaction(engine: Engine | None = None, *, role: Role | None = None) -> Iterator[Connection]:
+    """One transaction (in `role`'s database role when given): committed when the block ends, rolled back when it raises."""
     with (engine or get_engine()).begin() as conn:
+        if role is not None:
+            enter_role(conn, role)
         yield conn

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.common import fail, or_fail, print_summary, shown, transaction
+from orchestrator.cli.common import database_ready, fail, or_fail, print_summary, shown
+from shared import db
 from shared.status import BatchStatus
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
@@ -24,7 +25,8 @@ def batch_create(client: str = typer.Option(..., help="Client name."),
     """A batch of the client's new leads that are not already in flight; prints its id."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client))
         campaign_id = or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign)) if campaign else None
         batch_id = batches.create_batch(conn, client=client_id, campaign=campaign_id, launch=launch)
@@ -38,7 +40,8 @@ def batch_launch(batch_id: int) -> None:
     """draft → launched: the database trigger hands it to the Edge Function (or the local bridge)."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         current = or_fail(lambda: batches.summary(conn, batch_id)).status
         if not batches.launch(conn, batch_id):
             fail(f"batch {batch_id} is {current}, not a draft: only a draft can be launched")
@@ -50,7 +53,8 @@ def batch_cancel(batch_id: int) -> None:
     """Stop a draft, launched or running batch: no further claims; items already being worked finish."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         current = or_fail(lambda: batches.summary(conn, batch_id)).status
         if not batches.cancel(conn, batch_id):
             fail(f"batch {batch_id} is {current}: only a draft, launched or running enrichment batch can be cancelled")
@@ -79,9 +83,10 @@ with code 3, or with --follow shows that runner's progress to the end."""
     from shared.engines.batches import batches
     from shared.settings import get_settings
 
+    database_ready()
     settings = get_settings()
     while True:
-        with transaction() as conn:
+        with db.transaction() as conn:
             current = or_fail(lambda: batches.summary(conn, batch_id))
             seen = batches.holder(conn, batch_id, stale_seconds=settings.batch_stale_seconds,
                                   beat_seconds=settings.batch_heartbeat_seconds)
@@ -119,8 +124,9 @@ def _judged(batch_id: int):  # noqa: ANN202 - batches.Taken, imported lazily lik
     from shared.engines.batches import batches
     from shared.settings import get_settings
 
+    database_ready()
     settings = get_settings()
-    with transaction() as conn:
+    with db.transaction() as conn:
         return batches.holder(conn, batch_id, stale_seconds=settings.batch_stale_seconds,
                               beat_seconds=settings.batch_heartbeat_seconds)
 
@@ -131,7 +137,8 @@ def batch_status(batch_id: int,
     """Counts by status, skip reasons, credits spent, provider calls."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         summary = or_fail(lambda: batches.summary(conn, batch_id))
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
@@ -147,6 +154,7 @@ def batch_export(batch_id: int, out: Path = typer.Argument(..., help="The CSV fi
     The file appears whole or not at all; an existing OUT is refused unless --force."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         n = or_fail(lambda: batches.export(conn, batch_id, out, overwrite=force))
     typer.echo(f"wrote {n} rows to {shown(out)}")

@@ -15,7 +15,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import CliError, console, literal, or_fail, shown, transaction
+from orchestrator.cli.common import CliError, console, database_ready, literal, or_fail, shown
+from shared import db
 from shared.engines.campaigns.campaigns import CampaignStatus
 from shared.engines.campaigns import campaigns
 
@@ -57,8 +58,9 @@ def campaigns_add(client: str, name: str,
     """Create a new campaign with its ICP (an existing name is refused: use `update`)."""
     from shared.engines.clients import clients
 
+    database_ready()
     config = read_icp(icp) if icp else {}
-    with transaction() as conn:
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client))
         cid = campaigns.create_campaign(conn, client_id, name, status=status, icp_json=config)
     typer.echo(f"campaign {shown(name)} (id {cid}) is {status.value}")
@@ -71,8 +73,9 @@ def campaigns_update(client: str, name: str,
     """Change only the fields given (the ICP, the status), and say what changed."""
     from shared.engines.clients import clients
 
+    database_ready()
     config = read_icp(icp) if icp else None
-    with transaction() as conn:
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client))
         campaign = or_fail(lambda: campaigns.campaign_id(conn, client_id, name))
         changes = campaigns.update_campaign(conn, campaign, status=status, icp_json=config)
@@ -91,7 +94,8 @@ def campaigns_status(client: str, name: str,
     `active` resumes a campaign the bounce shield paused; nothing resumes it on its own."""
     from shared.engines.clients import clients
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client))
         campaign = or_fail(lambda: campaigns.campaign_id(conn, client_id, name))
         changes = campaigns.update_campaign(conn, campaign, status=status)
@@ -104,7 +108,8 @@ def campaigns_list(client: Optional[str] = typer.Option(None, help="Only this cl
     """Campaigns with their client, status and lead count."""
     from shared.engines.clients import clients
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client)) if client is not None else None
         rows = campaigns.list_campaigns(conn, client_id)
     if as_json:
@@ -126,7 +131,8 @@ def score(campaign: str = typer.Option(..., help="Campaign name."),
     from shared.engines.clients import clients
     from shared.engines.leads.scoring import rescore_campaign
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client))
         campaign_id = or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign))
     n = rescore_campaign(db.get_engine(), campaign_id)

@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import console, literal, or_fail, shown, transaction
+from orchestrator.cli.common import console, database_ready, literal, or_fail, shown
+from shared import db
 from shared.engines.clients.clients import Subscription
 
 clients_app = typer.Typer(help="Clients (the agencies' customers): subscription and credits.", no_args_is_help=True)
@@ -26,7 +27,8 @@ def clients_add(name: str,
     from shared.engines.clients import clients
     from shared.engines.clients import billing
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = clients.create_client(conn, name, subscription=subscription, credits=credits)
         balance = billing.balance(conn, client_id)
     typer.echo(f"client {shown(name)} (id {client_id}): subscription {subscription.value}, {balance} credits")
@@ -38,7 +40,8 @@ def clients_update(name: str,
     """Change only the fields given, and say what changed (credits change with `topup`)."""
     from shared.engines.clients import clients
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, name))
         changes = clients.update_client(conn, client_id, subscription=subscription)
     if not changes:
@@ -53,7 +56,8 @@ def clients_topup(name: str, credits: int = typer.Argument(..., min=1, help="Cre
     """Add credits once per (client, key): repeating a key adds nothing and says so."""
     from shared.engines.clients import clients
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, name))
         result = clients.top_up(conn, client_id, credits, key=key)
     if result.applied:
@@ -68,7 +72,8 @@ def clients_list(as_json: bool = typer.Option(False, "--json", help="One JSON ar
     """Clients with subscription, credits and whether the daily run may bill them."""
     from shared.engines.batches import batches
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         rows = batches.billable_clients(conn)
     if as_json:
         typer.echo(json.dumps(rows))

@@ -17,8 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -27,7 +26,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Connection
 from typer.core import TyperGroup
 
 T = TypeVar("T")
@@ -172,16 +170,6 @@ def database_ready() -> None:
         migrate.upgrade("head", url)
         typer.echo(f"migrated the embedded database to revision {head}", err=True)
     _ready.add(url)
-
-
-@contextmanager
-def transaction() -> Iterator[Connection]:
-    """One transaction on a database whose schema is current."""
-    from shared import db
-
-    database_ready()
-    with db.transaction() as conn:
-        yield conn
 
 
 # -- batch output -----------------------------------------------------------------------------

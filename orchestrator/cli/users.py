@@ -8,7 +8,8 @@ from enum import StrEnum
 
 import typer
 
-from orchestrator.cli.common import console, literal, or_fail, transaction
+from orchestrator.cli.common import console, database_ready, literal, or_fail
+from shared import db
 
 users_app = typer.Typer(help="Console sign-in accounts: operators (every client) and client viewers.",
                         no_args_is_help=True)
@@ -36,8 +37,9 @@ def users_add(email: str,
     from shared.engines.users import users
     from shared.engines.clients import clients
 
+    database_ready()
     password = _password(password_stdin)
-    with transaction() as conn:
+    with db.transaction() as conn:
         client_id = or_fail(lambda: clients.client_id(conn, client)) if client else None
         or_fail(lambda: users.create_user(conn, email, password, role=role.value, client_id=client_id))  # type: ignore[arg-type]
     typer.echo(f"console user {users.normalize_email(email)} added ({role.value}{f' of {client}' if client else ''})")
@@ -49,8 +51,9 @@ def users_password(email: str,
     """Set a new password; every session of the user ends and a lockout is lifted."""
     from shared.engines.users import users
 
+    database_ready()
     password = _password(password_stdin)
-    with transaction() as conn:
+    with db.transaction() as conn:
         or_fail(lambda: users.set_password(conn, email, password))
     typer.echo(f"password of {users.normalize_email(email)} changed; their sessions have ended")
 
@@ -60,7 +63,8 @@ def users_disable(email: str) -> None:
     """Refuse sign-in and end every session of the user."""
     from shared.engines.users import users
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         or_fail(lambda: users.set_disabled(conn, email, True))
     typer.echo(f"{users.normalize_email(email)} disabled")
 
@@ -70,7 +74,8 @@ def users_enable(email: str) -> None:
     """Allow sign-in again (the user signs in afresh)."""
     from shared.engines.users import users
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         or_fail(lambda: users.set_disabled(conn, email, False))
     typer.echo(f"{users.normalize_email(email)} enabled")
 
@@ -82,7 +87,8 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
     from shared.engines.users import users
 
-    with transaction() as conn:
+    database_ready()
+    with db.transaction() as conn:
         rows = users.list_users(conn)
     if as_json:
         typer.echo(json.dumps(rows, default=str))

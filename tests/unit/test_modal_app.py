@@ -25,7 +25,7 @@ NOT_ON_THE_WORKER = {
     "argon2": "shared.engines.users.users, the console's password hashes: the web App's image has it, workers do not",
 }
 # Modules of shared/ a worker container never imports (they need the packages above).
-LOCAL_ONLY_MODULES = {"migrate.py", "smtp_sink.py", "users.py", "scope.py"}
+LOCAL_ONLY_MODULES = {"migrate.py", "smtp_sink.py", "users.py"}
 
 
 def _norm(name: str) -> str:

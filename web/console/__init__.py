@@ -29,8 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection, Engine
 
-from shared import ids
-from shared.engines.users import scope
+from shared import db, ids
 from shared.engines.users import users
 from shared.engines.users.users import Principal
 from web.console.auth import (LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, CsrfRefused,
@@ -86,17 +85,17 @@ class Console:
 
     @contextmanager
     def scoped(self, who: Principal) -> Iterator[Connection]:
-        with scope.scoped(self.engine(), who) as conn:
+        with db.transaction(self.engine(), role=who) as conn:
             yield conn
 
     def _in_scope(self, session: Session, fn: Callable[[Connection, Principal], Any], *,
                   operator_only: bool = False) -> tuple[Any, Principal]:
         """One transaction: who the session is (as the application), then `fn` in that user's role."""
-        with self.engine().begin() as conn:
+        with db.transaction(self.engine()) as conn:
             who = self.principal(session, conn)
             if operator_only and not who.is_operator:
                 raise Forbidden(Forbidden.__doc__)
-            scope.enter(conn, who)
+            db.enter_role(conn, who)
             return fn(conn, who), who
 
     async def read(self, request: Request, fn: Callable[[Connection, Principal], Any]) -> tuple[Any, Principal, Session]:

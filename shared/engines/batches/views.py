@@ -1,6 +1,6 @@
 """The console's batch pages: the list, one batch's live progress and its items, the create form's choices.
 
-Run inside `shared.engines.users.scope.scoped`: a viewer's transaction sees only its client's rows
+Run inside `shared.db.transaction(role=who)`: a viewer's transaction sees only its client's rows
 (row-level security), so a batch id of another client reads as "not found", exactly like an id
 that does not exist.
 """

@@ -1,6 +1,6 @@
 """The console's campaign and mailbox pages: campaign rows with their counts, step previews, forecast, mailbox health.
 
-Run inside `shared.engines.users.scope.scoped`: a viewer's transaction sees only its client's rows
+Run inside `shared.db.transaction(role=who)`: a viewer's transaction sees only its client's rows
 (row-level security), so another client's campaign or mailbox id reads as "not found". Every
 figure that the engines already compute comes from them: rendering (`outreach.templates`), the
 forecast (`outreach.forecast`), today's cap and ramp (`mailboxes.list_mailboxes` →

@@ -1,6 +1,6 @@
 """A lead's story for the console: its search, its header, and one time-ordered timeline of everything that happened to it.
 
-The SQL here reads only rows the caller's scope may see (`shared.engines.users.scope.scoped`): a
+The SQL here reads only rows the caller's scope may see (`shared.db.transaction(role=who)`): a
 viewer's transaction runs under row-level security, so another client's lead is simply absent
 (`lead()` answers None, exactly as for an id that does not exist) and none of the queries filter
 by client for isolation. Each source table has one named function returning plain `Entry` values;

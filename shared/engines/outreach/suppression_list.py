@@ -1,6 +1,6 @@
 """The console's suppression list page: search with paging, the client choices, one client's name.
 
-Run inside `shared.engines.users.scope.scoped`: a viewer's transaction sees only its client's entries
+Run inside `shared.db.transaction(role=who)`: a viewer's transaction sees only its client's entries
 (row-level security), so nothing here filters by client for isolation; `client_id` only narrows an
 operator's view. Adding, importing and exporting are the engine's own functions
 (`shared.engines.outreach.suppression`): the console has no second copy of them.
