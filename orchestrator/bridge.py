@@ -35,6 +35,7 @@ import psycopg2.extensions
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
+from shared import db
 from shared.engines.batches import batches
 
 log = logging.getLogger(__name__)
@@ -271,12 +272,12 @@ class Bridge:
 
     def _pending(self) -> list[tuple[int, datetime]]:
         """(batch id, launch time) of every batch that is 'launched' with no flow run yet."""
-        with self._engine().begin() as conn:
+        with db.transaction(self._engine()) as conn:
             return batches.awaiting_flow_run(conn)
 
     def _launch_key(self, batch_id: int) -> str | None:
         """The key of the batch's current launch, or None unless it is 'launched' with no flow run."""
-        with self._engine().begin() as conn:
+        with db.transaction(self._engine()) as conn:
             launched = batches.awaiting_launch_time(conn, batch_id)
         return None if launched is None else idempotency_key(batch_id, launched)
 
@@ -304,7 +305,7 @@ class Bridge:
             # Left 'launched' with no flow_run_id: the next sweep tries again with the same key.
             log.error("batch %s: launch failed: %s", batch_id, exc)
             return None
-        with self._engine().begin() as conn:
+        with db.transaction(self._engine()) as conn:
             batches.record_flow_run(conn, batch_id, run.id)
         self.launched[batch_id] = run.id
         self.launches += 1

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine
 
 from shared import workitems
+from shared.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Renewer:
             held = list(self._held.items())
         if not held:
             return
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             moved = workitems.extend_lease(conn, held, lease_seconds=self.lease_seconds)
         self.renewals += 1
         if moved.lost:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from shared import liveness, redact, workitems
-from shared.db import get_engine
+from shared.db import get_engine, transaction
 from shared.engines.clients import billing
 from shared.engines.clients.billing import Reservation
 from shared.engines.leads.scoring import IcpConfig, ScoreResult, score_lead
@@ -146,7 +146,7 @@ def enrich_chunk(
     providers = list(providers) if providers is not None else default_providers(settings)
     report = ChunkReport(requested=len(item_ids))
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         # host:pid:... (shared.liveness): a rerun hands our items back at once if this process dies.
         worker_id = worker_id or liveness.me(conn).token()
         started, not_startable = workitems.start(
@@ -161,7 +161,7 @@ def enrich_chunk(
 
     leads: list[_Lead] = []
     try:
-        with engine.connect() as conn:
+        with transaction(engine) as conn:
             contexts = load_contexts(conn, started)
         leads = prepare(contexts)
         results = _run(leads, engine=engine, providers=providers, settings=settings, report=report)
@@ -186,7 +186,7 @@ def _give_back(engine: Engine, started: Sequence[Started], exc: Exception, setti
     if not held:
         return
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             workitems.release(conn, held, error=f"internal error: {error}"[:500])
             billing.refund(conn, held, note="chunk failed")
     except Exception as again:  # the database is gone too: recovery will find the expired leases
@@ -304,7 +304,7 @@ class _Leases:
         held = [lead for lead in self.leads if lead.held]
         if not held:
             return
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             renewed = workitems.extend_lease(conn, [(lead.ctx.item.id, lead.ctx.item.attempt) for lead in held],
                                              lease_seconds=self.settings.lease_seconds)
         lost = set(renewed.lost)
@@ -353,7 +353,7 @@ def _run(leads: list[_Lead], *, engine: Engine, providers: Sequence[Provider], s
         for lead in ready:
             _conclude(lead, icps[lead.ctx.campaign_id], settings)
         if ready:
-            with engine.begin() as conn:
+            with transaction(engine) as conn:
                 _finish_chunk(conn, [lead.result for lead in ready], report)
             for lead in ready:
                 lead.held = False
@@ -421,7 +421,7 @@ def _provider_round(provider: Provider, leads: list[_Lead], engine: Engine, sett
             lead.result.fresh_hits.append((provider.name, key, answer))
         _apply(lead, provider, answer, settings)
     if provider.cost and unkept:  # pay on hit: misses and errors get their credits back, in one statement
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             billing.refund(conn, unkept, note="miss or error", provider=provider.name)
 
 
@@ -431,7 +431,7 @@ def _use_cache(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engi
 
     The cache is the client's own: another client's answer to the same lookup is never used.
     """
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         cached = {
             (r.client_id, r.lookup_key): ProviderResult("hit", r.confidence, r.result)
             for r in conn.execute(
@@ -469,7 +469,7 @@ def _reserve(provider: Provider, asking: list[tuple[_Lead, str]], engine: Engine
         by_client.setdefault(lead.ctx.client_id, []).append((lead, key))
     granted = []
     for client_id, group in by_client.items():
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             answers = billing.reserve_many(conn, client_id=client_id, provider=provider.name, cost=provider.cost,
                                            held=[(lead.ctx.item.id, lead.ctx.item.attempt) for lead, _ in group])
         for lead, key in group:

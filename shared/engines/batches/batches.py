@@ -344,7 +344,7 @@ def chunks(engine: Engine, batch_id: int, size: int, runner_id: str | None = Non
     """
 
     def claim_one() -> list[int]:
-        with engine.begin() as conn:
+        with db.transaction(engine) as conn:
             if runner_id is not None:
                 holder, state = conn.execute(_RUNNER_CHECK, {"b": batch_id}).one()
                 if state == BatchStatus.CANCELLED:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, Engine, text
 
+from shared.db import transaction
 from shared.lead_rules import classify_title, is_disposable, is_free_mail, is_role_address
 
 BREAKDOWN_VERSION = 1
@@ -615,11 +616,11 @@ def rescore_campaign(engine: Engine, campaign_id: int, *, page_size: int = RESCO
     a concurrent enrichment write cannot be overwritten by a score computed from older data, and
     no lock is held across the whole campaign.
     """
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         icp = load_icp(conn, campaign_id)
     done, after = 0, 0
     while True:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             rows = conn.execute(_PAGE, {"campaign": campaign_id, "after": after, "limit": page_size}).mappings().all()
             if not rows:
                 return done

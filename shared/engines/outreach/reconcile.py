@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
+from shared.db import transaction
 from shared.engines.outreach import sending
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
@@ -32,7 +33,7 @@ class Reconciled:
 
 def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_seconds: float = 15 * 60) -> Reconciled:
     """Resolve every in-doubt message (of one client, or all) from its mailbox's Sent folder."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         sending.stale_sending(conn, older_than_seconds=stale_after_seconds)
         rows = conn.execute(
             text("SELECT s.id, s.message_id, s.reserved_at, m.id AS mailbox_id, m.imap_host, m.imap_port, "
@@ -63,7 +64,7 @@ def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_secon
                 result.unchecked[r.id] = str(exc)
             log.warning("mailbox_id=%s: Sent folder unreadable: %s", mailbox_id, exc)
             continue
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             for r in group:
                 if r.message_id in found:
                     sending.mark_sent(conn, r.id, reply=FOUND_REPLY, sent_at=r.reserved_at)
@@ -81,7 +82,7 @@ def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_secon
 
 def in_doubt(engine: Engine, client_id: int) -> list[dict]:
     """Messages the operator has to look at: in doubt or unknown, with their lead and mailbox."""
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         return [dict(r) for r in conn.execute(
             text("SELECT s.id, s.status, s.step, s.message_id, s.reserved_at, s.error, l.email, m.from_address "
                  "FROM messages s JOIN leads l ON l.id = s.lead_id JOIN mailboxes m ON m.id = s.mailbox_id "

@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from shared import leases, liveness, mailids, workitems
-from shared.db import get_engine
+from shared.db import get_engine, transaction
 from shared.engines.outreach import capacity, retry, suppression, templates, timezones
 from shared.engines.replies import ingest
 from shared.integrations import mailauth, smtp
@@ -310,7 +310,7 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
     preflight(settings)  # before starting anything: a misconfigured worker leaves its items QUEUED
     engine = engine or get_engine()
     report = SendReport(requested=len(item_ids))
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         # A short lease renewed while the chunk works, under a shared.liveness token: if this process
         # dies, a rerun takes its items over at once (same host, or its session gone) or in 30 s.
         worker_id = worker_id or liveness.me(conn).token()
@@ -329,14 +329,14 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
               after_reply: Callable[[int], None] | None) -> None:
     ilog = SendLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id})
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             prepared, skip, ctx = _reserve_and_prepare(conn, item, now, settings)
             if skip is not None and skip != FENCED:
                 workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.SKIPPED, skip_reason=skip)])
         # committed: the 'sending' row exists before any SMTP command
     except Exception as exc:
         ilog.exception("could not prepare the send")
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
                                             error=f"prepare: {type(exc).__name__}: {exc}"[:500])])
         report.failed += 1
@@ -358,7 +358,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
         return
     if after_reply is not None:
         after_reply(prepared.message_pk)
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         mark_sent(conn, prepared.message_pk, reply=reply, sent_at=now, ctx=ctx)
         moved = workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.DONE)])
     report.sent += 1
@@ -397,7 +397,7 @@ def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetim
 
 def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError,
                    report: SendReport, ilog: SendLog, now: datetime) -> None:
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         if exc.outcome == smtp.IN_DOUBT:
             # RFC 1047: the server may have accepted it. Never resend on our own; hold the lead.
             conn.execute(text("UPDATE messages SET status = 'in_doubt', error = :e, updated_at = now() "

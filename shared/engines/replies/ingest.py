@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 
+from shared.db import transaction
 from shared.lead_rules import is_free_mail
 from shared.engines.outreach import suppression
 from shared.engines.replies import shield
@@ -392,11 +393,11 @@ def process(conn: Connection, inbound_id: int, *, now: datetime, settings: Setti
 def ingest(engine: Engine, received: Received, *, settings: Settings, now: datetime | None = None) -> Ingested:
     """Store (committed), then act (committed with the state it guards). Safe to call twice for one message."""
     secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         result = record(conn, received, verp_secret=secret or "-", raw_limit=settings.inbound_raw_max_bytes,
                         authserv_ids=tuple(settings.authserv_ids()))
     if result.outcome is None:  # matched, inbound, not yet acted on (new, or left by a crash)
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             done = process(conn, result.inbound_id, now=now or datetime.now(UTC), settings=settings)
         if done is not None:
             result.outcome, result.paused = done.outcome, done.paused
@@ -408,7 +409,7 @@ def accept_unverified(engine: Engine, client_id: int, inbound_id: int, *, settin
     """An operator vouches for one unverified message of this client (they checked with the lead): act on it now.
 
     None when the client has no such unverified message (another client's id reads the same)."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         found = conn.execute(
             text("UPDATE inbound_messages SET verified = true, trust = left('accepted by the operator; was ' || "
                  "coalesce(trust, 'unverified'), 1000), processed_at = NULL, outcome = NULL "
@@ -423,13 +424,13 @@ def accept_unverified(engine: Engine, client_id: int, inbound_id: int, *, settin
 def process_pending(engine: Engine, *, settings: Settings, now: datetime | None = None,
                     client_id: int | None = None) -> int:
     """Act on stored rows an earlier call recorded but did not get to (a crash between store and act)."""
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         ids = list(conn.execute(
             text("SELECT id FROM inbound_messages WHERE processed_at IS NULL AND "
                  "(CAST(:c AS bigint) IS NULL OR client_id = :c) ORDER BY id"), {"c": client_id}).scalars())
     done = 0
     for inbound_id in ids:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             done += process(conn, inbound_id, now=now or datetime.now(UTC), settings=settings) is not None
     return done
 

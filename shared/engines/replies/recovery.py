@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from shared.db import get_engine
+from shared.db import get_engine, transaction
 from shared.engines.replies import ingest
 from shared.engines.replies.webhooks import MalformedMessage, parse_message
 from shared.integrations import imap
@@ -77,7 +77,7 @@ def recover_mailbox(mailbox_id: int, *, engine: Engine | None = None, settings: 
     settings = settings or get_settings()
     engine = engine or get_engine()
     result = MailboxRecovery(mailbox_id)
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         box = conn.execute(text("SELECT id, client_id, from_address, username, secret_name, imap_host, imap_port, "
                                 "imap_tls_mode FROM mailboxes WHERE id = :m"), {"m": mailbox_id}).first()
     if box is None or not box.imap_host:
@@ -104,7 +104,7 @@ def recover_mailbox(mailbox_id: int, *, engine: Engine | None = None, settings: 
 
 def _recover_folder(engine: Engine, settings: Settings, box: Any, account: imap.ImapSettings, folder: str,
                     result: MailboxRecovery, now: datetime | None) -> None:
-    with engine.connect() as conn:
+    with transaction(engine) as conn:
         cursor = load_cursor(conn, box.id, folder)
     while True:
         fetched = imap.fetch_new(account, folder, cursor, limit=settings.imap_fetch_limit)
@@ -131,7 +131,7 @@ def _recover_folder(engine: Engine, settings: Settings, box: Any, account: imap.
                 result.unverified += 1
             else:
                 result.backfilled[CATEGORY[done.kind]] += 1
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             save_cursor(conn, box.client_id, box.id, folder, fetched.cursor)
         cursor = fetched.cursor
         if not fetched.more:
