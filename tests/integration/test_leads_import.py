@@ -12,11 +12,11 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from shared.engines.leads.importer import (
-    ClientNotFound,
     ImportReport,
     MissingEmailColumn,
     import_csv,
 )
+from shared.errors import NotFound
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -232,7 +232,7 @@ def test_missing_email_column_imports_nothing(engine, tmp_path):
 def test_unknown_client_is_an_error_and_nothing_is_created(engine, tmp_path):
     _client(engine, "Acme")
     path = _write(tmp_path, "Email\njane@acme.com\n")
-    with pytest.raises(ClientNotFound, match="'acme' does not exist \\(did you mean 'Acme'\\?\\)"):
+    with pytest.raises(NotFound, match="'acme' does not exist \\(did you mean 'Acme'\\?\\)"):
         import_csv(path, client_name="acme", campaign_name="new", engine=engine)
     assert (_count(engine, "leads"), _count(engine, "campaigns")) == (0, 0)
 

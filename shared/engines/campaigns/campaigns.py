@@ -44,6 +44,18 @@ def create_campaign(conn: Connection, client_id: int, name: str, *,
     return int(campaign)
 
 
+def draft_campaign(conn: Connection, client_id: int, name: str) -> tuple[int, bool]:
+    """(id, created): the client's campaign by that name, created as a draft when missing (an import's target)."""
+    created = conn.execute(
+        text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, :n, :s) "
+             "ON CONFLICT (client_id, name) DO NOTHING RETURNING id"),
+        {"c": client_id, "n": name, "s": str(CampaignStatus.DRAFT)},
+    ).scalar()
+    if created is not None:
+        return int(created), True
+    return campaign_id(conn, client_id, name), False
+
+
 def update_campaign(conn: Connection, campaign_id: int, *, status: CampaignStatus | None = None,
                     icp_json: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
     """Change the given fields only (an ICP must already be validated); returns what changed."""

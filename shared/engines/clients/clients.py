@@ -83,7 +83,11 @@ def delete_client(conn: Connection, name: str) -> bool:
 
 
 def client_id(conn: Connection, name: str) -> int:
+    """The client's id by exact name; NotFound suggests a name differing only in case, if one exists."""
     found = conn.execute(text("SELECT id FROM clients WHERE name = :n"), {"n": name}).scalar()
     if found is None:
-        raise NotFound(f"client {name!r} does not exist (create it with `outbound clients add {name}`)")
+        near = conn.execute(text("SELECT name FROM clients WHERE lower(name) = lower(:n) ORDER BY id LIMIT 1"),
+                            {"n": name}).scalar()
+        hint = f"did you mean {near!r}?" if near else f"create it with `outbound clients add {name}`"
+        raise NotFound(f"client {name!r} does not exist ({hint})")
     return int(found)

@@ -20,10 +20,11 @@ peak for a million rows, most of it the interpreter and libraries; see MEMORY_CE
 5. Every row, kept or rejected, streams through COPY into a temp table (no list of rows in
    Python). Postgres then marks duplicates within the file (same email as an earlier line),
    inserts the rest with `ON CONFLICT (client_id, email) DO NOTHING`, and marks the rows that
-   already existed; one commit.
+   already existed.
 6. Every row not imported (rejected, duplicate, already existing) is streamed back in line order,
    with its reason and original values, to `<input stem>.rejects.csv` next to the input, written
    atomically (`shared.files.atomic_write`: a planted symlink is replaced, never followed).
+   Then one commit: the leads and a newly created campaign land together, or nothing does.
 """
 
 from __future__ import annotations
@@ -40,19 +41,21 @@ import tempfile
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import tldextract
 from nameparser import HumanName
 from nameparser.config import CONSTANTS as NAME_CONSTANTS
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from shared import csvsafe
 from shared.csvsafe import FORMULA_CHARS, LEADING_CONTROL, safe_cell
-from shared.db import get_engine
+from shared.db import get_engine, transaction
 from shared.emails import InvalidEmail, normalize_email
+from shared.engines.campaigns import campaigns
+from shared.engines.clients import clients
 from shared.files import OutputFileError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -119,13 +122,6 @@ class LeadImportError(Exception):
     """The file cannot be imported at all; nothing was written."""
 
 
-class ClientNotFound(LeadImportError):
-    def __init__(self, name: str, suggestion: str | None = None) -> None:
-        hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        super().__init__(f"client {name!r} does not exist{hint}")
-        self.name = name
-
-
 class NotARegularFile(LeadImportError):
     def __init__(self, path: Path, kind: str) -> None:
         super().__init__(f"{path} is {kind}, not a regular file: nothing was read")
@@ -180,6 +176,11 @@ class ColumnMap:
     @property
     def email_indexes(self) -> tuple[int, ...]:
         return self.fields.get("email", ())
+
+    @cached_property
+    def value_indexes(self) -> tuple[tuple[int, ...], ...]:
+        """The columns feeding each of VALUE_FIELDS, in that order (looked up once per file, not per row)."""
+        return tuple(self.fields.get(name, ()) for name in VALUE_FIELDS)
 
 
 # -- pure rules -------------------------------------------------------------------------------
@@ -550,20 +551,23 @@ def _row_problem(fields: Sequence[str], header: Sequence[str]) -> str | None:
     return None
 
 
-def _lead_values(email: str, fields: Sequence[str], cmap: ColumnMap) -> tuple[str | None, ...]:
-    def get(name: str) -> str:
-        return _first_value(fields, cmap.fields.get(name, ()))
+VALUE_FIELDS = ("first_name", "last_name", "full_name", "title", "company_name", "company_domain", "phone",
+                "linkedin_url", "country")
+"""The fields a row's values are read from, besides the email (`_lead_values` unpacks them in this order)."""
 
-    first, last = clean_name(get("first_name")), clean_name(get("last_name"))
+
+def _lead_values(email: str, fields: Sequence[str], cmap: ColumnMap) -> tuple[str | None, ...]:
+    first, last, full, title, company, domain, phone, linkedin, country = (
+        _first_value(fields, indexes) for indexes in cmap.value_indexes)
+    first, last = clean_name(first), clean_name(last)
     if first is None and last is None:  # a full name is never mixed with another column's first/last
-        full = clean_name(get("full_name"))
+        full = clean_name(full)
         if full:
             split_first, split_last = split_full_name(full)
             first, last = clean_name(split_first), clean_name(split_last)
-    raw_domain = get("company_domain").replace("\x00", "")
-    return (email, first, last, clean(get("title")), clean(get("company_name")),
-            normalize_domain(raw_domain) if raw_domain.strip() else None,
-            clean(get("phone")), clean(get("linkedin_url")), clean(get("country")))
+    domain = domain.replace("\x00", "")
+    return (email, first, last, clean(title), clean(company), normalize_domain(domain) if domain.strip() else None,
+            clean(phone), clean(linkedin), clean(country))
 
 
 def check_row(cmap: ColumnMap, line: int, fields: list[str]) -> CheckedRow:
@@ -670,36 +674,6 @@ def parse_rows(header: CsvHeader, encoding: str, on_progress: Callable[[int], No
 _TEMP_TABLE = "import_leads"
 
 
-def _resolve_client(engine: Engine, name: str) -> int:
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            cur.execute("SELECT id FROM clients WHERE name = %s", (name,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute("SELECT name FROM clients WHERE lower(name) = lower(%s) ORDER BY id LIMIT 1", (name,))
-                near = cur.fetchone()
-                raise ClientNotFound(name, near[0] if near else None)
-        return int(row[0])
-    finally:
-        raw.rollback()
-        raw.close()
-
-
-def _campaign_id(cur: Any, client_id: int, name: str) -> tuple[int, bool]:
-    """(id, created): a missing campaign is created as a draft."""
-    cur.execute(
-        "INSERT INTO campaigns (client_id, name) VALUES (%s, %s) "
-        "ON CONFLICT ON CONSTRAINT uq_campaigns_client_name DO NOTHING RETURNING id",
-        (client_id, name),
-    )
-    row = cur.fetchone()
-    if row is not None:
-        return int(row[0]), True
-    cur.execute("SELECT id FROM campaigns WHERE client_id = %s AND name = %s", (client_id, name))
-    return int(cur.fetchone()[0]), False
-
-
 _COPY_COLUMNS = ("line", "kind", "reason", *LEAD_COLUMNS, "raw")
 
 
@@ -761,57 +735,42 @@ _CLASSIFY = (
 )
 
 
-def _load(engine: Engine, client_id: int, campaign_name: str | None, rows: Iterator[CheckedRow],
-          emit: Callable[[Any], None]) -> _Loaded:
-    """Stream `rows` into Postgres, insert the new leads (one commit), then `emit(cursor)` the rows
-    not imported in line order. The temp table lives on the session until the very end."""
+def _load(conn: Connection, client_id: int, campaign_name: str | None, rows: Iterator[CheckedRow],
+          emit: Callable[[Connection], None]) -> _Loaded:
+    """Stream `rows` into a temp table, insert the new leads, then `emit(conn)` the rows not imported
+    in line order; all in the caller's transaction, which the temp table ends with."""
+    # No statement timeout: the COPY streams the whole file as one statement, bounded by the file, not by time.
+    conn.execute(text("SET LOCAL statement_timeout = 0"))
+    campaign_id, created = (campaigns.draft_campaign(conn, client_id, campaign_name) if campaign_name
+                            else (None, False))
     columns = ", ".join(LEAD_COLUMNS)
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            campaign_id, created = _campaign_id(cur, client_id, campaign_name) if campaign_name else (None, False)
-            cur.execute(f"CREATE TEMP TABLE {_TEMP_TABLE} (line integer, kind text, reason text, "
-                        "first_line integer, " + ", ".join(f"{c} text" for c in LEAD_COLUMNS)
-                        + ", raw text) ON COMMIT PRESERVE ROWS")
-            cur.copy_expert(f"COPY {_TEMP_TABLE} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
-                            _CopySource(rows), size=1 << 20)
-            for statement in _CLASSIFY:
-                cur.execute(statement)
-            # Only the rows that already existed are rewritten (kind stays NULL for the imported ones).
-            cur.execute(
-                f"WITH inserted AS ("
-                f" INSERT INTO leads (client_id, campaign_id, {columns})"
-                f" SELECT %s, %s, {columns} FROM {_TEMP_TABLE} WHERE kind IS NULL ORDER BY line"
-                f" ON CONFLICT (client_id, email) DO NOTHING RETURNING email)"
-                f" UPDATE {_TEMP_TABLE} t SET kind = 'existing', reason = 'already exists for this client'"
-                f" WHERE t.kind IS NULL AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.email = t.email)",
-                (client_id, campaign_id),
-            )
-            cur.execute(f"SELECT kind, count(*) FROM {_TEMP_TABLE} GROUP BY kind")
-            counts = {kind or "imported": int(n) for kind, n in cur.fetchall()}
-            cur.execute(f"SELECT line, reason FROM {_TEMP_TABLE} WHERE kind = 'rejected' ORDER BY line LIMIT %s",
-                        (REPORTED_ROWS,))
-            rejected = [(int(line), reason) for line, reason in cur.fetchall()]
-            cur.execute(f"SELECT line, first_line FROM {_TEMP_TABLE} WHERE kind = 'duplicate' ORDER BY line LIMIT %s",
-                        (REPORTED_ROWS,))
-            duplicates = [(int(line), int(first)) for line, first in cur.fetchall()]
-            cur.execute(f"SELECT line FROM {_TEMP_TABLE} WHERE kind = 'existing' ORDER BY line LIMIT %s",
-                        (REPORTED_ROWS,))
-            existing = [int(line) for (line,) in cur.fetchall()]
-        raw.commit()  # the leads are in; the explanation of the rest follows
-        if any(kind != "imported" for kind in counts):
-            emit(raw)
-        raw.rollback()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        try:
-            with raw.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {_TEMP_TABLE}")
-            raw.commit()
-        finally:
-            raw.close()
+    conn.execute(text(f"CREATE TEMP TABLE {_TEMP_TABLE} (line integer, kind text, reason text, first_line integer, "
+                      + ", ".join(f"{c} text" for c in LEAD_COLUMNS) + ", raw text) ON COMMIT DROP"))
+    with conn.connection.dbapi_connection.cursor() as cur:  # COPY FROM STDIN is the driver's, below SQLAlchemy
+        cur.copy_expert(f"COPY {_TEMP_TABLE} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+                        _CopySource(rows), size=1 << 20)
+    for statement in _CLASSIFY:
+        conn.execute(text(statement))
+    # Only the rows that already existed are rewritten (kind stays NULL for the imported ones).
+    conn.execute(text(
+        f"WITH inserted AS ("
+        f" INSERT INTO leads (client_id, campaign_id, {columns})"
+        f" SELECT :client, :campaign, {columns} FROM {_TEMP_TABLE} WHERE kind IS NULL ORDER BY line"
+        f" ON CONFLICT (client_id, email) DO NOTHING RETURNING email)"
+        f" UPDATE {_TEMP_TABLE} t SET kind = 'existing', reason = 'already exists for this client'"
+        f" WHERE t.kind IS NULL AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.email = t.email)"),
+        {"client": client_id, "campaign": campaign_id})
+    counts = {kind or "imported": int(n) for kind, n in
+              conn.execute(text(f"SELECT kind, count(*) FROM {_TEMP_TABLE} GROUP BY kind"))}
+    first = {"n": REPORTED_ROWS}
+    rejected = [(int(line), reason) for line, reason in conn.execute(
+        text(f"SELECT line, reason FROM {_TEMP_TABLE} WHERE kind = 'rejected' ORDER BY line LIMIT :n"), first)]
+    duplicates = [(int(line), int(line_1)) for line, line_1 in conn.execute(
+        text(f"SELECT line, first_line FROM {_TEMP_TABLE} WHERE kind = 'duplicate' ORDER BY line LIMIT :n"), first)]
+    existing = [int(line) for line in conn.execute(
+        text(f"SELECT line FROM {_TEMP_TABLE} WHERE kind = 'existing' ORDER BY line LIMIT :n"), first).scalars()]
+    if any(kind != "imported" for kind in counts):
+        emit(conn)
     return _Loaded(campaign_id, created, counts, rejected, duplicates, existing)
 
 
@@ -822,29 +781,28 @@ def rejects_path_for(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejects.csv")
 
 
-def _write_rejects(raw_conn: Any, target: Path, header: Sequence[str]) -> Path:
+def _write_rejects(conn: Connection, target: Path, header: Sequence[str]) -> Path:
     """Write every row not imported to `target` (atomically; a planted symlink is replaced, never
     followed), or to a fresh private folder when `target` cannot be written."""
     try:
-        _write_rejects_to(raw_conn, target, header)
+        _write_rejects_to(conn, target, header)
         return target
     except OutputFileError as exc:
-        # The leads are already committed: losing the explanation must not turn into a failure.
+        # The leads are in: losing the explanation must not turn into a failure.
         fallback = Path(tempfile.mkdtemp(prefix="outbound-rejects-")) / target.name
         log.warning("%s; writing %s instead", exc, fallback)
-        _write_rejects_to(raw_conn, fallback, header)
+        _write_rejects_to(conn, fallback, header)
         return fallback
 
 
-def _write_rejects_to(raw_conn: Any, target: Path, header: Sequence[str]) -> None:
+def _write_rejects_to(conn: Connection, target: Path, header: Sequence[str]) -> None:
     # utf-8-sig so Excel reads it as UTF-8; the file can be fixed and imported again as is.
-    with atomic_write(target, overwrite=True, encoding="utf-8-sig") as handle, \
-            raw_conn.cursor(name="import_rejects") as cur:
-        cur.itersize = 5_000
-        cur.execute(f"SELECT line, reason, raw FROM {_TEMP_TABLE} WHERE kind IS NOT NULL ORDER BY line")
+    rows = conn.execute(text(f"SELECT line, reason, raw FROM {_TEMP_TABLE} WHERE kind IS NOT NULL ORDER BY line"),
+                        execution_options={"yield_per": 5_000})  # a server-side cursor: memory stays flat
+    with atomic_write(target, overwrite=True, encoding="utf-8-sig") as handle:
         writer = csvsafe.writer(handle)
         writer.writerow(["line", "reason", *header])
-        for line, reason, raw in cur:
+        for line, reason, raw in rows:
             writer.writerow([int(line), reason, *json.loads(raw)])
 
 
@@ -857,8 +815,8 @@ def import_csv(path: Path, *, client_name: str, campaign_name: str | None = None
                rejects_path: Path | None = None) -> ImportReport:
     """Import a lead CSV for an existing client (and a campaign, created as a draft if missing).
 
-    Raises NotARegularFile, ClientNotFound or MissingEmailColumn (LeadImportError) before writing
-    anything. `on_progress(rows_done)` is called every PROGRESS_EVERY rows and once at the end.
+    Raises NotARegularFile or MissingEmailColumn (LeadImportError), or NotFound for the client, before
+    writing anything. `on_progress(rows_done)` is called every PROGRESS_EVERY rows and once at the end.
     `rejects_path` defaults to `<input stem>.rejects.csv` next to the input (pass one when the
     input sits somewhere that must stay clean, such as the bundled sample).
     """
@@ -871,9 +829,10 @@ def import_csv(path: Path, *, client_name: str, campaign_name: str | None = None
     with open_input(path) as handle:
         source = DecodedLines(handle)
         header = read_header(source)  # header problems first: they need no database
-        client_id = _resolve_client(engine, client_name)
-        loaded = _load(engine, client_id, campaign_name, check_rows(header, on_progress, source.overlong),
-                       lambda conn: written.append(_write_rejects(conn, target, header.column_map.header)))
+        with transaction(engine) as conn:  # the leads and the campaign commit together, or nothing does
+            client_id = clients.client_id(conn, client_name)
+            loaded = _load(conn, client_id, campaign_name, check_rows(header, on_progress, source.overlong),
+                           lambda c: written.append(_write_rejects(c, target, header.column_map.header)))
     if not written and rejects_path is None:
         # Our default output name: a stale file from an earlier run would mislead.
         with contextlib.suppress(OSError):
