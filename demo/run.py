@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.cli.common import literal, shown
+from orchestrator.terminal import literal, shown
 from shared import db, migrate
 from shared.engines.campaigns import campaigns
 from shared.settings import PROJECT_ROOT, environment, get_settings
@@ -148,13 +148,13 @@ def _lead_logs(batch_id: int) -> Iterator[Path]:
 
 
 def _run_with_progress(batch_id: int) -> dict[str, Any]:
-    from orchestrator.cli.common import run_with_progress
+    from orchestrator.terminal import run_with_progress
 
     return run_with_progress(batch_id, 50, console)
 
 
 def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
-    from orchestrator.cli import print_summary
+    from orchestrator.terminal import print_summary
     from shared.engines.batches import batches
 
     print_summary(summary)
@@ -164,7 +164,7 @@ def _report(summary: dict[str, Any], batch_id: int, log_path: Path) -> None:
         batches.export(conn, batch_id, export_path, overwrite=True)  # the demo owns this file
     table = Table("score", "tier", "name", "title", "company", "email", title="Top scored leads")
     for lead in top:
-        # Lead data came from a CSV: shown literally, never as markup (orchestrator.cli.common.literal).
+        # Lead data came from a CSV: shown literally, never as markup (orchestrator.terminal.literal).
         table.add_row(str(lead["score"]), literal(lead["score_tier"]),
                       literal(f"{lead['first_name'] or ''} {lead['last_name'] or ''}"),
                       literal(lead["title"] or ""), literal(lead["company_name"] or ""), literal(lead["email"]))

@@ -11,7 +11,7 @@ import typer
 from orchestrator.cli.batches import batch_app
 from orchestrator.cli.campaigns import campaigns_app, score_app
 from orchestrator.cli.clients import clients_app
-from orchestrator.cli.common import OneLineErrors, print_summary, set_verbose
+from orchestrator.cli.common import OneLineErrors, set_verbose
 from orchestrator.cli.db import db_app
 from orchestrator.cli.deploy import deploy_app
 from orchestrator.cli.leads import leads_app
@@ -19,7 +19,7 @@ from orchestrator.cli.mailboxes import mailboxes_app, replies_app, sequences_app
 from orchestrator.cli.outreach import outreach_app
 from orchestrator.cli.users import users_app
 
-__all__ = ["app", "print_summary"]
+__all__ = ["app"]
 
 app = typer.Typer(help="Outbound-sales engine: leads in, enriched, scored, batched through Prefect.",
                   no_args_is_help=True, cls=OneLineErrors, pretty_exceptions_enable=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.common import database_ready, fail, or_fail, print_summary, shown
+from orchestrator.cli.common import database_ready, fail, or_fail
+from orchestrator.terminal import print_summary, shown
 from shared import db
 from shared.status import BatchStatus
 from shared.engines.campaigns import campaigns
@@ -78,7 +79,7 @@ its database session is gone, or its heartbeat is older than BATCH_STALE_SECONDS
 at once, with the items it held; one that only missed its heartbeats is waited for, with a \
 progress line. If a live runner holds the batch, says who (host, pid, heartbeat age) and exits \
 with code 3, or with --follow shows that runner's progress to the end."""
-    from orchestrator.cli.common import follow_progress, run_with_progress, wait_line
+    from orchestrator.terminal import follow_progress, run_with_progress, wait_line
     from shared import liveness
     from shared.engines.batches import batches
     from shared.settings import get_settings

@@ -15,7 +15,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import CliError, console, database_ready, literal, or_fail, shown
+from orchestrator.cli.common import CliError, database_ready, or_fail
+from orchestrator.terminal import console, literal, shown
 from shared import db
 from shared.engines.campaigns.campaigns import CampaignStatus
 from shared.engines.campaigns import campaigns

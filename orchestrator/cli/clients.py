@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import console, database_ready, literal, or_fail, shown
+from orchestrator.cli.common import database_ready, or_fail
+from orchestrator.terminal import console, literal, shown
 from shared import db
 from shared.engines.clients.clients import Subscription
 

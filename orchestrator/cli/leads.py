@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.common import console as new_console
-from orchestrator.cli.common import database_ready, literal, shown
+from orchestrator.terminal import console as new_console
+from orchestrator.cli.common import database_ready
+from orchestrator.terminal import literal, shown
 from shared.engines.leads.importer import ImportReport, import_csv, open_input
 
 SHOWN_REJECTS = 10

@@ -112,7 +112,7 @@ def outreach_due(
 def _table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    from orchestrator.cli.common import console, literal
+    from orchestrator.terminal import console, literal
 
     if not rows:
         typer.echo("nobody is due: no active enrollment is waiting for a send")

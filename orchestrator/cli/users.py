@@ -8,7 +8,8 @@ from enum import StrEnum
 
 import typer
 
-from orchestrator.cli.common import console, database_ready, literal, or_fail
+from orchestrator.cli.common import database_ready, or_fail
+from orchestrator.terminal import console, literal
 from shared import db
 
 users_app = typer.Typer(help="Console sign-in accounts: operators (every client) and client viewers.",
