@@ -34,7 +34,8 @@ from shared.engines.outreach import store, suppression, templates
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, sign_in
 from web.app import create_app
-from web.console.forecasts import Busy, Forecasts
+from shared.errors import Busy
+from web.console.forecasts import Forecasts
 
 pytestmark = pytest.mark.integration
 
