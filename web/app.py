@@ -2,10 +2,11 @@
 
 `outbound serve` runs it with uvicorn; `modal_apps/web.py` serves the same factory as a Modal
 web endpoint. A token is checked (HMAC) before anything is read; the message it names is then
-looked up in Postgres, and only that message's lead is suppressed, within its own client.
+looked up in Postgres, and only that message's lead is suppressed, within its own client. The
+confirmation page is a template (web/console/templates/unsubscribe.html), autoescaped like the console's.
 
 The operator console lives under /console (web/console: sign-in, batches, lead stories,
-campaigns and mailboxes, suppressions), on when CONSOLE_SECRET (or `console_secret`) is given.
+campaigns, mailboxes, suppressions), on when CONSOLE_SECRET (or `console_secret`) is given.
 
 Inbound mail: POST /webhooks/inbound (Standard Webhooks, secret STANDARD_WEBHOOK_SECRET) and
 POST /webhooks/mailgun/mime (a Mailgun route's forward(); the URL ends in `mime` so the raw
