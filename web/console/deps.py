@@ -6,7 +6,7 @@
   The transaction ends (commit, or rollback when the route raised) before the response is sent.
 - `Operator`: the same, refused (Forbidden, 403) unless the user is an operator.
 - `SignedIn`: the principal read in a short transaction of its own, for a route that must not hold
-  one open (an upload, an event stream, signing out).
+  one open (an upload, signing out). The event stream opens one per poll (`in_scope`).
 - `PostedForm`: the posted form (capped: `web.bodies`), refused unless it carries the session's CSRF
   token. Every POST but sign-in (its own pre-session token) and the suppression import (operator
   first, then its larger cap) takes it first.
