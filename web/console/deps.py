@@ -8,8 +8,9 @@
 - `SignedIn`: the principal read in a short transaction of its own, for a route that must not hold
   one open (an upload, signing out). The event stream opens one per poll (`in_scope`).
 - `PostedForm`: the posted form (capped: `web.bodies`), refused unless it carries the session's CSRF
-  token. Every POST but sign-in (its own pre-session token) and the suppression import (operator
-  first, then its larger cap) takes it first.
+  token; every POST takes it first, except two that check CSRF in a dependency of their own:
+  sign-in (its pre-session token, web/console/signin.py) and the suppression import (operator
+  first, then its larger cap, web/console/suppressions.py).
 - `Page`: rendering for this request (autoescaped Jinja2, the security headers of web.security).
 """
 

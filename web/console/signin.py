@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
@@ -55,10 +56,18 @@ def _attempt(web: WebState, email: str, password: str) -> Principal | users.Sign
             return exc
 
 
-@router.post("/login")
-async def login(request: Request, web: Web, console: Console) -> Response:
+async def _login_form(request: Request, console: Console) -> dict[str, Any]:
+    """The posted sign-in form, once its `csrf` field matched the pre-session cookie (CsrfRefused otherwise)."""
     form = await read_form(request)
     console.sessions.check_login_form(request.cookies.get(LOGIN_COOKIE), text_field(form.get("csrf")))
+    return dict(form)
+
+
+LoginForm = Annotated[dict[str, Any], Depends(_login_form)]
+
+
+@router.post("/login")
+async def login(form: LoginForm, web: Web, console: Console) -> Response:
     email, password = text_field(form.get("email")) or "", text_field(form.get("password")) or ""
     outcome = await run_in_threadpool(_attempt, web, email, password)
     target = _safe_next(text_field(form.get("next")))

@@ -16,14 +16,16 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import AsyncIterator
 from pathlib import PureWindowsPath
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine
+from starlette.datastructures import FormData
 
 from shared import db, ids
 from shared.engines.leads.importer import clean_name
@@ -140,29 +142,41 @@ def _import(engine: Engine, who: Principal, client_id: int, upload: Any, reason:
         return outcome, _listing(conn, who, client_id, "", 1)
 
 
-@router.post("/suppressions/import")
-async def suppression_import(request: Request, who: SignedInOperator, view: SignedInPage, web: Web,
-                             console: Console, session: SessionDep) -> Response:
-    """A CSV upload: operator first (nothing read for a viewer), then the size, then CSRF, then the engine's parser."""
+async def _upload(request: Request, _who: SignedInOperator, console: Console,
+                  session: SessionDep) -> AsyncIterator[FormData | None]:
+    """The import's form: operator first (nothing read for a viewer), then the size (None when over
+    IMPORT_MAX_BYTES), then CSRF; closed (its spooled file too) once the route is done."""
     try:
         form = await read_form(request, IMPORT_MAX_BYTES, max_files=1, max_fields=8)
     except FormTooLarge:
+        yield None
+        return
+    try:
+        check_csrf(console, session, form)
+        yield form
+    finally:
+        await form.close()
+
+
+Upload = Annotated[FormData | None, Depends(_upload, scope="function")]
+
+
+@router.post("/suppressions/import")
+async def suppression_import(form: Upload, who: SignedInOperator, view: SignedInPage, web: Web) -> Response:
+    """A CSV upload (`_upload`: operator, size, CSRF), then the engine's parser."""
+    if form is None:
         return view.message(413, "Too large", f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; "
                                               "split it, or use `outbound suppressions import`.")
     try:
-        check_csrf(console, session, form)
-        try:
-            client_id = form_int(dict(form.items()), "client_id")
-        except ValueError as exc:
-            return redirect("/suppressions", str(exc))
-        upload = form.get("file")
-        if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
-            return redirect("/suppressions", "choose a client and a CSV file to import")
-        filename = _upload_name(upload.filename)
-        outcome, data = await run_in_threadpool(_import, web.engine(), who, client_id, upload,
-                                                _reason(form.get("reason"), "imported"), filename)
-    finally:
-        await form.close()
+        client_id = form_int(dict(form.items()), "client_id")
+    except ValueError as exc:
+        return redirect("/suppressions", str(exc))
+    upload = form.get("file")
+    if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
+        return redirect("/suppressions", "choose a client and a CSV file to import")
+    filename = _upload_name(upload.filename)
+    outcome, data = await run_in_threadpool(_import, web.engine(), who, client_id, upload,
+                                            _reason(form.get("reason"), "imported"), filename)
     return _render(view, data, client=client_id, text="", imported={"filename": filename, **outcome},
                    problems_shown=PROBLEMS_SHOWN)
 
