@@ -35,7 +35,7 @@ from web import bodies
 from web.console.auth import SESSION_COOKIE, Session, Sessions
 from web.console.forecasts import Forecasts
 from web.security import HEADERS
-from web.state import Web
+from web.state import Web, WebState
 
 PREFIX = "/console"
 SECURITY_HEADERS = HEADERS  # web.security's, which its middleware also adds to every other response
@@ -114,10 +114,15 @@ Viewer = Annotated[Principal, Depends(viewer)]
 Conn = Annotated[Connection, Depends(connection)]
 
 
-async def operator(who: Viewer) -> Principal:
+def operator_only(who: Principal) -> Principal:
+    """`who`, when an operator; Forbidden (403) for a viewer."""
     if not who.is_operator:
         raise Forbidden()
     return who
+
+
+async def operator(who: Viewer) -> Principal:
+    return operator_only(who)
 
 
 Operator = Annotated[Principal, Depends(operator)]
@@ -132,9 +137,7 @@ SignedIn = Annotated[Principal, Depends(signed_in)]
 
 
 async def signed_in_operator(who: SignedIn) -> Principal:
-    if not who.is_operator:
-        raise Forbidden()
-    return who
+    return operator_only(who)
 
 
 SignedInOperator = Annotated[Principal, Depends(signed_in_operator)]
@@ -219,18 +222,22 @@ class Pages:
     def message(self, status: int, title: str, text: str) -> HTMLResponse:
         return self.page("message.html", status=status, title=title, text=text)
 
-
-async def pages_for(web: Web, console: Console, session: SessionDep, who: SignedIn) -> Pages:
-    """Rendering for a route that reads the principal on its own (`SignedIn`)."""
-    return Pages(web.templates, who, console.sessions.csrf_token(session.sid))
+    @classmethod
+    def of(cls, web: WebState, console: ConsoleState, session: Session, who: Principal) -> Pages:
+        return cls(web.templates, who, console.sessions.csrf_token(session.sid))
 
 
 async def pages(web: Web, console: Console, session: SessionDep, who: Viewer) -> Pages:
-    return Pages(web.templates, who, console.sessions.csrf_token(session.sid))
+    return Pages.of(web, console, session, who)
+
+
+async def signed_in_pages(web: Web, console: Console, session: SessionDep, who: SignedIn) -> Pages:
+    """Rendering for a route that reads the principal on its own (`SignedIn`)."""
+    return Pages.of(web, console, session, who)
 
 
 Page = Annotated[Pages, Depends(pages)]
-SignedInPage = Annotated[Pages, Depends(pages_for)]
+SignedInPage = Annotated[Pages, Depends(signed_in_pages)]
 
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:
