@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.datastructures import FormData
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine
-from starlette.datastructures import FormData
 
 from shared import db, ids
 from shared.engines.leads.importer import clean_name
