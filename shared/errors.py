@@ -40,3 +40,26 @@ class CampaignInvalid(OutboundError, ValueError):
 
 class OutreachError(OutboundError, ValueError):
     """A request about mailboxes, sequences or campaigns that cannot be honoured (named in the message)."""
+
+
+# console
+
+
+class NotSignedIn(OutboundError):
+    """Sign in to continue."""
+
+
+class CsrfRefused(OutboundError):
+    """The form is stale or did not come from this console: reload the page and try again."""
+
+
+class Forbidden(OutboundError):
+    """Your account may not do this."""
+
+
+class FormTooLarge(OutboundError):
+    """The form is larger than a console form can be."""
+
+
+class Busy(OutboundError):
+    """Forecasts are being computed for others right now: try again in a few seconds."""

@@ -67,7 +67,7 @@ QUERY = {"client": "client", "lead": "lead", "campaign": "campaign", "mailbox": 
 
 def _console_routes(app) -> list[tuple[str, str]]:
     out = []
-    for route in app.state.console_router.routes:
+    for route in app.state.console_routes:
         if isinstance(route, APIRoute) and route.path.startswith("/console") and "{path" not in route.path:
             for method in route.methods - {"HEAD"}:
                 out.append((method, route.path))

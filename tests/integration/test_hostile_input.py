@@ -31,10 +31,11 @@ from shared import errors
 from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import store, suppression, templates
+from shared.errors import Busy
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, sign_in
 from web.app import create_app
-from web.console.forecasts import Busy, Forecasts
+from web.console.forecasts import Forecasts
 
 pytestmark = pytest.mark.integration
 

@@ -21,22 +21,12 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from shared.errors import CsrfRefused, NotSignedIn
+
 SESSION_COOKIE = "outbound_session"
 LOGIN_COOKIE = "outbound_login"
 SESSION_SECONDS = 12 * 3600
 LOGIN_FORM_SECONDS = 30 * 60
-
-
-class NotSignedIn(Exception):
-    """Sign in to continue."""
-
-
-class CsrfRefused(Exception):
-    """The form is stale or did not come from this console: reload the page and try again."""
-
-
-class Forbidden(Exception):
-    """Your account may not do this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +57,12 @@ class Sessions:
 
     def read(self, cookie: str | None) -> Session:
         if not cookie:
-            raise NotSignedIn(NotSignedIn.__doc__)
+            raise NotSignedIn()
         try:
             data = self._sessions.loads(cookie, max_age=SESSION_SECONDS)
             return Session(int(data["u"]), int(data["e"]), str(data["s"]))
         except (BadSignature, KeyError, TypeError, ValueError) as exc:
-            raise NotSignedIn(NotSignedIn.__doc__) from exc
+            raise NotSignedIn() from exc
 
     # -- CSRF ----------------------------------------------------------------------------------
     def csrf_token(self, sid: str) -> str:
@@ -80,7 +70,7 @@ class Sessions:
 
     def check_csrf(self, sid: str, token: str | None) -> None:
         if not token or not hmac.compare_digest(self.csrf_token(sid), token):
-            raise CsrfRefused(CsrfRefused.__doc__)
+            raise CsrfRefused()
 
     # -- the sign-in form ----------------------------------------------------------------------
     def login_nonce(self) -> tuple[str, str]:
@@ -92,5 +82,5 @@ class Sessions:
         try:
             nonce = self._logins.loads(cookie or "", max_age=LOGIN_FORM_SECONDS)
         except BadSignature as exc:
-            raise CsrfRefused(CsrfRefused.__doc__) from exc
+            raise CsrfRefused() from exc
         self.check_csrf(f"login|{nonce}", token)

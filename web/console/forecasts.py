@@ -17,15 +17,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from shared.errors import Busy
+
 MAX_CONCURRENT = 2
 WAIT_SECONDS = 5.0
 CACHE_SECONDS = 300.0
 CACHE_ENTRIES = 256
 RETRY_AFTER_SECONDS = 10
-
-
-class Busy(Exception):
-    """Forecasts are being computed for others right now: try again in a few seconds."""
 
 
 class Forecasts:
@@ -54,7 +52,7 @@ class Forecasts:
         if found:
             return value
         if not self._slots.acquire(timeout=self.wait_seconds):
-            raise Busy(Busy.__doc__)
+            raise Busy()
         try:
             found, value = self._cached(key)
             if found:

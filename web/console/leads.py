@@ -7,38 +7,34 @@ an id that does not exist.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import Connection
 
 from shared.engines.leads import story
-from shared.engines.users.users import Principal
-from web.console import Console, NotFound, client_filter, path_id
+from shared.errors import NotFound
+from web.console.deps import PREFIX, Conn, Page, client_filter, path_id
 
 QUERY_MAX_CHARS = 200  # a search box, not a document
 
+router = APIRouter(prefix=PREFIX)
+LeadId = Annotated[int, path_id("lead_id")]
 
-def register(router: APIRouter, console: Console) -> None:
-    @router.get("/leads")
-    async def lead_list(request: Request, q: str | None = None, client: str | None = None,
-                        notice: str | None = None) -> Response:
-        text = (q or "").replace("\x00", "").strip()[:QUERY_MAX_CHARS]  # Postgres refuses NUL in text
-        # The filter form sends `client=` for "all": an empty or malformed value means every client.
-        client_id, problem = client_filter(client)
-        notice = notice or problem
 
-        def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"leads": story.search(conn, text, client_id=client_id), "clients": story.clients(conn)}
+@router.get("/leads")
+def lead_list(view: Page, conn: Conn, q: str | None = None, client: str | None = None,
+              notice: str | None = None) -> Response:
+    text = (q or "").replace("\x00", "").strip()[:QUERY_MAX_CHARS]  # Postgres refuses NUL in text
+    # The filter form sends `client=` for "all": an empty or malformed value means every client.
+    client_id, problem = client_filter(client)
+    return view.page("leads.html", q=text, client=client_id, notice=notice or problem, limit=story.SEARCH_LIMIT,
+                     leads=story.search(conn, text, client_id=client_id), clients=story.clients(conn))
 
-        data, who, session = await console.read(request, load)
-        return console.page("leads.html", who, session, q=text, client=client_id, notice=notice,
-                            limit=story.SEARCH_LIMIT, **data)
 
-    @router.get("/leads/{lead_id}")
-    async def lead_page(request: Request, lead_id: int = path_id("lead_id")) -> Response:
-        data, who, session = await console.read(request, lambda conn, who: story.story(conn, lead_id))
-        if data is None:
-            raise NotFound(NotFound.__doc__)
-        return console.page("lead.html", who, session, **data)
+@router.get("/leads/{lead_id}")
+def lead_page(lead_id: LeadId, view: Page, conn: Conn) -> Response:
+    data = story.story(conn, lead_id)
+    if data is None:
+        raise NotFound()
+    return view.page("lead.html", **data)

@@ -16,23 +16,27 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import AsyncIterator
 from pathlib import PureWindowsPath
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.datastructures import FormData
 from fastapi.responses import Response
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from shared import ids
-from shared.engines.outreach import suppression_list as queries
-from shared.engines.users.users import Principal
+from shared import db, ids
 from shared.engines.leads.importer import clean_name
 from shared.engines.outreach import suppression
-from web.console import (PREFIX, SECURITY_HEADERS, Console, FormTooLarge, NotFound, client_filter, form_int,
-                         read_form, redirect)
-from web.console.auth import Forbidden
+from shared.engines.outreach import suppression_list as queries
+from shared.engines.users.users import Principal
+from shared.errors import FormTooLarge, NotFound
+from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Console, Operator, Page, Pages, PostedForm,
+                              SessionDep, SignedInOperator, SignedInPage, check_csrf, client_filter, form_int,
+                              in_scope, read_form, redirect, session_of)
+from web.state import Web
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
 PROBLEMS_SHOWN = 2000  # rejected lines listed on the page after an import (the count covers all)
@@ -68,7 +72,7 @@ def _link(client: int | None, text: str, page: int) -> str:
 def _listing(conn: Connection, who: Principal, client: int | None, text: str, page: int) -> dict[str, Any]:
     """What the page shows: the entries (one page), the paging, the client choices."""
     if client is not None and queries.client_name(conn, client) is None:
-        raise NotFound(NotFound.__doc__)  # another client's id reads exactly like one that does not exist
+        raise NotFound()  # another client's id reads exactly like one that does not exist
     total = queries.count(conn, client_id=client, q=text)
     pages = max(1, math.ceil(total / queries.PAGE_SIZE))
     return {
@@ -81,108 +85,125 @@ def _listing(conn: Connection, who: Principal, client: int | None, text: str, pa
     }
 
 
-def register(router: APIRouter, console: Console) -> None:
-    def render(who: Principal, session: Any, data: dict[str, Any], *, client: int | None, text: str,
-               status: int = 200, **extra: Any) -> Response:
-        return console.page("suppressions.html", who, session, status=status, client=client, q=text,
-                            page_size=queries.PAGE_SIZE, import_max_mb=IMPORT_MAX_BYTES // (1024 * 1024), **data, **extra)
+router = APIRouter(prefix=PREFIX)
 
-    @router.get("/suppressions")
-    async def suppression_list(request: Request, client: str | None = None, q: str | None = None,
-                               page: str | None = None, notice: str | None = None) -> Response:
-        client_id, problem = client_filter(client)  # blank ("all") or malformed: every client in the scope
-        text, page_no = queries.clean_query(q), ids.parse_page(page)
-        data, who, session = await console.read(request, lambda conn, who: _listing(conn, who, client_id, text, page_no))
-        return render(who, session, data, client=client_id, text=text, notice=notice or problem)
 
-    @router.post("/suppressions")
-    async def suppression_add(request: Request) -> Response:
-        def add(conn: Connection, who: Principal, form: dict[str, Any]) -> tuple[int | None, str]:
-            client_id = form_int(form, "client_id")
-            if client_id is None:
-                return None, "choose a client"
-            if queries.client_name(conn, client_id) is None:
-                raise NotFound(NotFound.__doc__)
-            value = _str(form.get("value"))
-            try:
-                kind, normalized = suppression.normalize(value)
-                added = suppression.suppress(conn, client_id, value, reason=_reason(form.get("reason"), DEFAULT_REASON),
-                                             source=f"console:{who.email}")
-            except ValueError as exc:
-                return client_id, f"not added: {exc}"
-            return client_id, (f"{normalized} added ({kind})" if added else f"{normalized} was already on the list")
+def _render(view: Pages, data: dict[str, Any], *, client: int | None, text: str, status: int = 200,
+            **extra: Any) -> Response:
+    return view.page("suppressions.html", status=status, client=client, q=text, page_size=queries.PAGE_SIZE,
+                     import_max_mb=IMPORT_MAX_BYTES // (1024 * 1024), **data, **extra)
 
+
+@router.get("/suppressions")
+def suppression_list(view: Page, conn: Conn, client: str | None = None, q: str | None = None,
+                     page: str | None = None, notice: str | None = None) -> Response:
+    client_id, problem = client_filter(client)  # blank ("all") or malformed: every client in the scope
+    text, page_no = queries.clean_query(q), ids.parse_page(page)
+    data = _listing(conn, view.who, client_id, text, page_no)
+    return _render(view, data, client=client_id, text=text, notice=notice or problem)
+
+
+def _add(conn: Connection, who: Principal, form: dict[str, Any], client_id: int) -> str:
+    value = _str(form.get("value"))
+    try:
+        kind, normalized = suppression.normalize(value)
+        added = suppression.suppress(conn, client_id, value, reason=_reason(form.get("reason"), DEFAULT_REASON),
+                                     source=f"console:{who.email}")
+    except ValueError as exc:
+        return f"not added: {exc}"
+    return f"{normalized} added ({kind})" if added else f"{normalized} was already on the list"
+
+
+@router.post("/suppressions")
+def suppression_add(form: PostedForm, who: Operator, conn: Conn) -> Response:
+    try:
+        client_id = form_int(form, "client_id")
+    except ValueError as exc:  # a client id that is not a number
+        return redirect("/suppressions", str(exc))
+    if client_id is None:
+        return redirect("/suppressions", "choose a client")
+    if queries.client_name(conn, client_id) is None:
+        raise NotFound()
+    return redirect(f"/suppressions?client={client_id}", _add(conn, who, form, client_id))
+
+
+def _import(engine: Engine, who: Principal, client_id: int, upload: Any, reason: str,
+            filename: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's parser on the upload, then the listing (which already shows what was added), in one transaction."""
+    with db.transaction(engine, role=who) as conn:
+        if queries.client_name(conn, client_id) is None:
+            raise NotFound()
         try:
-            (client_id, notice), _who = await console.act(request, add)
-        except ValueError as exc:  # a client id that is not a number
-            return redirect("/suppressions", str(exc))
-        return redirect(f"/suppressions?client={client_id}" if client_id else "/suppressions", notice)
+            added, problems = suppression.import_stream(conn, client_id, upload.file, reason=reason,
+                                                        source=f"import:{filename}")
+            outcome = {"added": added, "rejected": len(problems), "problems": problems[:PROBLEMS_SHOWN]}
+        except suppression.UnreadableFile as exc:
+            outcome = {"error": str(exc)}
+        return outcome, _listing(conn, who, client_id, "", 1)
 
-    @router.post("/suppressions/import")
-    async def suppression_import(request: Request) -> Response:
-        """A CSV upload: operator first (nothing read for a viewer), then the size, then CSRF, then the engine's parser."""
-        who, session = await run_in_threadpool(console.who, request)
-        if not who.is_operator:
-            raise Forbidden(Forbidden.__doc__)
-        too_large = f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; split it, or use " \
-                    "`outbound suppressions import`."
-        try:
-            form = await read_form(request, IMPORT_MAX_BYTES, max_files=1, max_fields=8)
-        except FormTooLarge:
-            return console.message(413, "Too large", too_large, who, session)
-        try:
-            console.sessions.check_csrf(session.sid, _str(form.get("csrf")) or None)
-            try:
-                client_id = form_int(dict(form.items()), "client_id")
-            except ValueError as exc:
-                return redirect("/suppressions", str(exc))
-            upload = form.get("file")
-            if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
-                return redirect("/suppressions", "choose a client and a CSV file to import")
-            filename = _upload_name(upload.filename)
-            reason = _reason(form.get("reason"), "imported")
 
-            def run(conn: Connection, who: Principal) -> dict[str, Any]:
-                if queries.client_name(conn, client_id) is None:
-                    raise NotFound(NotFound.__doc__)
-                try:
-                    added, problems = suppression.import_stream(conn, client_id, upload.file, reason=reason,
-                                                                source=f"import:{filename}")
-                except suppression.UnreadableFile as exc:
-                    return {"error": str(exc)}
-                return {"added": added, "rejected": len(problems), "problems": problems[:PROBLEMS_SHOWN]}
+async def _upload(request: Request, _who: SignedInOperator, console: Console,
+                  session: SessionDep) -> AsyncIterator[FormData | None]:
+    """The import's form: operator first (nothing read for a viewer), then the size (None when over
+    IMPORT_MAX_BYTES), then CSRF; closed (its spooled file too) once the route is done."""
+    try:
+        form = await read_form(request, IMPORT_MAX_BYTES, max_files=1, max_fields=8)
+    except FormTooLarge:
+        yield None
+        return
+    try:
+        check_csrf(console, session, form)
+        yield form
+    finally:
+        await form.close()
 
-            def go() -> tuple[dict[str, Any], dict[str, Any]]:
-                with console.scoped(who) as conn:  # the listing below already shows what was added
-                    return run(conn, who), _listing(conn, who, client_id, "", 1)
 
-            outcome, data = await run_in_threadpool(go)
-        finally:
-            await form.close()
-        imported = {"filename": filename, **outcome}
-        return render(who, session, data, client=client_id, text="", imported=imported,
-                      problems_shown=PROBLEMS_SHOWN)
+Upload = Annotated[FormData | None, Depends(_upload, scope="function")]
 
-    @router.get("/suppressions/export")
-    async def suppression_export(request: Request, client: str | None = None) -> Response:
-        client_id, problem = client_filter(client)
-        if problem:
-            return redirect("/suppressions", problem)
 
-        def export(conn: Connection, who: Principal) -> tuple[str, int, str] | None:
-            wanted = client_id if client_id is not None else (None if who.is_operator else who.client_id)
-            if wanted is None:
-                return None
-            name = queries.client_name(conn, wanted)
-            if name is None:
-                raise NotFound(NotFound.__doc__)
-            buffer = io.StringIO()
-            suppression.write_export(conn, wanted, buffer)
-            return name, wanted, buffer.getvalue()
+@router.post("/suppressions/import")
+async def suppression_import(form: Upload, who: SignedInOperator, view: SignedInPage, web: Web) -> Response:
+    """A CSV upload (`_upload`: operator, size, CSRF), then the engine's parser."""
+    if form is None:
+        return view.message(413, "Too large", f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; "
+                                              "split it, or use `outbound suppressions import`.")
+    try:
+        client_id = form_int(dict(form.items()), "client_id")
+    except ValueError as exc:
+        return redirect("/suppressions", str(exc))
+    upload = form.get("file")
+    if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
+        return redirect("/suppressions", "choose a client and a CSV file to import")
+    filename = _upload_name(upload.filename)
+    outcome, data = await run_in_threadpool(_import, web.engine(), who, client_id, upload,
+                                            _reason(form.get("reason"), "imported"), filename)
+    return _render(view, data, client=client_id, text="", imported={"filename": filename, **outcome},
+                   problems_shown=PROBLEMS_SHOWN)
 
-        found, _who, _session = await console.read(request, export)
-        if found is None:
-            return redirect("/suppressions", "choose a client to export")
-        name, wanted, content = found
-        headers = SECURITY_HEADERS | {"Content-Disposition": f'attachment; filename="{_download_name(name, wanted)}"'}
-        return Response(content, media_type="text/csv; charset=utf-8", headers=headers)
+
+def _export(conn: Connection, who: Principal, client_id: int | None) -> tuple[str, int, str] | None:
+    """(client name, client id, the CLI's CSV), or None when no client is chosen (an operator must choose)."""
+    wanted = client_id if client_id is not None else (None if who.is_operator else who.client_id)
+    if wanted is None:
+        return None
+    name = queries.client_name(conn, wanted)
+    if name is None:
+        raise NotFound()
+    buffer = io.StringIO()
+    suppression.write_export(conn, wanted, buffer)
+    return name, wanted, buffer.getvalue()
+
+
+@router.get("/suppressions/export")
+def suppression_export(request: Request, web: Web, console: Console, client: str | None = None) -> Response:
+    """A client's list as the CLI's CSV. A malformed `client` is answered before the session is read."""
+    client_id, problem = client_filter(client)
+    if problem:
+        return redirect("/suppressions", problem)
+    with in_scope(web.engine(), session_of(console, request)) as (conn, who):
+        found = _export(conn, who, client_id)
+    if found is None:
+        return redirect("/suppressions", "choose a client to export")
+    name, wanted, content = found
+    headers = SECURITY_HEADERS | {"Content-Disposition": f'attachment; filename="{_download_name(name, wanted)}"'}
+    return Response(content, media_type="text/csv; charset=utf-8", headers=headers)
