@@ -23,6 +23,3 @@ def normalize_email(raw: str) -> str:
         raise InvalidEmail(str(exc)) from exc
     return result.normalized.lower()
 
-
-def domain_of(email: str) -> str:
-    return email.rsplit("@", 1)[-1]
