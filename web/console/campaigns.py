@@ -23,6 +23,7 @@ from shared.engines.mailboxes import views as mailbox_views
 from shared import errors
 from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import campaigns
+from shared.engines.clients import clients
 from shared.engines.campaigns import views as q
 from shared.engines.users.users import Principal
 from shared.engines.campaigns.campaigns import CampaignStatus
@@ -48,7 +49,7 @@ def register(router: APIRouter, console: Console) -> None:
         client_id, problem = client_filter(client)
 
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"campaigns": q.list_campaigns(conn, client_id=client_id), "clients": q.client_choices(conn)}
+            return {"campaigns": q.list_campaigns(conn, client_id=client_id), "clients": clients.visible(conn)}
 
         data, who, session = await console.read(request, load)
         return console.page("campaigns.html", who, session, client=client_id, notice=notice or problem, **data)
@@ -150,7 +151,7 @@ def register(router: APIRouter, console: Console) -> None:
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
             return {"mailboxes": mailbox_views.mailbox_health(conn, now=datetime.now(UTC), thresholds=thresholds,
                                                   client_id=client, mailbox_id=mailbox_id),
-                    "clients": q.client_choices(conn), "thresholds": thresholds}
+                    "clients": clients.visible(conn), "thresholds": thresholds}
 
         return load
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
+from shared.engines.clients import clients
 from shared.engines.leads import story
 from shared.engines.users.users import Principal
 from web.console import Console, NotFound, client_filter, path_id
@@ -30,7 +31,7 @@ def register(router: APIRouter, console: Console) -> None:
         notice = notice or problem
 
         def load(conn: Connection, who: Principal) -> dict[str, Any]:
-            return {"leads": story.search(conn, text, client_id=client_id), "clients": story.clients(conn)}
+            return {"leads": story.search(conn, text, client_id=client_id), "clients": clients.visible(conn)}
 
         data, who, session = await console.read(request, load)
         return console.page("leads.html", who, session, q=text, client=client_id, notice=notice,

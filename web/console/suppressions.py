@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from shared import ids
+from shared.engines.clients import clients
 from shared.engines.outreach import suppression_list as queries
 from shared.engines.users.users import Principal
 from shared.engines.leads.importer import clean_name
@@ -76,7 +77,7 @@ def _listing(conn: Connection, who: Principal, client: int | None, text: str, pa
         "total": total, "page": page, "pages": pages, "first": (page - 1) * queries.PAGE_SIZE + 1,
         "prev_link": _link(client, text, page - 1) if page > 1 else None,
         "next_link": _link(client, text, page + 1) if page < pages else None,
-        "clients": queries.clients(conn),
+        "clients": clients.visible(conn),
         "export_client": client if client is not None else (None if who.is_operator else who.client_id),
     }
 
