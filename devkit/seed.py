@@ -52,7 +52,7 @@ def leads(conn: Connection, client_id: int, n: int, *, campaign_id: int | None =
     """
     rows = conn.execute(text(_LEADS), {"c": client_id, "camp": campaign_id, "n": n, "d": domain,
                                        "companies": companies, "country": country, "title": title})
-    return sorted(r.id for r in rows)
+    return sorted(rows.scalars())
 
 
 def batch(conn: Connection, client_id: int, lead_ids: Sequence[int] | None = None, *,
