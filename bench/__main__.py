@@ -24,6 +24,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from sqlalchemy import create_engine, pool, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
+from devkit import seed  # noqa: E402
 from shared import db, embedded, migrate, workitems  # noqa: E402
 from shared.settings import environment, get_settings, reset_settings  # noqa: E402
 
@@ -67,23 +68,14 @@ def setup_database() -> str:
     return url
 
 
-def make_batch(engine: Engine, n: int, *, status: str = "PENDING", credits: int = 10**9) -> int:
+def make_batch(engine: Engine, n: int, *, finished: bool = False, credits: int = 10**9) -> int:
+    """A new client with `n` leads on 997 companies and a draft batch over them (`finished`: every item DONE)."""
     with engine.begin() as conn:
-        client = conn.execute(text("INSERT INTO clients (name, credit_balance) VALUES (:n, :c) RETURNING id"),
-                              {"n": f"bench-{time.time_ns()}", "c": credits}).scalar_one()
-        conn.execute(text(
-            "INSERT INTO leads (client_id, email, first_name, last_name, title, company_name, company_domain) "
-            "SELECT :c, 'p' || g || '@co' || (g % 997) || '.example.com', 'First' || g, 'Last' || g, "
-            "'VP Sales', 'Company ' || (g % 997), 'co' || (g % 997) || '.example.com' FROM generate_series(1, :n) g"),
-            {"c": client, "n": n})
-        batch = conn.execute(text("INSERT INTO batches (client_id) VALUES (:c) RETURNING id"),
-                             {"c": client}).scalar_one()
-        conn.execute(text("INSERT INTO work_items (batch_id, lead_id, client_id, status, attempts, finished_at) "
-                          "SELECT :b, id, client_id, :s, CASE WHEN :s = 'DONE' THEN 1 ELSE 0 END, "
-                          "CASE WHEN :s = 'DONE' THEN now() END FROM leads WHERE client_id = :c"),
-                     {"b": batch, "c": client, "s": status})
+        client = seed.client(conn, f"bench-{time.time_ns()}", credits=credits)
+        lead_ids = seed.leads(conn, client, n, companies=997)
+        batch = seed.finished_batch(conn, client) if finished else seed.batch(conn, client, lead_ids)
         conn.execute(text("ANALYZE work_items"))
-    return int(batch)
+    return batch
 
 
 def warm_up_prefect() -> float:
@@ -183,7 +175,7 @@ def _load() -> str:
 
 def bench_claim(engine: Engine, filler: int, pending: int = 10_000, claims: int = 200, size: int = 50) -> dict[str, Any]:
     if filler:
-        make_batch(engine, filler, status="DONE")
+        make_batch(engine, filler, finished=True)
     batch = make_batch(engine, pending)
     timings = []
     with engine.begin() as conn:

@@ -20,10 +20,9 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from bench.__main__ import machine, setup_database  # noqa: E402
+from devkit import seed  # noqa: E402
 from shared import db  # noqa: E402
-from shared.engines.campaigns import campaigns
-from shared.engines.mailboxes.mailboxes import add_mailbox
-from shared.engines.campaigns import sequences
+from shared.engines.campaigns import campaigns, sequences  # noqa: E402
 from shared.engines.outreach import scheduler, store  # noqa: E402
 from shared.integrations.smtp_sink import smtp_sink  # noqa: E402
 from shared.settings import environment  # noqa: E402
@@ -33,21 +32,15 @@ MONDAY_10_UTC = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 def _campaign(engine: Engine, leads: int, mailboxes: int, smtp_port: int) -> tuple[int, int]:
     with engine.begin() as conn:
-        client = conn.execute(text("INSERT INTO clients (name) VALUES (:n) RETURNING id"),
-                              {"n": f"bench-outreach-{time.time_ns()}"}).scalar_one()
-        campaign = conn.execute(text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, 'seq', 'draft') "
-                                     "RETURNING id"), {"c": client}).scalar_one()
-        conn.execute(text(
-            "INSERT INTO leads (client_id, campaign_id, email, first_name, company_name, country) "
-            "SELECT :c, :camp, 'p' || g || '@co' || (g % 997) || '.example.com', 'First' || g, 'Co ' || (g % 997), "
-            "'GB' FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": leads})
+        client = seed.client(conn, f"bench-outreach-{time.time_ns()}")
+        campaign = seed.campaign(conn, client, "seq", status="draft")
+        seed.leads(conn, client, leads, campaign_id=campaign, companies=997, country="GB")
         for i in range(mailboxes):
-            add_mailbox(conn, client, from_address=f"rep{i}@bench.test", smtp_host="127.0.0.1",
-                              smtp_port=smtp_port, tls_mode="none", daily_cap=10**6, min_gap_seconds=0,
-                              jitter_seconds=0, ramp_started_at=MONDAY_10_UTC - timedelta(days=1))
+            seed.mailbox(conn, client, f"rep{i}@bench.test", smtp_port=smtp_port, daily_cap=10**6,
+                         ramp_started_at=MONDAY_10_UTC - timedelta(days=1))
         sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5, 6, 7], start_hour=0, end_hour=24)
         sequences.set_step(conn, client, campaign, step=1, subject="Hi {{ first_name }}",
-                       body="Hello {{ first_name }} at {{ company_name }}.")
+                           body="Hello {{ first_name }} at {{ company_name }}.")
         store.enroll(conn, client, campaign, now=MONDAY_10_UTC)
         assert campaigns.activate(conn, client, campaign) == []
     return client, campaign
@@ -71,23 +64,13 @@ def bench_sends(engine: Engine, leads: int, mailboxes: int, delay_ms: int, worke
 def _fill_enrollments(engine: Engine, total: int, active: int) -> int:
     """`total` enrollments of one campaign, `active` of them due now, the rest finished."""
     with engine.begin() as conn:
-        client = conn.execute(text("INSERT INTO clients (name) VALUES (:n) RETURNING id"),
-                              {"n": f"bench-sched-{time.time_ns()}"}).scalar_one()
-        campaign = conn.execute(text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, 's', 'active') "
-                                     "RETURNING id"), {"c": client}).scalar_one()
+        client = seed.client(conn, f"bench-sched-{time.time_ns()}")
+        campaign = seed.campaign(conn, client, "s")
         sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
         for i in range(20):
-            add_mailbox(conn, client, from_address=f"s{i}@bench.test", smtp_host="h", smtp_port=25,
-                              daily_cap=10**6, min_gap_seconds=0, jitter_seconds=0)
-        conn.execute(text("INSERT INTO leads (client_id, campaign_id, email) SELECT :c, :camp, 'l' || g || '@x.test' "
-                          "FROM generate_series(1, :n) g"), {"c": client, "camp": campaign, "n": total})
-        conn.execute(text(
-            "INSERT INTO enrollments (client_id, campaign_id, lead_id, next_step, next_due_at, timezone, "
-            "timezone_source, status) SELECT :c, :camp, l.id, 2, :due - (l.id % 600) * interval '1 minute', "
-            "(ARRAY['Europe/London', 'Europe/Berlin', 'America/New_York', 'Asia/Tokyo'])[1 + l.id % 4], 'bench', "
-            "CASE WHEN row_number() OVER (ORDER BY l.id) <= :active THEN 'active' ELSE 'finished' END "
-            "FROM leads l WHERE l.client_id = :c"),
-            {"c": client, "camp": campaign, "due": MONDAY_10_UTC, "active": active})
+            seed.mailbox(conn, client, f"s{i}@bench.test", smtp_host="h", daily_cap=10**6)
+        seed.leads(conn, client, total, campaign_id=campaign, domain="x.test")
+        seed.enrollments(conn, client, campaign, due=MONDAY_10_UTC, active=active)
         conn.execute(text("ANALYZE enrollments"))
     return campaign
 

@@ -9,7 +9,6 @@ Postgres afterwards (`invariants`), never from the processes' own reports.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -25,9 +24,8 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, text
 
+from devkit import seed
 from shared import db
-from shared.engines.batches import batches
-from shared.engines.clients import billing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -250,30 +248,16 @@ def _slug(tag: str) -> str:
 def new_client(engine: Engine, name: str, credits: int) -> int:
     """A client whose balance comes from a ledger top-up, so balance = ledger sum from the start."""
     with engine.begin() as conn:
-        client = conn.execute(text("INSERT INTO clients (name, subscription_status, credit_balance) "
-                                   "VALUES (:n, 'active', 0) RETURNING id"), {"n": name}).scalar_one()
-        if credits:
-            billing.add_credits(conn, client, credits, key=f"chaos-{name}", note="chaos suite")
-    return int(client)
+        return seed.client(conn, name, credits=credits)
 
 
 def new_batch(engine: Engine, client: int, n: int, *, tag: str, launch: bool = True) -> int:
     """`n` new leads for the client and a batch over them (launched by default, as the trigger path leaves it)."""
     tag = _slug(tag)
     with engine.begin() as conn:
-        campaign = conn.execute(
-            text("INSERT INTO campaigns (client_id, name, status, icp) VALUES (:c, :n, 'active', "
-                 "CAST(:i AS jsonb)) RETURNING id"),
-            {"c": client, "n": f"chaos-{tag}", "i": json.dumps({"seniorities": ["vp", "c_level"]})}).scalar_one()
-        conn.execute(
-            text("INSERT INTO leads (client_id, campaign_id, email, first_name, last_name, title, company_name, "
-                 "company_domain) SELECT :c, :camp, 'p' || g || '.' || :t || '@' || :t || '-co.example', "
-                 "'First' || g, 'Last' || g, 'VP Sales', 'Chaos Co', :t || '-co.example' "
-                 "FROM generate_series(1, :n) g"),
-            {"c": client, "camp": campaign, "n": n, "t": tag})
-        batch = batches.create_batch(conn, client=client, campaign=campaign, launch=launch)
-    assert batch is not None
-    return batch
+        campaign = seed.campaign(conn, client, f"chaos-{tag}", icp={"seniorities": ["vp", "c_level"]})
+        leads = seed.leads(conn, client, n, campaign_id=campaign, domain=f"{tag}-co.example")
+        return seed.batch(conn, client, leads, campaign_id=campaign, status="launched" if launch else "draft")
 
 
 def progress(engine: Engine, batch_id: int) -> dict[str, int]:

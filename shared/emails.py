@@ -48,6 +48,3 @@ def validated(address: str) -> ValidatedEmail:
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from exc
 
-
-def domain_of(email: str) -> str:
-    return email.rsplit("@", 1)[-1]

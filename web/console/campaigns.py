@@ -20,6 +20,7 @@ from shared import ids
 from shared.engines.campaigns import campaigns
 from shared.engines.campaigns import views as q
 from shared.engines.campaigns.campaigns import CampaignStatus
+from shared.engines.clients import clients
 from shared.engines.mailboxes import views as mailbox_views
 from shared.engines.outreach import forecast as forecasting
 from shared.errors import Busy, NotFound
@@ -41,7 +42,7 @@ def confirmed(form: dict[str, Any]) -> bool:
 def campaign_list(view: Page, conn: Conn, client: str | None = None, notice: str | None = None) -> Response:
     client_id, problem = client_filter(client)
     return view.page("campaigns.html", client=client_id, notice=notice or problem,
-                     campaigns=q.list_campaigns(conn, client_id=client_id), clients=q.client_choices(conn))
+                     campaigns=q.list_campaigns(conn, client_id=client_id), clients=clients.visible(conn))
 
 
 def _previews(conn: Connection, camp: dict[str, Any], lead_id: int | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from shared.engines.clients import clients
 from shared.engines.leads import story
 from shared.errors import NotFound
 from web.console.deps import PREFIX, Conn, Page, client_filter, path_id
@@ -29,7 +30,7 @@ def lead_list(view: Page, conn: Conn, q: str | None = None, client: str | None =
     # The filter form sends `client=` for "all": an empty or malformed value means every client.
     client_id, problem = client_filter(client)
     return view.page("leads.html", q=text, client=client_id, notice=notice or problem, limit=story.SEARCH_LIMIT,
-                     leads=story.search(conn, text, client_id=client_id), clients=story.clients(conn))
+                     leads=story.search(conn, text, client_id=client_id), clients=clients.visible(conn))
 
 
 @router.get("/leads/{lead_id}")

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from shared import errors
-from shared.engines.campaigns import views as campaign_views
+from shared.engines.clients import clients
 from shared.engines.mailboxes import mailboxes
 from shared.engines.mailboxes import views
 from shared.engines.replies import shield
@@ -36,7 +36,7 @@ def _health(conn: Connection, settings: Settings, client: int | None, mailbox_id
     thresholds = shield.Thresholds.from_settings(settings)
     return {"mailboxes": views.mailbox_health(conn, now=datetime.now(UTC), thresholds=thresholds, client_id=client,
                                               mailbox_id=mailbox_id),
-            "clients": campaign_views.client_choices(conn), "thresholds": thresholds}
+            "clients": clients.visible(conn), "thresholds": thresholds}
 
 
 @router.get("/mailboxes")

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection, Engine
 
 from shared import db, ids
+from shared.engines.clients import clients
 from shared.engines.leads.importer import clean_name
 from shared.engines.outreach import suppression
 from shared.engines.outreach import suppression_list as queries
@@ -80,7 +81,7 @@ def _listing(conn: Connection, who: Principal, client: int | None, text: str, pa
         "total": total, "page": page, "pages": pages, "first": (page - 1) * queries.PAGE_SIZE + 1,
         "prev_link": _link(client, text, page - 1) if page > 1 else None,
         "next_link": _link(client, text, page + 1) if page < pages else None,
-        "clients": queries.clients(conn),
+        "clients": clients.visible(conn),
         "export_client": client if client is not None else (None if who.is_operator else who.client_id),
     }
 

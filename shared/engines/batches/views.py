@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.batches import batches
+from shared.engines.clients.clients import visible as visible_clients
 
 ITEMS_SHOWN = 500  # rows of a batch's item table (the counts above it cover every item)
 
@@ -19,8 +20,7 @@ ITEMS_SHOWN = 500  # rows of a batch's item table (the counts above it cover eve
 def clients(conn: Connection) -> list[dict[str, Any]]:
     """Clients the scope can see, with how many new leads each could batch now."""
     new = batches.new_leads_by_client(conn)
-    rows = conn.execute(text("SELECT id, name, subscription_status, credit_balance FROM clients ORDER BY name"))
-    return [dict(r._mapping) | {"new_leads": new.get(r.id, 0)} for r in rows]
+    return [c | {"new_leads": new.get(c["id"], 0)} for c in visible_clients(conn)]
 
 
 def list_batches(conn: Connection, *, client_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:

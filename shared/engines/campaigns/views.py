@@ -43,11 +43,6 @@ _CAMPAIGNS = """
 """
 
 
-def client_choices(conn: Connection) -> list[dict[str, Any]]:
-    """Clients the scope can see (an operator's filter)."""
-    return [dict(r._mapping) for r in conn.execute(text("SELECT id, name FROM clients ORDER BY name"))]
-
-
 def list_campaigns(conn: Connection, *, client_id: int | None = None) -> list[dict[str, Any]]:
     """Every visible campaign with its steps, enrollments by state, and sent / replied / bounced counts."""
     rows = conn.execute(text(_CAMPAIGNS), {"client": client_id, "campaign": None})

@@ -1,4 +1,4 @@
-"""Clients and campaigns: create them, change named fields, top up credits, list them.
+"""Clients: create them, change named fields, top up credits, list the ones the scope can see.
 
 Create and update are separate intents: `create_*` refuses a name that exists (nothing about the
 existing row changes), `update_*` changes only the fields it is given and returns what changed.
@@ -91,3 +91,9 @@ def client_id(conn: Connection, name: str) -> int:
         hint = f"did you mean {near!r}?" if near else f"create it with `outbound clients add {name}`"
         raise NotFound(f"client {name!r} does not exist ({hint})")
     return int(found)
+
+
+def visible(conn: Connection) -> list[dict[str, Any]]:
+    """The clients the scope can see, by name (an operator: all; a viewer: its own, by row-level security)."""
+    rows = conn.execute(text("SELECT id, name, subscription_status, credit_balance FROM clients ORDER BY name"))
+    return [dict(r._mapping) for r in rows]

@@ -113,11 +113,6 @@ def search(conn: Connection, q: str | None = None, *, client_id: int | None = No
     return [dict(r._mapping) for r in rows]
 
 
-def clients(conn: Connection) -> list[dict[str, Any]]:
-    """The clients the scope can see (the search's client filter)."""
-    return [dict(r._mapping) for r in conn.execute(text("SELECT id, name FROM clients ORDER BY name"))]
-
-
 # -- one lead ------------------------------------------------------------------------------------
 
 

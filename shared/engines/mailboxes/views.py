@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from shared.engines.clients.clients import visible as visible_clients
 from shared.engines.mailboxes import mailboxes
 from shared.engines.replies import shield
 
@@ -25,15 +26,15 @@ def mailbox(conn: Connection, mailbox_id: int) -> dict[str, Any] | None:
 def mailbox_health(conn: Connection, *, now: datetime, thresholds: shield.Thresholds,
                    client_id: int | None = None, mailbox_id: int | None = None) -> list[dict[str, Any]]:
     """Per mailbox: sent in 24 h vs today's cap, ramp day, the shield's rates over its window, status."""
-    clients = conn.execute(text("SELECT id, name FROM clients WHERE CAST(:c AS bigint) IS NULL OR id = :c "
-                                "ORDER BY name"), {"c": client_id}).all()
     out = []
-    for c in clients:
-        for m in mailboxes.list_mailboxes(conn, c.id, now):
+    for c in visible_clients(conn):
+        if client_id is not None and c["id"] != client_id:
+            continue
+        for m in mailboxes.list_mailboxes(conn, c["id"], now):
             if mailbox_id is not None and m["id"] != mailbox_id:
                 continue
-            r = shield.rates(conn, client_id=c.id, mailbox_id=m["id"], now=now, window_days=thresholds.window_days)
-            out.append(m | {"client_id": c.id, "client": c.name, "rates": r,
+            r = shield.rates(conn, client_id=c["id"], mailbox_id=m["id"], now=now, window_days=thresholds.window_days)
+            out.append(m | {"client_id": c["id"], "client": c["name"], "rates": r,
                             "judged": r.sends >= thresholds.min_sends,
                             "shield_paused": shield_paused(m["status_reason"])})
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -179,10 +179,6 @@ def finish_send_batches(conn: Connection, batch_ids: Sequence[int]) -> None:
              "WHERE b.id = ANY(:ids) AND b.kind = 'send' AND NOT EXISTS (SELECT 1 FROM work_items w "
              "WHERE w.batch_id = b.id AND w.status IN ('PENDING', 'QUEUED', 'IN_PROGRESS'))"),
         {"ids": list(batch_ids)})
-
-
-def default_window_horizon(now: datetime) -> datetime:
-    return now + timedelta(hours=1)
 
 
 def best_enriched_leads(conn: Connection, client_id: int, limit: int) -> list[int]:

@@ -54,11 +54,6 @@ def count(conn: Connection, *, client_id: int | None = None, q: str | None = Non
                         _params(client_id, q)).scalar_one()
 
 
-def clients(conn: Connection) -> list[dict[str, Any]]:
-    """The clients the scope can see (an operator: all; a viewer: its own), for the filter and the forms."""
-    return [dict(r._mapping) for r in conn.execute(text("SELECT id, name FROM clients ORDER BY name"))]
-
-
 def client_name(conn: Connection, client_id: int) -> str | None:
     """The client's name, or None when it does not exist or is not in the scope (row-level security)."""
     return conn.execute(text("SELECT name FROM clients WHERE id = :c"), {"c": client_id}).scalar()

@@ -106,11 +106,6 @@ class HttpClient:
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         return provider_loop().run(self.arequest_json("GET", path, params=params))
 
-    def post_json(
-        self, path: str, *, body: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
-    ) -> dict[str, Any] | None:
-        return provider_loop().run(self.arequest_json("POST", path, params=params, body=body))
-
     def close(self) -> None:
         if self._session is not None and not self._session.closed:
             provider_loop().run(self._session.close(), timeout=10)
