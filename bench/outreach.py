@@ -25,7 +25,7 @@ from shared.engines.campaigns import campaigns
 from shared.engines.mailboxes.mailboxes import add_mailbox
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import scheduler, store  # noqa: E402
-from shared.integrations.smtp_sink import smtp_sink  # noqa: E402
+from devkit.smtp_sink import smtp_sink  # noqa: E402
 from shared.settings import environment  # noqa: E402
 
 MONDAY_10_UTC = datetime(2026, 11, 23, 10, tzinfo=UTC)

@@ -29,7 +29,7 @@ from shared.integrations.providers.heuristics import HeuristicsProvider
 from shared.integrations.providers.http import HttpClient, parse_retry_after
 from shared.integrations.providers.hunter import HunterProvider
 from shared.integrations.providers.noop import NoopProvider
-from shared.integrations.providers.sandbox import SandboxProvider, fake_record, is_hit, serve
+from devkit.sandbox import SandboxProvider, fake_record, is_hit, serve
 from shared.settings import Settings
 
 APOLLO_KEY = "apollo-secret-KEY-9f3a"

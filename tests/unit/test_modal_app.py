@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_ON_THE_WORKER = {
     "alembic": "migrations, run by the operator with `outbound db upgrade`",
     "pgserver": "the embedded Postgres, only when DATABASE_URL is unset (never on Modal)",
-    "aiosmtpd": "shared.integrations.smtp_sink, the local SMTP sink of the demo, bench and tests",
+    "aiosmtpd": "devkit.smtp_sink, the local SMTP sink of the demo, bench and tests",
     "argon2": "shared.engines.users.users, the console's password hashes: the web App's image has it, workers do not",
 }
 # Modules of shared/ a worker container never imports (they need the packages above).

@@ -1,0 +1,1 @@
+"""Dev-only scaffolding for the demo, the tests, bench and chaos: no production image carries it (not the Modal images, not the Prefect Managed pull)."""
