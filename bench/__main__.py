@@ -126,7 +126,7 @@ def sandbox_process(latency_ms: int) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "shared.integrations.providers.sandbox", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "devkit.sandbox", "--port", str(port),
                              "--latency-ms", str(latency_ms), "--hit-rate", "1.0", "--seed", "11"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

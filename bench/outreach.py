@@ -24,7 +24,7 @@ from devkit import seed  # noqa: E402
 from shared import db  # noqa: E402
 from shared.engines.campaigns import campaigns, sequences  # noqa: E402
 from shared.engines.outreach import scheduler, store  # noqa: E402
-from shared.integrations.smtp_sink import smtp_sink  # noqa: E402
+from devkit.smtp_sink import smtp_sink  # noqa: E402
 from shared.settings import environment  # noqa: E402
 
 MONDAY_10_UTC = datetime(2026, 11, 23, 10, tzinfo=UTC)

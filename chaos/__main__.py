@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
 
     import logging
 

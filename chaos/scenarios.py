@@ -26,8 +26,8 @@ from chaos.harness import (
     restart_postgres,
     terminal,
     wait_stale,
-    wait_until,
 )
+from devkit.net import wait_until
 
 RUN_TIMEOUT = 600.0  # seconds a plain orchestrator run may take before the scenario gives up on it
 
@@ -219,7 +219,7 @@ def misbehaving_provider(stage: Stage, scale: Scale, tag: str) -> Outcome:
     """The paid provider answers 5xx, 429 + Retry-After, hangs and garbage: the batch still ends, correctly."""
     from dataclasses import replace
 
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
 
     engine = stage.engine()
     client = new_client(engine, f"flaky-{tag}", 100_000)
@@ -247,7 +247,7 @@ def killed_then_swept(stage: Stage, scale: Scale, tag: str) -> Outcome:
     from dataclasses import replace
 
     from chaos.harness import REPO_ROOT
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
 
     engine = stage.engine()
     client = new_client(engine, f"swept-{tag}", 100_000)

@@ -58,8 +58,9 @@ def run_outreach_demo(client_id: int, campaign_id: int, console: Console) -> dic
     from shared.engines.leads import scoring
     from shared.engines.outreach import store, suppression
     from demo.replies import replies_midweek, report_after_week
-    from shared.integrations.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
-    from shared.integrations.smtp_sink import free_port, smtp_sink
+    from devkit.imap_server import DEMO_PASSWORD, DEMO_USER, running_imap_server
+    from devkit.net import free_port
+    from devkit.smtp_sink import smtp_sink
     from web.app import create_app
     from web.server import background
 

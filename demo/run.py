@@ -35,7 +35,7 @@ console = Console()
 def run_demo(*, leads_csv: Path | None, latency_ms: int, credits: int) -> dict[str, Any]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
 
     console.rule("[bold]outbound demo")
     url = db.database_url()

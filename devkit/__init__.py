@@ -1,1 +1,2 @@
-"""Dev-only tools: seed rows, local servers and helpers for tests, bench, chaos and the demo; no production image carries this package."""
+"""Dev-only scaffolding for the demo, the tests, bench and chaos (seed rows, local servers, helpers): no
+production image carries it (not the Modal images, not the Prefect Managed pull)."""

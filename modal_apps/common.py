@@ -92,9 +92,11 @@ def require_module_mode(module_name: str) -> None:
 
 
 # The Secret names and keys docs/deploy.md and README create; Modal refuses to start without them.
+POSTGRES_SECRET = "postgres-connection-string"
+PROVIDERS_SECRET = "provider-api-keys"
 SECRET_KEYS = {
-    "postgres-connection-string": ("DATABASE_URL",),
-    "provider-api-keys": ("APOLLO_API_KEY", "HUNTER_API_KEY"),
+    POSTGRES_SECRET: ("DATABASE_URL",),
+    PROVIDERS_SECRET: ("APOLLO_API_KEY", "HUNTER_API_KEY"),
     "outreach": ("OUTREACH_SECRET", "PUBLIC_BASE_URL"),
     "console": ("CONSOLE_SECRET",),
 }
@@ -104,8 +106,8 @@ def _secret(name: str) -> modal.Secret:
     return modal.Secret.from_name(name, required_keys=list(SECRET_KEYS.get(name, ())))
 
 
-postgres = _secret("postgres-connection-string")
-providers = _secret("provider-api-keys")
+postgres = _secret(POSTGRES_SECRET)
+providers = _secret(PROVIDERS_SECRET)
 outreach = _secret("outreach")
 console = _secret("console")
 smtp_passwords = _secret("smtp-passwords")  # one variable per mailbox, named by its --secret-name

@@ -21,6 +21,8 @@ import modal
 
 from modal_apps.common import (
     MAX_CONTAINERS,
+    POSTGRES_SECRET,
+    PROVIDERS_SECRET,
     RUNTIME_LOCK,
     SECRET_KEYS as ALL_SECRET_KEYS,
     WORKER_DISTRIBUTIONS,
@@ -41,7 +43,7 @@ DISTRIBUTIONS = WORKER_DISTRIBUTIONS
 image = lock_image(*DISTRIBUTIONS)
 
 # This App's Secrets and the keys Modal requires in them (docs/deploy.md and README create them).
-SECRET_KEYS = {name: ALL_SECRET_KEYS[name] for name in ("postgres-connection-string", "provider-api-keys")}
+SECRET_KEYS = {name: ALL_SECRET_KEYS[name] for name in (POSTGRES_SECRET, PROVIDERS_SECRET)}
 __all__ = ["RUNTIME_LOCK", "WORKER_DISTRIBUTIONS", "MAX_CONTAINERS", "app", "enrich_chunk", "check_config"]
 
 RETRIES = modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=2.0, max_delay=30.0)

@@ -1,7 +1,8 @@
 """Register the Prefect deployments declared in prefect.yaml: on the managed pool (from a git URL) or on a local process pool.
 
-Managed follows the deployment plan exactly: `flow.from_source("https://...git", entrypoint)
-.deploy(work_pool_name="managed-production", job_variables={"image": ..., "pip_packages": [...]}, ...)`.
+Managed follows the deployment plan exactly: `flow.from_source(GitRepository("https://...git",
+directories=[...]), entrypoint).deploy(work_pool_name="managed-production", job_variables={"image": ...,
+"pip_packages": [...]}, ...)`, the directories being prefect.yaml's sparse checkout (pull_directories).
 Local registers the same deployments against the local checkout on a process pool, for a
 `prefect server` plus `outbound worker` on this machine.
 """
@@ -30,6 +31,7 @@ MANAGED_POOL_TYPE = "prefect:managed"
 LOCAL_POOL = "local-process"
 LOCAL_POOL_TYPE = "process"
 MAIN_DEPLOYMENT = "orchestrator-main"
+GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 
 
 class DeployError(Exception):
@@ -255,6 +257,22 @@ def write_managed_job_variables(path: Path = PREFECT_YAML, lock: Path = LOCK_FIL
 
 # -- source and pool checks ----------------------------------------------------------------------
 
+def pull_directories(path: Path = PREFECT_YAML) -> list[str]:
+    """The directories prefect.yaml's git_clone pull step checks out (sparse): the packages the flows import."""
+    config = yaml.safe_load(path.read_text())
+    for step in config.get("pull") or []:
+        if GIT_CLONE_STEP in step:
+            return list(step[GIT_CLONE_STEP].get("directories") or [])
+    raise DeployError(f"{path.name}: the pull steps have no {GIT_CLONE_STEP}")
+
+
+def managed_source(url: str) -> Any:
+    """The git repository at `url` as managed runs pull it: only pull_directories() checked out, as prefect.yaml's pull does."""
+    from prefect.runner.storage import GitRepository
+
+    return GitRepository(url=url, directories=pull_directories())
+
+
 def check_git_source(source: str) -> str:
     """The source URL, if Prefect will treat it as a git repository; otherwise a DeployError.
 
@@ -360,9 +378,10 @@ def deploy_managed(
     specs = list(specs if specs is not None else load_specs())
     packages = pip_packages if pip_packages is not None else managed_packages()
     image = managed_image()
+    repository = managed_source(source)
     deployed: list[Deployed] = []
     for spec in specs:
-        loaded = flow_source.from_source(source=source, entrypoint=spec.entrypoint)
+        loaded = flow_source.from_source(source=repository, entrypoint=spec.entrypoint)
         extra = _extra(spec)
         deployment_id = loaded.deploy(
             name=_deployment_name(spec, main_name),

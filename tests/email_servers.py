@@ -26,14 +26,14 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from shared.integrations.imap_server import (  # noqa: F401  (re-exported for tests)
+from devkit.imap_server import (  # noqa: F401  (re-exported for tests)
     DEFAULT_FOLDERS,
     DEMO_PASSWORD,
     DEMO_USER,
     STARTUP_TIMEOUT_S,
     ImapServer,
-    free_port,
 )
+from devkit.net import free_port
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""The SMTP sink for tests is the project's own (shared.integrations.smtp_sink); re-exported under its test name."""
+"""The SMTP sink for tests is the project's own (devkit.smtp_sink); re-exported under its test name."""
 
 from __future__ import annotations
 
-from shared.integrations.smtp_sink import Sink, free_port, smtp_sink
+from devkit.smtp_sink import Sink, smtp_sink
 
-__all__ = ["Sink", "free_port", "smtp_sink"]
+__all__ = ["Sink", "smtp_sink"]

@@ -35,7 +35,7 @@ MODAL_CONTAINER_ENV = {
 }
 # Our packages in the image: `shared` (add_local_python_source) and the app file itself.
 OUR_PACKAGES_IN_IMAGE = {"shared", "modal_apps"}
-OUR_PACKAGES = {"shared", "modal_apps", "orchestrator", "tests", "bench", "web"}
+OUR_PACKAGES = {"shared", "modal_apps", "orchestrator", "tests", "bench", "web", "demo", "chaos", "devkit"}
 # debian_slim's Python comes with these.
 BASE_IMAGE_MODULES = {"pip", "setuptools", "pkg_resources", "_distutils_hack"}
 

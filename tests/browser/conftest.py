@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.console_helpers import PASSWORD, SECRET
-from tests.e2e.conftest import free_port
+from devkit.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -76,7 +76,7 @@ def console_url(engine, database_url, env) -> Iterator[str]:
     do under `outbound serve`, and the session-wide harness (whose settings would then be in force for
     every later test in this process) is left to the tests that ask for it."""
     from orchestrator.bridge import Bridge, LocalLauncher
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
     from web.app import create_app
     from web.server import background
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -20,29 +18,13 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from devkit.net import free_port, wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DENO_CANDIDATES = (
     REPO_ROOT / "node_modules" / ".bin" / "deno",
     REPO_ROOT / "node_modules" / "@deno" / "linux-x64-glibc" / "deno",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def deno_path() -> Path:

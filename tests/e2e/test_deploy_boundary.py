@@ -132,13 +132,15 @@ def test_managed_deploy_calls_from_source_and_deploy_exactly_as_the_plan_shows()
     packages = deploy.managed_packages()
     deployed = deploy.deploy_managed(GIT, client=client, flow_source=flows)
 
-    assert flows.sources == [
-        {"source": GIT, "entrypoint": "orchestrator/flows/batch.py:orchestrator_main"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/outreach.py:outreach_run"},
-        {"source": GIT, "entrypoint": "orchestrator/flows/replies.py:reply_recovery"},
+    # The pull step each deployment stores: the repo, sparse-checked-out as prefect.yaml's pull is.
+    pull = {deploy.GIT_CLONE_STEP: {"repository": GIT, "branch": None, "directories": ["orchestrator", "shared"]}}
+    assert [{**s, "source": s["source"].to_pull_step()} for s in flows.sources] == [
+        {"source": pull, "entrypoint": "orchestrator/flows/batch.py:orchestrator_main"},
+        {"source": pull, "entrypoint": "orchestrator/flows/enrichment.py:enrichment_daily"},
+        {"source": pull, "entrypoint": "orchestrator/flows/campaign.py:activate_campaign"},
+        {"source": pull, "entrypoint": "orchestrator/flows/sweep.py:batch_sweep"},
+        {"source": pull, "entrypoint": "orchestrator/flows/outreach.py:outreach_run"},
+        {"source": pull, "entrypoint": "orchestrator/flows/replies.py:reply_recovery"},
     ]
     main, daily, campaign, sweep, outreach, recovery = flows.deploys
     assert main == {

@@ -24,7 +24,8 @@ from shared import db
 from shared.engines.batches import batches
 from orchestrator.bridge import idempotency_key
 from tests import factories
-from tests.e2e.conftest import REPO_ROOT, PrefectServer, Proc, deno_path, free_port, outbound_argv, wait_until
+from devkit.net import free_port, wait_until
+from tests.e2e.conftest import REPO_ROOT, PrefectServer, Proc, deno_path, outbound_argv
 
 pytestmark = pytest.mark.e2e
 

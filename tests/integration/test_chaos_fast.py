@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 def stage(database_url, prefect_harness, tmp_path_factory):
     from prefect.settings import PREFECT_API_URL
 
-    from shared.integrations.providers import sandbox
+    from devkit import sandbox
 
     pg_data = None if os.environ.get("TEST_DATABASE_URL") else get_settings().data_dir / "pg"
     with sandbox.serve(latency_ms=5, hit_rate=0.7, seed=1) as sb:

@@ -22,7 +22,7 @@ from shared.engines.enrichment import enrich_chunk
 from shared.engines.outreach import store
 from shared.engines.replies import ingest
 from shared.engines.replies.webhooks import parse_message
-from shared.integrations.providers import sandbox
+from devkit import sandbox
 from shared.settings import Settings, get_settings
 from tests import factories
 from tests.console_helpers import SECRET, accounts, sign_in

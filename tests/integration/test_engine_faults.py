@@ -16,7 +16,8 @@ from shared import workitems
 from shared.emails import normalize_email
 from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
-from shared.integrations.providers import build_providers, close_providers, sandbox
+from devkit import sandbox
+from shared.integrations.providers import build_providers, close_providers
 from shared.integrations.providers.base import LeadInput, ProviderResult
 from shared.settings import Settings
 from tests import factories

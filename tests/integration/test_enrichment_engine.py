@@ -12,7 +12,8 @@ from werkzeug import Response
 from shared import workitems
 from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
-from shared.integrations.providers import build_providers, sandbox
+from devkit import sandbox
+from shared.integrations.providers import build_providers
 from shared.integrations.providers.base import LeadInput, ProviderResult
 from shared.settings import Settings
 from tests import factories

@@ -16,7 +16,7 @@ from orchestrator.flows.campaign import activate_campaign
 from orchestrator.flows.enrichment import enrichment_daily
 from shared import workitems
 from shared.engines.clients import billing
-from shared.integrations.providers import sandbox
+from devkit import sandbox
 from tests import factories
 from tests.modal_function import ModalFunction
 

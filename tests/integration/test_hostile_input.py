@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import socket
 import threading
 import time
 import tracemalloc
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from devkit.net import free_port
 from orchestrator.cli import app as cli
 from shared.engines.leads.importer import import_csv
 from shared import errors
@@ -299,15 +299,9 @@ def test_a_template_cannot_render_100_mb():
 
 # -- logs and headers -----------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_uvicorns_access_log_never_holds_an_unsubscribe_token(app, world):
     token = suppression.make_token(123456, UNSUB_SECRET)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info", access_log=True,
                                            lifespan="off"))
     captured = io.StringIO()

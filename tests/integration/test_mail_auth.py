@@ -184,7 +184,7 @@ def test_mailboxes_add_takes_the_verp_and_dkim_settings_and_refuses_half_of_dkim
 
 
 def test_dns_that_does_not_answer_or_a_bad_resolver_is_one_line(engine, env, sink):
-    from shared.integrations.smtp_sink import free_port
+    from devkit.net import free_port
 
     _world(engine, env, sink[1], "-")
     down = CliRunner().invoke(app, ["mailboxes", "check", "acme", "--nameserver", f"127.0.0.1:{free_port()}"])

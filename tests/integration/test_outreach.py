@@ -225,7 +225,7 @@ def test_failure_after_data_is_in_doubt_and_never_resent(engine, outreach, sink)
     """A server that drops the connection after DATA: the message is in doubt, the lead is held."""
     from aiosmtpd.controller import Controller
 
-    from tests.email_sink import free_port
+    from devkit.net import free_port
 
     class Dropper:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802
@@ -251,7 +251,8 @@ def test_failure_after_data_is_in_doubt_and_never_resent(engine, outreach, sink)
 def test_deferred_at_rcpt_is_retried_later_under_the_same_message_id(engine, outreach):
     from aiosmtpd.controller import Controller
 
-    from tests.email_sink import Sink, free_port
+    from devkit.net import free_port
+    from tests.email_sink import Sink
 
     class Refuser(Sink):
         refuse = True
@@ -285,7 +286,7 @@ def test_deferred_at_rcpt_is_retried_later_under_the_same_message_id(engine, out
 def test_one_click_unsubscribe_over_a_real_socket(engine, sink, outreach):
     import httpx
 
-    from tests.email_sink import free_port
+    from devkit.net import free_port
     from web.app import create_app
     from web.server import background
 
@@ -377,7 +378,8 @@ def test_worker_killed_after_250_is_in_doubt_and_the_reconciler_finds_it_in_sent
     from aiosmtpd.controller import Controller
 
     from shared.engines.outreach.reconcile import reconcile
-    from tests.email_sink import Sink, free_port
+    from devkit.net import free_port
+    from tests.email_sink import Sink
 
     class GmailLike(Sink):
         """Files every accepted message in the account's Sent folder, as Gmail does for submitted mail."""

@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -22,6 +19,8 @@ import httpx
 import pytest
 from werkzeug import Request, Response
 
+from devkit.net import free_port
+from devkit.sandbox import SandboxProvider, fake_record, is_hit, serve
 from shared.integrations.providers import ProviderConfigError, build_providers, close_providers, preflight
 from shared.integrations.providers.apollo import ApolloProvider
 from shared.integrations.providers.base import LeadInput, Provider, ProviderError
@@ -29,7 +28,6 @@ from shared.integrations.providers.heuristics import HeuristicsProvider
 from shared.integrations.providers.http import HttpClient, parse_retry_after
 from shared.integrations.providers.hunter import HunterProvider
 from shared.integrations.providers.noop import NoopProvider
-from shared.integrations.providers.sandbox import SandboxProvider, fake_record, is_hit, serve
 from shared.settings import Settings
 
 APOLLO_KEY = "apollo-secret-KEY-9f3a"
@@ -351,14 +349,13 @@ def test_a_bare_404_is_not_taken_for_a_miss(httpserver, apollo, hunter, which):
 
 
 def test_unreachable_server_is_transient():
-    with socket_closed_port() as port:
-        settings = Settings(apollo_api_key=APOLLO_KEY, apollo_base_url=f"http://127.0.0.1:{port}")
-        provider = ApolloProvider(settings, backoff_base=FAST_BACKOFF)
-        try:
-            with pytest.raises(ProviderError) as info:
-                provider.enrich(LEAD)
-        finally:
-            provider.close()
+    settings = Settings(apollo_api_key=APOLLO_KEY, apollo_base_url=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    provider = ApolloProvider(settings, backoff_base=FAST_BACKOFF)
+    try:
+        with pytest.raises(ProviderError) as info:
+            provider.enrich(LEAD)
+    finally:
+        provider.close()
     assert info.value.transient is True
     assert "cannot reach" in str(info.value)
 
@@ -717,15 +714,3 @@ def test_sandbox_provider_needs_a_url_and_a_valid_email():
         assert provider.lookup_key(LeadInput(1, " A@Acme.COM ")) == "a@acme.com"
     finally:
         provider.close()
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
-@contextmanager
-def socket_closed_port() -> Iterator[int]:
-    """A local port with nothing listening (bound to find a free one, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port

@@ -23,7 +23,7 @@ from shared import db, workitems
 from shared.engines.batches import batches
 from shared.engines.batches.batches import BatchIsDraft
 from shared.errors import NotFound
-from shared.integrations.providers import sandbox
+from devkit import sandbox
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from shared.engines.leads import story
 from shared.engines.outreach import scheduler, sending, store
 from shared.engines.replies import ingest, recovery
 from shared.engines.replies.webhooks import parse_message
-from shared.integrations.smtp_sink import free_port
+from devkit.net import free_port
 from shared.settings import get_settings
 from tests import factories
 from tests.email_servers import DEMO_PASSWORD, imap_server  # noqa: F401  (pytest fixture)

@@ -21,7 +21,8 @@ from shared.engines.mailboxes.mailboxes import add_mailbox
 from shared.engines.campaigns import sequences
 from tests import factories
 from tests.email_servers import Faults, smtp_server  # noqa: F401  (pytest fixture)
-from tests.email_sink import free_port, smtp_sink
+from devkit.net import free_port
+from tests.email_sink import smtp_sink
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from shared import liveness, workitems
-from shared.integrations.providers import sandbox
+from devkit import sandbox
 from tests import factories
 
 pytestmark = pytest.mark.integration

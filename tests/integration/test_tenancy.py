@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from shared import workitems
 from shared.engines.clients import billing
 from shared.engines.enrichment import enrich_chunk
-from shared.integrations.providers import sandbox
+from devkit import sandbox
 from shared.settings import Settings
 from tests import factories
 

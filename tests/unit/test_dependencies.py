@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ("shared", "orchestrator", "modal_apps", "web", "demo")
+SHIPPED = ("shared", "orchestrator", "modal_apps", "web", "demo", "devkit")  # the wheel's packages (pyproject.toml)
 OURS = set(SHIPPED)
 # Declared but never imported by name, each for a reason.
 DECLARED_NOT_IMPORTED = {

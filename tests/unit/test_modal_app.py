@@ -10,22 +10,25 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import modal
+import pytest
 
 from modal_apps import enrichment
 from orchestrator import deploy
 from orchestrator.executor import MODAL_CHECK_FUNCTION
-from tests.modal_container import run_in_container
+from tests.modal_container import resolve_deploy, run_in_container
+from tests.unit.test_modal_deploy import APP_MODULES
 
 REPO = Path(__file__).resolve().parents[2]
 # Imported somewhere in shared/ but never by a worker, each for a reason.
 NOT_ON_THE_WORKER = {
     "alembic": "migrations, run by the operator with `outbound db upgrade`",
     "pgserver": "the embedded Postgres, only when DATABASE_URL is unset (never on Modal)",
-    "aiosmtpd": "shared.integrations.smtp_sink, the local SMTP sink of the demo, bench and tests",
     "argon2": "shared.engines.users.users, the console's password hashes: the web App's image has it, workers do not",
 }
 # Modules of shared/ a worker container never imports (they need the packages above).
-LOCAL_ONLY_MODULES = {"migrate.py", "smtp_sink.py", "users.py"}
+LOCAL_ONLY_MODULES = {"migrate.py", "users.py"}
+# Dev-only scaffolding (devkit/): the sandbox provider, the SMTP sink, the IMAP server. No image mounts it.
+DEV_ONLY_MODULES = {"sandbox.py", "smtp_sink.py", "imap_server.py"}
 
 
 def _norm(name: str) -> str:
@@ -70,6 +73,38 @@ def test_the_worker_imports_with_only_the_images_packages(tmp_path):
     assert result.stdout.strip() == "ok"
     blocked = run_in_container("import prefect", {}, tmp_path, enrichment.WORKER_DISTRIBUTIONS)
     assert "not in the Modal image" in blocked.stderr  # the hook does refuse what the image lacks
+
+
+@pytest.mark.parametrize("module", APP_MODULES)
+def test_no_app_mounts_devkit_or_a_dev_server(module):
+    """The files Modal 1.6 would upload for each function (`modal deploy -m`, replayed): no devkit/ file,
+    and no sandbox, SMTP sink or IMAP server module under any name."""
+    resolved = resolve_deploy(module, module_mode=True)
+    assert resolved
+    for tag, function in resolved.items():
+        remote = [Path(r) for _local, r in function["files"]]
+        assert any(r.parts[-2:] == ("shared", "__init__.py") for r in remote), f"{tag}: shared is not mounted"
+        assert "devkit" not in function["sources"], tag
+        mounted = [str(r) for r in remote if "devkit" in r.parts or r.name in DEV_ONLY_MODULES]
+        assert mounted == [], f"{module}.{tag} mounts dev-only files: {mounted}"
+
+
+def test_a_worker_without_devkit_refuses_the_sandbox_by_name_and_auto_leaves_it_out(tmp_path):
+    """In the worker's image (no devkit), PROVIDER_ORDER=sandbox fails preflight naming it; auto skips it."""
+    code = """
+from shared.integrations.providers import ProviderConfigError, preflight
+from shared.settings import Settings
+try:
+    preflight(Settings(provider_order="heuristics,sandbox", sandbox_url="http://127.0.0.1:8765"))
+except ProviderConfigError as exc:
+    print("refused:", exc)
+print("auto:", preflight(Settings(provider_order="auto", sandbox_url="http://127.0.0.1:8765")))
+"""
+    result = run_in_container(code, {}, tmp_path, enrichment.WORKER_DISTRIBUTIONS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    refused, auto = result.stdout.strip().splitlines()
+    assert refused.startswith("refused: provider 'sandbox' ") and "cannot be imported here" in refused, refused
+    assert auto == "auto: ['heuristics']"
 
 
 def test_app_and_function_names_match_what_the_executor_looks_up():

@@ -1,9 +1,19 @@
-"""Enrichment providers, the preflight that validates their settings, and the factory that builds the waterfall."""
+"""Enrichment providers, the preflight that validates their settings, and the factory that builds the waterfall.
+
+The built-in providers are named here. Others (the dev-only `sandbox` of devkit/) register through
+an entry point of the group PLUGIN_GROUP in an installed distribution's metadata, naming a
+`ProviderPlugin`: this package never imports them by name. Production (the Modal images, the
+Prefect Managed pull) does not pip-install the project, so it has no such entry point and a
+PROVIDER_ORDER naming one fails preflight as an unknown provider.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from urllib.parse import urlsplit
 
 from shared.integrations.providers.base import (
@@ -17,18 +27,21 @@ from shared.settings import Settings, get_settings
 
 __all__ = [
     "AUTO",
-    "KNOWN_PROVIDERS",
+    "PLUGIN_GROUP",
     "LeadInput",
     "Provider",
     "ProviderConfigError",
     "ProviderError",
+    "ProviderPlugin",
     "ProviderResult",
     "build_providers",
     "close_providers",
+    "known_providers",
     "preflight",
 ]
 
 AUTO = "auto"
+PLUGIN_GROUP = "outbound.providers"
 
 # HTTP client libraries log each request's URL at INFO; Hunter's query string carries first and
 # last names, which must stay out of INFO logs (Prefect Cloud, the Modal dashboard).
@@ -47,13 +60,6 @@ def _noop(settings: Settings) -> Provider:
     return NoopProvider()
 
 
-def _sandbox(settings: Settings) -> Provider:
-    # Imported lazily: the sandbox module pulls in the aiohttp server, which workers that never use it skip.
-    from shared.integrations.providers.sandbox import SandboxProvider
-
-    return SandboxProvider(settings)
-
-
 def _apollo(settings: Settings) -> Provider:
     from shared.integrations.providers.apollo import ApolloProvider
 
@@ -69,18 +75,57 @@ def _hunter(settings: Settings) -> Provider:
 _FACTORIES: dict[str, Callable[[Settings], Provider]] = {
     "heuristics": _heuristics,
     "noop": _noop,
-    "sandbox": _sandbox,
     "apollo": _apollo,
     "hunter": _hunter,
 }
-KNOWN_PROVIDERS: tuple[str, ...] = tuple(_FACTORIES)
 
-# What each provider needs: (setting name as people type it, attribute, kind).
-_NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+# A setting a provider needs: (its name as people type it, the Settings attribute, "key" or "url").
+Need = tuple[str, str, str]
+_NEEDS: dict[str, tuple[Need, ...]] = {
     "apollo": (("APOLLO_API_KEY", "apollo_api_key", "key"), ("APOLLO_BASE_URL", "apollo_base_url", "url")),
     "hunter": (("HUNTER_API_KEY", "hunter_api_key", "key"), ("HUNTER_BASE_URL", "hunter_base_url", "url")),
-    "sandbox": (("SANDBOX_URL", "sandbox_url", "url"),),
 }
+
+
+@dataclass(frozen=True)
+class ProviderPlugin:
+    """A provider from outside this package, named by an entry point in PLUGIN_GROUP (the entry point's name is the provider's).
+
+    `needs` are checked by preflight like a built-in provider's; under `auto` the provider joins the
+    waterfall, after the built-in ones, when every one of them is set.
+    """
+
+    factory: Callable[[Settings], Provider]
+    needs: tuple[Need, ...] = ()
+
+
+@functools.cache
+def _plugin_entry_points() -> dict[str, EntryPoint]:
+    """The registered plugins by provider name (a built-in name cannot be taken over)."""
+    found = {ep.name.strip().lower(): ep for ep in entry_points(group=PLUGIN_GROUP)}
+    return {name: ep for name, ep in sorted(found.items()) if name not in _FACTORIES and name != AUTO}
+
+
+@functools.cache
+def _plugin(name: str) -> ProviderPlugin:
+    entry = _plugin_entry_points()[name]
+    try:
+        plugin = entry.load()
+    except ImportError as exc:
+        raise ProviderConfigError(f"provider {name!r} is registered ({PLUGIN_GROUP} entry point {entry.value}) "
+                                  f"but cannot be imported here: {exc}") from exc
+    if not isinstance(plugin, ProviderPlugin):
+        raise ProviderConfigError(f"provider {name!r}: entry point {entry.value} is not a ProviderPlugin")
+    return plugin
+
+
+def known_providers() -> tuple[str, ...]:
+    """Every provider name PROVIDER_ORDER may use here: the built-in ones, then the registered plugins."""
+    return (*_FACTORIES, *_plugin_entry_points())
+
+
+def _needs(name: str) -> tuple[Need, ...]:
+    return _NEEDS.get(name, ()) if name in _FACTORIES else _plugin(name).needs
 
 
 def resolve_order(settings: Settings) -> list[str]:
@@ -90,8 +135,19 @@ def resolve_order(settings: Settings) -> list[str]:
         names = ["heuristics"]
         names += ["apollo"] if _secret(settings, "apollo_api_key") else []
         names += ["hunter"] if _secret(settings, "hunter_api_key") else []
-        names += ["sandbox"] if (settings.sandbox_url or "").strip() else []
+        names += [name for name in _plugin_entry_points() if _configured_plugin(settings, name)]
     return names
+
+
+def _configured_plugin(settings: Settings, name: str) -> bool:
+    """Under `auto`: a plugin that imports here and whose every setting is set (one that cannot import is left out)."""
+    try:
+        needs = _plugin(name).needs
+    except ProviderConfigError:
+        logging.getLogger(__name__).debug("provider %r left out of auto: it cannot be loaded here", name)
+        return False
+    return all(_secret(settings, attr).strip() if kind == "key" else (getattr(settings, attr, None) or "").strip()
+               for _, attr, kind in needs)
 
 
 def preflight(settings: Settings | None = None, names: Sequence[str] | None = None) -> list[str]:
@@ -104,22 +160,24 @@ def preflight(settings: Settings | None = None, names: Sequence[str] | None = No
     settings = settings or get_settings()
     order = [n.strip().lower() for n in names if n.strip()] if names is not None else resolve_order(settings)
     source = "the provider list" if names is not None else "PROVIDER_ORDER"
+    known = known_providers()
     if not order:
-        raise ProviderConfigError(f"{source} is empty (known providers: {', '.join(KNOWN_PROVIDERS)}, or auto)")
+        raise ProviderConfigError(f"{source} is empty (known providers: {', '.join(known)}, or auto)")
     for name in order:
-        if name not in _FACTORIES:
+        if name not in known:
             raise ProviderConfigError(f"{source} names unknown provider {name!r} "
-                                      f"(known: {', '.join(KNOWN_PROVIDERS)}, or auto alone)")
+                                      f"(known here: {', '.join(known)}, or auto alone; providers outside "
+                                      f"shared are registered by an installed {PLUGIN_GROUP} entry point)")
     repeated = sorted({n for n in order if order.count(n) > 1})
     if repeated:
         raise ProviderConfigError(f"{source} lists provider {repeated[0]!r} more than once")
     for name in order:
-        for env_name, attr, kind in _NEEDS.get(name, ()):
+        for env_name, attr, kind in _needs(name):
             if kind == "key":
                 _check_key(settings, source, name, env_name, attr)
             else:
                 _check_url(settings, source, name, env_name, attr)
-    if any(name in _NEEDS for name in order):
+    if any(_needs(name) for name in order):
         for env_name, attr, low in (("PROVIDER_CONCURRENCY", "provider_concurrency", 1),
                                     ("LEAD_CONCURRENCY", "lead_concurrency", 1),
                                     ("PROVIDER_MAX_RETRIES", "provider_max_retries", 0)):
@@ -174,7 +232,8 @@ def build_providers(settings: Settings | None = None, names: Sequence[str] | Non
     built: list[Provider] = []
     try:
         for provider_name in order:
-            built.append(_FACTORIES[provider_name](settings))
+            factory = _FACTORIES.get(provider_name) or _plugin(provider_name).factory
+            built.append(factory(settings))
     except Exception:
         close_providers(built)
         raise

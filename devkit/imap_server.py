@@ -21,19 +21,13 @@ from pathlib import Path
 
 from imap_tools import MailBoxUnencrypted
 
+from devkit.net import free_port
 from shared.integrations.imap import ImapSettings, TlsMode
 
 DEMO_USER = "demouser"
 DEMO_PASSWORD = "demopass"
 STARTUP_TIMEOUT_S = 30.0  # generous: the machine is shared; this bounds a hang, it asserts no speed
 DEFAULT_FOLDERS = ("Sent",)
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind to 0, read it, release it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ImapServer:

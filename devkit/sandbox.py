@@ -1,9 +1,9 @@
-"""A local stand-in for a paid enrichment API, for the demo and benchmarks: server and client provider.
+"""A local stand-in for a paid enrichment API, for the demo, tests and benchmarks: server and client provider.
 
 Server: `serve()` starts an aiohttp app on its own event loop in a background thread (latency is an
 `asyncio.sleep`, so thousands of requests can wait at once on one core). Run it standalone with
 
-    python -m shared.integrations.providers.sandbox --port 8765 --latency-ms 200 --hit-rate 0.7
+    python -m devkit.sandbox --port 8765 --latency-ms 200 --hit-rate 0.7
 
 `POST /v1/enrich` takes {"email", "first_name", "last_name", "company_domain"} and a header
 `Authorization: Bearer <anything>`. Whether an email is a hit, and the person and company returned,
@@ -11,7 +11,9 @@ come from a hash of (seed, email): the same seed gives the same answers on every
 failures (503 at `error_rate`, 429 with Retry-After at `rate_limit_rate`) are drawn per request from
 a seeded generator, so a retry can succeed. `GET /health` and `GET /stats` help scripts.
 
-Client: `SandboxProvider`, a provider like Apollo's, over the shared (async) HTTP layer.
+Client: `SandboxProvider`, a provider like Apollo's, over the shared (async) HTTP layer. `PLUGIN`
+registers it as provider `sandbox` (pyproject.toml's `outbound.providers` entry point, read by
+shared.integrations.providers): PROVIDER_ORDER may name it wherever the project is pip-installed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from shared.emails import InvalidEmail, normalize_email
+from shared.integrations.providers import ProviderPlugin
 from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
 from shared.lead_rules import classify_title, is_free_mail, registered_domain
 from shared.integrations.providers.heuristics import company_name_from_domain, name_from_local_part
@@ -412,6 +415,9 @@ class SandboxProvider(HttpProviderBase):
         if payload is None:
             return ProviderResult("miss")
         return map_sandbox_response(payload)
+
+
+PLUGIN = ProviderPlugin(factory=SandboxProvider, needs=(("SANDBOX_URL", "sandbox_url", "url"),))
 
 
 def map_sandbox_response(payload: dict[str, Any]) -> ProviderResult:
