@@ -40,3 +40,7 @@ class CampaignInvalid(OutboundError, ValueError):
 
 class OutreachError(OutboundError, ValueError):
     """A request about mailboxes, sequences or campaigns that cannot be honoured (named in the message)."""
+
+
+class InboxRefused(OutboundError, ValueError):
+    """The received message cannot be reclassified or marked as asked (named in the message)."""
