@@ -111,7 +111,6 @@ def mail(engine, world):
     """A's mail: a reply, an unverified reply, a hard bounce, a soft bounce, our own copy; B's: one reply."""
     a, b = world["A"], world["B"]
     l1, l2, l3 = a["leads"]
-    legacy = {}
     with engine.begin() as conn:  # step 2 to lead 2 went out under a legacy (uuid5) id: quoting it proves nothing
         legacy = _send(conn, a["client"], a["campaign"], l2, a["boxes"][1], 2, a["sends"][l2]["email"],
                        mailids.legacy_message_id(a["campaign"], l2, 2, "acme.test"))
@@ -356,7 +355,7 @@ def test_reclassify_changes_the_class_only_and_keeps_what_the_classifier_said(en
 
 def test_reclassify_to_an_opt_out_or_hard_bounce_suppresses_and_stops_as_ingest_does(engine, world, mail):
     a = world["A"]
-    soft_lead, hard_lead = a["leads"][1], a["leads"][2]
+    soft_lead = a["leads"][1]
     assert _lead_state(engine, soft_lead).enrollments == ["active"]  # a soft bounce retries the step
     with db.transaction(engine, role=OPERATOR) as conn:
         done = inbox.reclassify(conn, mail["soft"], "hard_bounce", by="ops@agency.test")

@@ -33,7 +33,9 @@ exception on the safe side: reclassifying to `unsubscribe_request`, `hard_bounce
 applies what ingest applies for that class (address suppressed for the client, lead unsubscribed
 or bounced, its enrollments stopped) through the same function ingest uses,
 `ingest.suppress_and_stop`; an operator who says "this was an opt-out" must not leave the lead
-being mailed. It does not run the bounce shield's pause check (the shield counts the new class
+being mailed. That holds for a message stored as UNVERIFIED too: ingest did not act on it because
+a stranger may have written it, and an operator who reclassifies it has read it (stopping mail
+to a lead is the side that cannot hurt the lead). It does not run the bounce shield's pause check (the shield counts the new class
 the next time a bounce or complaint runs it). Reclassifying to `human_reply` does not stop the
 sequence: mark the lead, or stop the campaign, when that is wanted.
 """
