@@ -42,6 +42,10 @@ class OutreachError(OutboundError, ValueError):
     """A request about mailboxes, sequences or campaigns that cannot be honoured (named in the message)."""
 
 
+class InboxRefused(OutboundError, ValueError):
+    """The received message cannot be reclassified or marked as asked (named in the message)."""
+
+
 # console
 
 

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.status import Verdict
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -632,3 +634,45 @@ class ConsoleUser(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(TS)
     last_login_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = _created()
+
+
+# -- the inbox (0015) ----------------------------------------------------------------------------
+
+VERDICTS = tuple(v.value for v in Verdict)
+
+# An operator's reclassification (display and analytics only): who, when, and what the classifier said.
+InboundMessage.__table__.append_column(Column("classified_kind", Text, nullable=True))
+InboundMessage.__table__.append_column(Column("reclassified_by", Text, nullable=True))
+InboundMessage.__table__.append_column(Column("reclassified_at", TS, nullable=True))
+InboundMessage.__table__.append_constraint(CheckConstraint(
+    "(reclassified_by IS NULL) = (reclassified_at IS NULL) AND (reclassified_by IS NULL) = (classified_kind IS NULL) "
+    "AND (classified_kind IS NULL OR " + _in("classified_kind", INBOUND_KINDS) + ")", name="reclassified_complete"))
+InboundMessage.__table__.append_constraint(
+    UniqueConstraint("id", "client_id", name="uq_inbound_messages_id_client"))  # target of lead_verdicts' FK
+# The inbox pages newest first by (received_at, id).
+Index("ix_inbound_messages_inbox", InboundMessage.__table__.c.received_at, InboundMessage.__table__.c.id)
+
+
+class LeadVerdict(Base):
+    """An operator's verdict on a lead (interested, not interested, wrong person); the newest one stands, none is erased."""
+
+    __tablename__ = "lead_verdicts"
+    __table_args__ = (
+        ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
+                             name="fk_lead_verdicts_lead_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["inbound_message_id", "client_id"], ["inbound_messages.id", "inbound_messages.client_id"],
+                             name="fk_lead_verdicts_inbound_client", ondelete="SET NULL (inbound_message_id)"),
+        CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
+        CheckConstraint("decided_by <> ''", name="decided_by_named"),
+        CheckConstraint("note IS NULL OR char_length(note) <= 1000", name="note_bounded"),
+        Index("ix_lead_verdicts_lead_decided", "lead_id", "decided_at"),
+        Index("ix_lead_verdicts_inbound_message_id", "inbound_message_id"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    lead_id: Mapped[int] = mapped_column(BigInteger)
+    inbound_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the reply it was decided on, if any
+    verdict: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(Text)  # the console user's email, or 'cli'
+    decided_at: Mapped[datetime] = _created()
+    note: Mapped[str | None] = mapped_column(Text)

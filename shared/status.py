@@ -86,3 +86,11 @@ def batch_outcome(counts: dict[str, int]) -> BatchStatus | None:
     if any(counts.get(s, 0) for s in ItemStatus if s not in TERMINAL):
         return None
     return BatchStatus.COMPLETED_WITH_ERRORS if counts.get(ItemStatus.FAILED, 0) else BatchStatus.COMPLETED
+
+
+class Verdict(StrEnum):
+    """An operator's verdict on a lead after reading its reply (`lead_verdicts.verdict`, migration 0015)."""
+
+    INTERESTED = "interested"
+    NOT_INTERESTED = "not_interested"
+    WRONG_PERSON = "wrong_person"

@@ -16,6 +16,7 @@ from orchestrator.cli.db import db_app
 from orchestrator.cli.deploy import deploy_app
 from orchestrator.cli.leads import leads_app
 from orchestrator.cli.mailboxes import mailboxes_app, replies_app, sequences_app, serve_app, suppressions_app
+from orchestrator.cli.inbox import inbox_app
 from orchestrator.cli.outreach import outreach_app
 from orchestrator.cli.users import users_app
 
@@ -34,6 +35,7 @@ app.add_typer(mailboxes_app, name="mailboxes")
 app.add_typer(sequences_app, name="sequences")
 app.add_typer(outreach_app, name="outreach")
 app.add_typer(suppressions_app, name="suppressions")
+replies_app.add_typer(inbox_app)  # replies inbox, show, mark, reclassify
 app.add_typer(replies_app, name="replies")
 app.add_typer(serve_app)  # serve: a top-level command
 app.add_typer(users_app, name="users")

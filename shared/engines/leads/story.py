@@ -6,6 +6,9 @@ viewer's transaction runs under row-level security, so another client's lead is 
 by client for isolation. Each source table has one named function returning plain `Entry` values;
 `merge()` (pure) puts them in one order.
 
+Operators' verdicts (`lead_verdicts`) are events like any other; a reclassified reply shows its
+new class, with what the classifier said and who changed it.
+
 Where the schema keeps no history, the story says what it has: an enrollment has no record of
 when it stopped, so it appears once, at `enrolled_at`, with its current state and stop reason.
 """
@@ -23,8 +26,8 @@ from sqlalchemy import Connection, text
 SEARCH_LIMIT = 200  # rows of the leads search (newest first)
 # When two entries share a timestamp, the one earlier in this order comes first (a cause before
 # its effects: the lead exists, it is enrolled, a transition starts the work, providers are asked
-# and charged, a message goes out, mail comes back, a suppression follows).
-KIND_ORDER = ("lead", "enrollment", "transition", "provider", "credit", "message", "inbound", "suppression")
+# and charged, a message goes out, mail comes back, a suppression follows, an operator decides).
+KIND_ORDER = ("lead", "enrollment", "transition", "provider", "credit", "message", "inbound", "suppression", "verdict")
 _RANK = {k: i for i, k in enumerate(KIND_ORDER)}
 _NO_TIME = datetime.max.replace(tzinfo=UTC)  # an entry without a time sorts last, never drops out
 # The unsubscribe link's token works for anyone who holds it: shown as a placeholder, never in full.
@@ -249,6 +252,7 @@ def inbound(conn: Connection, lead_id: int) -> list[Entry]:
         SELECT i.id, i.received_at, i.source, i.provider, i.from_address, i.subject, i.kind, i.evidence,
                i.reason, i.rule, i.diagnostic,
                i.status_code, i.match_kind, i.processed_at, i.outcome, i.verified, i.trust, s.step,
+               i.classified_kind, i.reclassified_by, i.reclassified_at,
                s.message_id AS matched_message,
                m.from_address AS mailbox, i.folder
         FROM inbound_messages i
@@ -263,7 +267,9 @@ def inbound(conn: Connection, lead_id: int) -> list[Entry]:
                          ("matched by", r.match_kind), ("answers", f"step {r.step} {r.matched_message}"
                                                         if r.step is not None else None),
                          ("via", " ".join(x for x in (r.source, r.provider, r.mailbox, r.folder) if x)),
-                         ("trust", r.trust), ("processed", r.processed_at), ("outcome", r.outcome)),
+                         ("trust", r.trust), ("processed", r.processed_at), ("outcome", r.outcome),
+                         ("reclassified", f"from {r.classified_kind.replace('_', ' ')} by {r.reclassified_by} at "
+                                          f"{_text(r.reclassified_at)}" if r.reclassified_by else None)),
                   badge="unverified" if r.verified is False else r.kind) for r in rows]
 
 
@@ -279,6 +285,21 @@ def suppressions(conn: Connection, info: Mapping[str, Any]) -> list[Entry]:
                   _pairs(("reason", r.reason), ("source", r.source)), badge="suppressed") for r in rows]
 
 
+def verdicts(conn: Connection, lead_id: int) -> list[Entry]:
+    """Every operator verdict on this lead (the newest stands), with who decided and the message it was decided on."""
+    rows = conn.execute(text("""
+        SELECT v.id, v.decided_at, v.verdict, v.decided_by, v.note, v.inbound_message_id, i.subject
+        FROM lead_verdicts v
+        LEFT JOIN inbound_messages i ON i.id = v.inbound_message_id AND i.client_id = v.client_id
+        WHERE v.lead_id = :l
+    """), {"l": lead_id})
+    return [Entry(r.decided_at, "verdict", f"Marked {r.verdict.replace('_', ' ')}", r.id,
+                  _pairs(("by", r.decided_by), ("note", r.note),
+                         ("on reply", f"{r.inbound_message_id} {r.subject or '(no subject)'}"
+                                      if r.inbound_message_id is not None else None)),
+                  badge=r.verdict) for r in rows]
+
+
 def story(conn: Connection, lead_id: int) -> dict[str, Any] | None:
     """The lead's header, its timeline (time order) and the batches it was in; None: not visible."""
     info = lead(conn, lead_id)
@@ -286,7 +307,7 @@ def story(conn: Connection, lead_id: int) -> dict[str, Any] | None:
         return None
     timeline = merge(lead_entries(info), enrollments(conn, lead_id), transitions(conn, lead_id),
                      provider_attempts(conn, lead_id), credits(conn, lead_id), messages(conn, lead_id),
-                     inbound(conn, lead_id), suppressions(conn, info))
+                     inbound(conn, lead_id), suppressions(conn, info), verdicts(conn, lead_id))
     batch_rows = conn.execute(text("""
         SELECT w.batch_id, b.kind, b.status AS batch_status, w.id AS item_id, w.status, w.step, w.attempts
         FROM work_items w JOIN batches b ON b.id = w.batch_id AND b.client_id = w.client_id

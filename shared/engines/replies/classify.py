@@ -200,19 +200,51 @@ class Classification:
     diagnostic: str | None = None  # the server's own words (Diagnostic-Code or the bounce's SMTP line)
 
 
+def split_reply(text: str) -> tuple[str, str]:
+    """A plain-text body cut where its quoted history starts: (the sender's new text, the history).
+
+    The cut is mail-parser-reply's (the attribution and separator lines it knows, in
+    REPLY_LANGUAGES), else `_ATTRIBUTION` (the forms it misses); a trailing block of `>` lines is
+    history too (`>` lines inside the new text stay: an inline answer quotes what it answers). The
+    parser strips every line's leading and trailing blanks. Never raises: when the parser fails,
+    the whole text is the new text.
+    """
+    try:
+        # A new list each time: the parser appends "en" to the list it is given.
+        parts = [r.content for r in EmailReplyParser(languages=list(REPLY_LANGUAGES)).read(text=text).replies]
+    except Exception:  # the parser is regex-heavy third-party code; unstripped is better than nothing
+        log.warning("reply parser failed; the body is not split")
+        parts = [text]
+    latest, history = (parts[0] if parts else ""), "\n\n".join(p for p in parts[1:] if p)
+    for find in (_attribution, _trailing_quote):
+        cut = find(latest)
+        if cut is not None:
+            latest, history = latest[:cut], "\n\n".join(p for p in (latest[cut:].strip(), history) if p)
+    return latest.strip(), history.strip()
+
+
+def _attribution(text: str) -> int | None:
+    """Where an attribution line the parser missed starts (`_ATTRIBUTION`); None when there is none."""
+    found = _ATTRIBUTION.search(text)
+    return found.start() if found else None
+
+
+def _trailing_quote(text: str) -> int | None:
+    """Where the block of `>` lines (blank lines among them) that ends `text` starts; None when it ends otherwise."""
+    lines = text.split("\n")
+    start = len(lines)
+    while start and (not lines[start - 1].strip() or lines[start - 1].lstrip().startswith(">")):
+        start -= 1
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    if start == len(lines):
+        return None
+    return sum(len(line) + 1 for line in lines[:start])
+
+
 def reply_text(msg: Message) -> str:
     """The sender's new text: body with quoted history, signatures and `>` lines removed."""
-    text = body_text(msg)[:MAX_REPLY_CHARS]
-    try:
-        latest = EmailReplyParser(languages=list(REPLY_LANGUAGES)).parse_reply(text=text)
-    except Exception:  # the parser is regex-heavy third-party code; unstripped is better than nothing
-        log.warning("reply parser failed; matching on the unstripped body")
-        latest = text
-    latest = latest or ""
-    history = _ATTRIBUTION.search(latest)
-    if history:
-        latest = latest[: history.start()]
-    return _QUOTED_LINE.sub("", latest).strip()
+    return _QUOTED_LINE.sub("", split_reply(body_text(msg)[:MAX_REPLY_CHARS])[0]).strip()
 
 
 def _normalize(text: str) -> str:

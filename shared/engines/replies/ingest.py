@@ -335,6 +335,37 @@ def _complaint(conn: Connection, m: Match, code: str | None) -> str:
     return f"complaint ({code or 'abuse'}): suppressed for the client, {stopped} enrollment(s) stopped"
 
 
+SUPPRESSING_KINDS = ("unsubscribe_request", "hard_bounce", "complaint")
+
+
+def suppress_and_stop(conn: Connection, m: Match, kind: str, code: str | None) -> str:
+    """What an unsubscribe request, a hard bounce or a complaint does to its lead (the address
+    suppressed for the client, the lead unsubscribed or bounced, its enrollments stopped); the outcome.
+
+    `process` runs it for a verified message, and `replies.inbox.reclassify` for an operator who
+    reclassifies a message to one of these kinds: one action, never a copy."""
+    if kind == "unsubscribe_request":
+        suppression.unsubscribe_message(conn, m.message_pk, source="reply")
+        return "unsubscribe request: suppressed, enrollments stopped"
+    if kind == "hard_bounce":
+        return _hard_bounce(conn, m, code)
+    if kind == "complaint":
+        return _complaint(conn, m, code)
+    raise ValueError(f"{kind} neither suppresses nor stops a lead")
+
+
+def stored_match(conn: Connection, row: Any) -> Match | None:
+    """The send a stored inbound row names (`message_pk`, `client_id`, `lead_id`, `campaign_id`,
+    `match_kind`), re-read with its tenant from Postgres, not from the request; None when it is gone."""
+    if row.message_pk is None:
+        return None
+    sent = conn.execute(text("SELECT mailbox_id, step FROM messages WHERE id = :pk AND client_id = :c"),
+                        {"pk": row.message_pk, "c": row.client_id}).first()
+    if sent is None:
+        return None
+    return Match(row.message_pk, row.client_id, row.lead_id, row.campaign_id, sent.mailbox_id, sent.step, row.match_kind)
+
+
 def bounced_at_send(conn: Connection, *, message_pk: int, client_id: int, code: str | None) -> str:
     """Our own send was refused at RCPT with 5.1.x (no such recipient): the same hard bounce a DSN
     would cause (lead bounced, address suppressed, enrollments stopped), in the caller's transaction.
@@ -356,29 +387,21 @@ def process(conn: Connection, inbound_id: int, *, now: datetime, settings: Setti
         {"id": inbound_id}).first()
     if row is None:
         return None
-    # The send the row names, re-read (with its tenant) from Postgres, not from the request.
-    sent = conn.execute(text("SELECT mailbox_id, step FROM messages WHERE id = :pk AND client_id = :c"),
-                        {"pk": row.message_pk, "c": row.client_id}).first()
-    if sent is None:
+    m = stored_match(conn, row)
+    if m is None:
         conn.execute(text("UPDATE inbound_messages SET processed_at = now(), outcome = :o WHERE id = :id"),
                      {"o": UNMATCHED, "id": row.id})
         return None
-    m = Match(row.message_pk, row.client_id, row.lead_id, row.campaign_id, sent.mailbox_id, sent.step, row.match_kind)
     paused: list[str] = []
     hard = row.kind == "hard_bounce"
     if row.kind == "human_reply":
         outcome = _human_reply(conn, m)
     elif row.kind == "auto_reply":
         outcome = _auto_reply(conn, m, now)
-    elif row.kind == "unsubscribe_request":
-        suppression.unsubscribe_message(conn, m.message_pk, source="reply")
-        outcome = "unsubscribe request: suppressed, enrollments stopped"
-    elif row.kind == "hard_bounce":
-        outcome = _hard_bounce(conn, m, row.status_code)
     elif row.kind == "soft_bounce":
         outcome, hard = _soft_bounce(conn, m, row.status_code, now, settings)
     else:
-        outcome = _complaint(conn, m, row.status_code)
+        outcome = suppress_and_stop(conn, m, row.kind, row.status_code)
     if hard or row.kind == "complaint":
         paused = shield.check(conn, client_id=m.client_id, mailbox_id=m.mailbox_id, campaign_id=m.campaign_id,
                               now=now, thresholds=shield.Thresholds.from_settings(settings))
