@@ -138,3 +138,52 @@ def score(campaign: str = typer.Option(..., help="Campaign name."),
         campaign_id = or_fail(lambda: campaigns.campaign_id(conn, client_id, campaign))
     n = rescore_campaign(db.get_engine(), campaign_id)
     typer.echo(f"re-scored {n} leads of campaign {shown(campaign)}")
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f} %"
+
+
+_STEP_COLUMNS = ("enrolled", "sent", "contacted", "replied", "positive", "bounced", "unsubscribed", "complained",
+                 "in_doubt", "failed", "deferred")
+_RATE_COLUMNS = ("reply_rate", "bounce_rate", "unsubscribe_rate")
+
+
+@campaigns_app.command("stats")
+def campaigns_stats(client: str, name: str,
+                    days: int = typer.Option(30, help="Days of the daily series, up to today (at most 366)."),
+                    timezone: Optional[str] = typer.Option(
+                        None, help="Days are calendar days here (IANA name; default: the sequence's fallback "
+                                   "timezone, else UTC)."),
+                    as_json: bool = typer.Option(False, "--json", help="One JSON object, for scripts.")) -> None:
+    """What a campaign sent and got back, per step (enrolled, sent, replied, bounced, unsubscribed,
+    in doubt, ... and rates) and per day (sent, replied, bounced)."""
+    from shared.engines.campaigns import analytics
+    from shared.engines.clients import clients
+
+    database_ready()
+    with db.transaction() as conn:
+        client_id = or_fail(lambda: clients.client_id(conn, client))
+        campaign = or_fail(lambda: campaigns.campaign_id(conn, client_id, name))
+        stats = analytics.campaign_stats(conn, campaign)
+        if stats is None:  # found just above; only a concurrent delete gets here
+            raise CliError(f"campaign {shown(name)} is gone")
+        tz = timezone or stats.timezone
+        try:
+            series = analytics.daily(conn, campaign, days, tz=tz) or []
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(stats.as_dict() | {"daily_timezone": tz, "daily": series}, default=str))
+        return
+    out = console()
+    table = Table("step", *(c.replace("_", " ") for c in _STEP_COLUMNS), *(c.replace("_", " ") for c in _RATE_COLUMNS),
+                  title=literal(f"campaign {stats.campaign} of {stats.client} ({stats.status}); "
+                                "rates are of the leads contacted"))
+    for label, row in [*((str(s["step"]), s) for s in stats.steps), ("total", stats.totals)]:
+        table.add_row(label, *(str(row[c]) for c in _STEP_COLUMNS), *(_pct(row["rates"][c]) for c in _RATE_COLUMNS))
+    out.print(table)
+    chart = Table("day", "sent", "replied", "bounced", title=literal(f"the last {days} days ({tz})"))
+    for d in series:
+        chart.add_row(d["day"].isoformat(), str(d["sent"]), str(d["replied"]), str(d["bounced"]))
+    out.print(chart)

@@ -22,6 +22,7 @@ from shared import csvsafe, ids
 from shared.csvsafe import safe_cell
 
 TOKEN_MAC_BYTES = 16
+ONE_CLICK_SOURCE = "one-click"  # `suppressions.source` of an RFC 8058 one-click unsubscribe (web.app)
 
 
 def _mac(message_pk: int, secret: str) -> str:
