@@ -13,16 +13,17 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from devkit.net import free_port
 from orchestrator.cli import app
 from orchestrator.flows.outreach import outreach_pass
 from shared import db
 from shared.engines.campaigns import analytics, campaigns, sequences
 from shared.engines.mailboxes import mailboxes
 from shared.engines.outreach import store, suppression
-from shared.engines.replies import ingest
+from shared.engines.replies import inbox, ingest
 from shared.engines.replies.webhooks import parse_message
-from shared.integrations.smtp_sink import free_port
 from shared.settings import get_settings
+from shared.status import Verdict
 from tests import factories
 from tests.email_sink import smtp_sink
 from tests.replies_mail import WEBHOOK_SECRET, dsn, german_out_of_office, reply
@@ -126,6 +127,13 @@ def _known_outcomes(conn, name):
                       (9, suppression.ONE_CLICK_SOURCE), (5, "import:dnc.csv")):
         suppression.suppress(conn, client, _email(conn, L[i]), reason="unsubscribed", source=source)
     assert o9
+    # Verdicts: the newest counts (L2: not interested, then interested, in one transaction: the id breaks
+    # the tie); L3's only reply is unverified, so its verdict makes no positive reply.
+    inbox.mark(conn, L[1], Verdict.INTERESTED, by="test")
+    inbox.mark(conn, L[2], Verdict.NOT_INTERESTED, by="test")
+    inbox.mark(conn, L[2], Verdict.INTERESTED, by="test")
+    inbox.mark(conn, L[3], Verdict.INTERESTED, by="test")
+    inbox.mark(conn, L[4], Verdict.WRONG_PERSON, by="test")
     return client, camp
 
 
@@ -135,15 +143,15 @@ def _figures(**kw):
 
 
 EXPECTED_STEPS = [
-    {"step": 1} | _figures(enrolled=10, contacted=8, sent=8, replied=2, unsubscribed=2, complained=1, in_doubt=1,
-                           failed=1),
-    {"step": 2} | _figures(enrolled=8, contacted=5, sent=5, replied=1, bounced=1, unsubscribed=1, in_doubt=2,
-                           deferred=1),
+    {"step": 1} | _figures(enrolled=10, contacted=8, sent=8, replied=2, positive=2, unsubscribed=2, complained=1,
+                           in_doubt=1, failed=1),
+    {"step": 2} | _figures(enrolled=8, contacted=5, sent=5, replied=1, positive=1, bounced=1, unsubscribed=1,
+                           in_doubt=2, deferred=1),
     {"step": 3} | _figures(enrolled=5, contacted=2, sent=2, failed=1),
     {"step": 4} | _figures(enrolled=2),
 ]
-EXPECTED_TOTALS = _figures(enrolled=10, contacted=8, sent=15, replied=2, bounced=1, unsubscribed=3, complained=1,
-                           in_doubt=3, failed=2, deferred=1)
+EXPECTED_TOTALS = _figures(enrolled=10, contacted=8, sent=15, replied=2, positive=2, bounced=1, unsubscribed=3,
+                           complained=1, in_doubt=3, failed=2, deferred=1)
 
 
 @pytest.fixture
@@ -163,11 +171,11 @@ def test_every_figure_and_rate_of_a_campaign_with_known_outcomes(engine, known):
                                                                                "America/New_York")
     assert stats.steps == EXPECTED_STEPS
     assert stats.totals == EXPECTED_TOTALS
-    assert stats.steps[0]["rates"] == {"reply_rate": 0.25, "positive_rate": 0.0, "bounce_rate": 0.0,
+    assert stats.steps[0]["rates"] == {"reply_rate": 0.25, "positive_rate": 1.0, "bounce_rate": 0.0,
                                        "unsubscribe_rate": 0.25, "complaint_rate": 0.125}
     assert stats.steps[2]["rates"]["positive_rate"] is None  # nobody replied to step 3
     assert set(stats.steps[3]["rates"].values()) == {None}  # step 4 sent nothing
-    assert stats.totals["rates"] == {"reply_rate": 0.25, "positive_rate": 0.0, "bounce_rate": 0.125,
+    assert stats.totals["rates"] == {"reply_rate": 0.25, "positive_rate": 1.0, "bounce_rate": 0.125,
                                      "unsubscribe_rate": 0.375, "complaint_rate": 0.125}
 
 
@@ -218,8 +226,8 @@ def test_the_cli_prints_the_step_table_and_the_daily_series(engine, known):
     assert table.exit_code == 0, table.output
     cells = {row[0]: row[1:] for row in ([c.strip() for c in line.split("│")[1:-1]]
                                           for line in table.output.splitlines()) if row}
-    assert cells["total"] == ["10", "15", "8", "2", "0", "1", "3", "1", "3", "2", "1", "25.0 %", "12.5 %", "37.5 %"]
-    assert cells["1"] == ["10", "8", "8", "2", "0", "0", "2", "1", "1", "1", "0", "25.0 %", "0.0 %", "25.0 %"]
+    assert cells["total"] == ["10", "15", "8", "2", "2", "1", "3", "1", "3", "2", "1", "25.0 %", "12.5 %", "37.5 %"]
+    assert cells["1"] == ["10", "8", "8", "2", "2", "0", "2", "1", "1", "1", "0", "25.0 %", "0.0 %", "25.0 %"]
     assert cells["4"] == ["2", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "-", "-", "-"]
     assert "the last 3 days (UTC)" in table.output
     unknown = runner.invoke(app, ["campaigns", "stats", "alpha", "nope"])

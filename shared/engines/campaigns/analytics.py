@@ -15,14 +15,9 @@ What each figure counts (per step; the totals row counts the same facts over eve
 - `replied`: distinct leads with a human reply matched to a send of that step that *counts*: it
   was verified, or stored before verification existed (`verified` NULL), and is not our own mail
   seen again (`ingest.OURS`). Unverified mail, auto-replies and bounces are not replies.
-- `positive`: replied leads an operator judged interested. Positive comes from operator verdicts,
-  the table `lead_verdicts(lead_id, client_id, verdict, decided_at)` of migration 0015; until that
-  migration is here the `positive_leads` CTE (`_POSITIVE_LEADS`) holds no lead, so `positive` is 0.
-  With it, that one CTE becomes each lead's latest verdict when it is `interested`:
-  `SELECT lead_id FROM (SELECT DISTINCT ON (v.lead_id) v.lead_id, v.verdict FROM lead_verdicts v
-  WHERE v.client_id = :c ORDER BY v.lead_id, v.decided_at DESC) latest WHERE verdict = 'interested'`.
-  The classifier (`replies.classify`) has no interest signal: it tells a person's reply from an
-  auto-reply or an opt-out, not a yes from a no.
+- `positive`: replied leads whose current operator verdict (`lead_verdicts`, the newest one, as the
+  inbox shows it) is `interested`. The classifier (`replies.classify`) has no interest signal: it
+  tells a person's reply from an auto-reply or an opt-out, not a yes from a no.
 - `bounced`: distinct leads with a counting hard bounce matched to a send of that step (what the
   bounce shield counts). A soft bounce stays a soft bounce here, even one retried into a hard
   outcome; a refusal at RCPT is a `failed` send (it was never delivered).
@@ -46,7 +41,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach.suppression import ONE_CLICK_SOURCE
+from shared.engines.replies import inbox
 from shared.engines.replies.ingest import OURS
+from shared.status import Verdict
 
 COUNTS = ("enrolled", "contacted", "sent", "replied", "positive", "bounced", "unsubscribed", "complained",
           "in_doubt", "failed", "deferred")
@@ -59,8 +56,9 @@ MAX_DAYS = 366
 # An inbound row that counts: matched to a send, not stored as unverified, not our own mail.
 _COUNTS_INBOUND = "i.message_pk IS NOT NULL AND i.verified IS NOT FALSE AND i.outcome IS DISTINCT FROM :ours"
 
-# The leads judged interested (see the module docstring: operator verdicts, migration 0015).
-_POSITIVE_LEADS = "positive_leads AS (SELECT CAST(NULL AS bigint) AS lead_id WHERE false)"
+# The leads an operator judged interested: their current (newest) verdict says so.
+_POSITIVE_LEADS = (f"positive_leads AS (SELECT lead_id FROM ({inbox.LATEST_VERDICTS}) latest "
+                   f"WHERE verdict = '{Verdict.INTERESTED.value}')")
 
 _CAMPAIGN = """
     SELECT c.id, c.client_id, cl.name AS client, c.name, c.status, coalesce(sq.fallback_timezone, 'UTC') AS timezone,

@@ -63,6 +63,10 @@ SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Date", "Subject", "Message-ID"
 
 Cursor = tuple[datetime, int]  # (received_at, id) of the last row shown
 
+LATEST_VERDICTS = ("SELECT DISTINCT ON (lead_id) lead_id, verdict FROM lead_verdicts WHERE client_id = :c "
+                   "ORDER BY lead_id, decided_at DESC, id DESC")
+"""Each of client :c's judged leads with its current verdict: the newest one (as `current_verdict` reads it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
