@@ -36,6 +36,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from shared.engines.batches import batches
+from shared.errors import LaunchError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ def idempotency_key(batch_id: int, launched: datetime) -> str:
     if launched.tzinfo is None or launched.utcoffset() is None:
         raise ValueError(f"launch time must be timezone-aware, got {launched!r}")
     return f"batch-{batch_id}-launch-{launched.astimezone(timezone.utc).strftime('%Y%m%d%H%M%S%f')}"
-
-
-class LaunchError(Exception):
-    """Prefect refused or could not be reached; the message carries its status and body."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from uuid import UUID
 
 import yaml
 
+from shared.errors import DeployError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 LOCK_FILE = REPO_ROOT / "requirements.lock"  # runtime
@@ -30,10 +32,6 @@ MANAGED_POOL_TYPE = "prefect:managed"
 LOCAL_POOL = "local-process"
 LOCAL_POOL_TYPE = "process"
 MAIN_DEPLOYMENT = "orchestrator-main"
-
-
-class DeployError(Exception):
-    """A deploy that cannot go ahead; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-
-class InvalidEmail(ValueError):
-    """The address is not a usable email address."""
+from shared.errors import InvalidEmail
 
 
 @lru_cache(maxsize=65536)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.errors import IllegalTransition
+
 
 class ItemStatus(StrEnum):
     PENDING = "PENDING"
@@ -54,10 +56,6 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     CANCELLED = "cancelled"
-
-
-class IllegalTransition(ValueError):
-    """A move the state machine does not allow."""
 
 
 def can_move(source: ItemStatus, target: ItemStatus) -> bool:

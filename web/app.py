@@ -35,6 +35,7 @@ from web import console, logmask
 from web.security import SecurityHeaders
 from shared.engines.outreach import suppression
 from shared.engines.replies import ingest, webhooks
+from shared.errors import BadSignature, BodyTooLarge, WebhookError
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise webhooks.BodyTooLarge(f"more than {limit} bytes")
+                raise BodyTooLarge(f"more than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -114,7 +115,7 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
                              "matched": result.match is not None and not result.ours,
                              "verified": result.verified})
 
-    def _refuse(exc: webhooks.WebhookError) -> PlainTextResponse:
+    def _refuse(exc: WebhookError) -> PlainTextResponse:
         log.warning("webhook refused (%s): %s", exc.status, exc)
         return PlainTextResponse(f"{exc}\n", status_code=exc.status)
 
@@ -126,10 +127,10 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
             body = await _body(request, settings.webhook_max_bytes)
             secret = settings.standard_webhook_secret
             if secret is None:
-                raise webhooks.BadSignature("no STANDARD_WEBHOOK_SECRET configured")
+                raise BadSignature("no STANDARD_WEBHOOK_SECRET configured")
             verified = webhooks.verify_standard(body, dict(request.headers), secret.get_secret_value(),
                                                 max_bytes=settings.webhook_max_bytes)
-        except webhooks.WebhookError as exc:
+        except WebhookError as exc:
             return _refuse(exc)
         return await _accept(verified, "standard_webhooks")
 
@@ -144,7 +145,7 @@ def create_app(engine: Engine | None = None, secret: str | None = None, console_
             verified = webhooks.verify_mailgun(body, request.headers.get("content-type", ""),
                                                key.get_secret_value() if key else "",
                                                max_bytes=settings.webhook_max_bytes)
-        except webhooks.WebhookError as exc:
+        except WebhookError as exc:
             return _refuse(exc)
         return await _accept(verified, "mailgun")
 

@@ -28,20 +28,14 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from shared.errors import CliError, SchemaNotReady
+
 T = TypeVar("T")
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 """C0/C1 controls (ESC, CR, LF, ...), zero-width and bidi formatting characters."""
 
 _state = {"verbose": False}
-
-
-class CliError(Exception):
-    """A command could not do what was asked; the message says why in one line."""
-
-
-class SchemaNotReady(CliError):
-    """The database has no (or an older) schema and is not ours to migrate."""
 
 
 def shown(value: object) -> str:
@@ -89,12 +83,7 @@ def set_verbose(verbose: bool) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from shared.engines.users.users import UserError
-    from shared.errors import AlreadyExists, KeyConflict
-    from shared.errors import NotFound
-    from shared.engines.leads.importer import LeadImportError
-    from shared.engines.leads.scoring import IcpError
-    from shared.files import OutputFileError
+    from shared.errors import AlreadyExists, IcpError, KeyConflict, LeadImportError, NotFound, OutputFileError, UserError
 
     return (CliError, NotFound, AlreadyExists, KeyConflict, LeadImportError, IcpError, OutputFileError, UserError)
 

@@ -15,6 +15,7 @@ from shared import db
 from shared import errors
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
+from shared.errors import MailAuthError, UnreadableFile
 
 mailboxes_app = typer.Typer(help="Sending mailboxes: SMTP account, caps, ramp-up, gaps, pause/resume.",
                             no_args_is_help=True)
@@ -65,8 +66,8 @@ def mailboxes_add(
                                                               "key (PEM)."),
 ) -> None:
     """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
-    from shared.errors import OutreachError
     from shared.engines.mailboxes.mailboxes import add_mailbox
+    from shared.errors import OutreachError
 
     with db.transaction() as conn:
         try:
@@ -113,7 +114,7 @@ def mailboxes_check(
                 if ours else None
             findings = mailauth.check_domain(domain, selector=selector or box["dkim_selector"], private_key=key,
                                              nameservers=servers)
-        except (mailauth.MailAuthError, ValueError) as exc:
+        except (MailAuthError, ValueError) as exc:
             fail(f"{box['from_address']}: {exc}")
         typer.echo(f"{box['from_address']} ({domain}; DKIM {'signed by us' if box['dkim_selector'] else 'not signed by us'}"
                    f"; {'VERP envelope' if box['keeps_verp'] else 'own address as envelope (relay rewrites it)'})")
@@ -149,8 +150,8 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
 @mailboxes_app.command("pause")
 def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., help="Why (shown in list).")) -> None:
     """Stop sending from a mailbox (queued sends re-check this just in time)."""
-    from shared.errors import OutreachError
     from shared.engines.mailboxes.mailboxes import set_mailbox_status
+    from shared.errors import OutreachError
 
     with db.transaction() as conn:
         try:
@@ -163,8 +164,8 @@ def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., h
 @mailboxes_app.command("resume")
 def mailboxes_resume(client: str, address: str) -> None:
     """Send from a paused mailbox again (a bounce-shield pause is only ever lifted this way)."""
-    from shared.errors import OutreachError
     from shared.engines.mailboxes.mailboxes import set_mailbox_status
+    from shared.errors import OutreachError
 
     with db.transaction() as conn:
         try:
@@ -186,8 +187,8 @@ def sequences_schedule(client: str, campaign: str,
                        start_hour: int = typer.Option(9), end_hour: int = typer.Option(17),
                        fallback_timezone: str = typer.Option("UTC", help="IANA zone for leads with no known zone.")) -> None:
     """When the campaign sends, in each lead's local time."""
-    from shared.errors import OutreachError
     from shared.engines.campaigns.sequences import set_schedule
+    from shared.errors import OutreachError
 
     try:
         days = [int(d) for d in weekdays.split(",") if d.strip()]
@@ -210,9 +211,8 @@ def sequences_step(client: str, campaign: str, step: int,
                    delay: int = typer.Option(0, help="Wait after the previous step (step 1: after enrollment)."),
                    unit: str = typer.Option("business_days", help="business_days or days.")) -> None:
     """Add or replace one step of the sequence."""
-    from shared.errors import OutreachError
     from shared.engines.campaigns.sequences import set_step
-    from shared.engines.outreach.templates import TemplateProblem
+    from shared.errors import OutreachError, TemplateProblem
 
     with db.transaction() as conn:
         client_id, campaign_id = _campaign(conn, client, campaign)
@@ -255,7 +255,7 @@ def suppressions_import(client: str, path: Path, reason: str = typer.Option("imp
     with db.transaction() as conn:
         try:
             added, problems = suppression.import_csv(conn, _client(conn, client), path, reason=reason)
-        except suppression.UnreadableFile as exc:
+        except UnreadableFile as exc:
             _usage(f"{path}: {exc}")
     for line in problems:
         typer.echo(f"{path}: {line}", err=True)

@@ -25,6 +25,8 @@ from typing import NamedTuple
 from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
 from imap_tools.mailbox import BaseMailBox
 
+from shared.errors import ImapError
+
 log = logging.getLogger(__name__)
 
 FETCH_BULK = 50  # messages per FETCH command: bounded memory, few round trips
@@ -74,13 +76,6 @@ class FetchResult(NamedTuple):
     cursor: Cursor
     rescanned: bool  # UIDVALIDITY changed (or no cursor yet): everything was read from the start
     more: bool  # the limit was reached; call again with `cursor`
-
-
-class ImapError(Exception):
-    """The IMAP server refused or failed a request."""
-
-    def __init__(self, settings: ImapSettings, what: str) -> None:
-        super().__init__(f"IMAP {settings.username}@{settings.host}:{settings.port}: {what}")
 
 
 class _RawMessage(MailMessage):

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine
 from shared import db, ids
 from shared.engines.users import users
 from shared.engines.users.users import Principal
+from shared.errors import SignInRefused
 from web.console.auth import (LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS, CsrfRefused,
                               Forbidden, NotSignedIn, Session, Sessions)
 from web.console.forecasts import Forecasts
@@ -281,16 +282,16 @@ def _register_auth(router: APIRouter, console: Console) -> None:
         console.sessions.check_login_form(request.cookies.get(LOGIN_COOKIE), _str(form.get("csrf")))
         email, password = _str(form.get("email")) or "", _str(form.get("password")) or ""
 
-        def attempt() -> Principal | users.SignInRefused:
+        def attempt() -> Principal | SignInRefused:
             with console.engine().begin() as conn:  # failed attempts must be committed, so not raised out
                 try:
                     return users.authenticate(conn, email, password)
-                except users.SignInRefused as exc:
+                except SignInRefused as exc:
                     return exc
 
         outcome = await run_in_threadpool(attempt)
         target = _safe_next(_str(form.get("next")))
-        if isinstance(outcome, users.SignInRefused):
+        if isinstance(outcome, SignInRefused):
             log.info("console: sign-in refused (%s)", type(outcome).__name__)
             cookie, token = console.sessions.login_nonce()
             response = console.page("login.html", None, None, status=401, login_csrf=token, next=target,

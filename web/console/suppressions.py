@@ -30,6 +30,7 @@ from shared.engines.outreach import suppression_list as queries
 from shared.engines.users.users import Principal
 from shared.engines.leads.importer import clean_name
 from shared.engines.outreach import suppression
+from shared.errors import UnreadableFile
 from web.console import (PREFIX, SECURITY_HEADERS, Console, FormTooLarge, NotFound, client_filter, form_int,
                          read_form, redirect)
 from web.console.auth import Forbidden
@@ -148,7 +149,7 @@ def register(router: APIRouter, console: Console) -> None:
                 try:
                     added, problems = suppression.import_stream(conn, client_id, upload.file, reason=reason,
                                                                 source=f"import:{filename}")
-                except suppression.UnreadableFile as exc:
+                except UnreadableFile as exc:
                     return {"error": str(exc)}
                 return {"added": added, "rejected": len(problems), "problems": problems[:PROBLEMS_SHOWN]}
 

@@ -52,8 +52,9 @@ from sqlalchemy import Engine
 from shared import csvsafe
 from shared.csvsafe import FORMULA_CHARS, LEADING_CONTROL, safe_cell
 from shared.db import get_engine
-from shared.emails import InvalidEmail, normalize_email
-from shared.files import OutputFileError, atomic_write
+from shared.emails import normalize_email
+from shared.errors import ClientNotFound, InvalidEmail, LeadImportError, MissingEmailColumn, NotARegularFile, OutputFileError
+from shared.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -113,30 +114,6 @@ _HOST_LABEL = re.compile(r"[^\W_](?:[\w\-]*[^\W_])?")
 _SEP_LINE = re.compile(r"sep=(.)\s*", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")
-
-
-class LeadImportError(Exception):
-    """The file cannot be imported at all; nothing was written."""
-
-
-class ClientNotFound(LeadImportError):
-    def __init__(self, name: str, suggestion: str | None = None) -> None:
-        hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        super().__init__(f"client {name!r} does not exist{hint}")
-        self.name = name
-
-
-class NotARegularFile(LeadImportError):
-    def __init__(self, path: Path, kind: str) -> None:
-        super().__init__(f"{path} is {kind}, not a regular file: nothing was read")
-
-
-class MissingEmailColumn(LeadImportError):
-    def __init__(self, columns: Sequence[str], *, looks_like_data: bool = False) -> None:
-        found = ", ".join(repr(c) for c in columns) or "none"
-        hint = " (the first row looks like data: add a header row)" if looks_like_data else ""
-        super().__init__(f"no email column found; columns in the file: {found}{hint}")
-        self.columns = list(columns)
 
 
 @dataclass
@@ -613,7 +590,6 @@ def read_header(source: str | Iterable[str]) -> CsvHeader:
             raise MissingEmailColumn(header, looks_like_data=looks_like_data)
         return CsvHeader(delimiter, column_map, line_no + len(record.raw_lines), lines)
     raise MissingEmailColumn([])
-
 
 
 def _chain(first: Iterable[str], rest: Iterator[str]) -> Iterator[str]:

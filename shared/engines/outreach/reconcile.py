@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from shared.engines.outreach import sending
+from shared.errors import ImapError
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
 
@@ -58,7 +59,7 @@ def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_secon
         try:
             folder = box.sent_folder or imap.sent_folder(settings)
             found = imap.find_message_ids(settings, folder, [r.message_id for r in group])
-        except imap.ImapError as exc:
+        except ImapError as exc:
             for r in group:
                 result.unchecked[r.id] = str(exc)
             log.warning("mailbox_id=%s: Sent folder unreadable: %s", mailbox_id, exc)

@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Engine, text
 
 from shared.db import get_engine
 from shared.engines.replies import ingest
-from shared.engines.replies.webhooks import MalformedMessage, parse_message
+from shared.engines.replies.webhooks import parse_message
+from shared.errors import ImapError, MalformedMessage
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
 from shared.settings import Settings, get_settings
@@ -96,7 +97,7 @@ def recover_mailbox(mailbox_id: int, *, engine: Engine | None = None, settings: 
     try:
         for folder in settings.reply_folder_list():
             _recover_folder(engine, settings, box, account, folder, result, now)
-    except imap.ImapError as exc:
+    except ImapError as exc:
         result.error = str(exc)
         log.warning("mailbox_id=%s recovery stopped: %s", mailbox_id, exc)
     return result

@@ -6,13 +6,8 @@ import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from shared.integrations.providers.base import (
-    LeadInput,
-    Provider,
-    ProviderConfigError,
-    ProviderError,
-    ProviderResult,
-)
+from shared.errors import ProviderConfigError
+from shared.integrations.providers.base import LeadInput, Provider, ProviderResult
 from shared.settings import Settings, get_settings
 
 __all__ = [
@@ -20,8 +15,6 @@ __all__ = [
     "KNOWN_PROVIDERS",
     "LeadInput",
     "Provider",
-    "ProviderConfigError",
-    "ProviderError",
     "ProviderResult",
     "build_providers",
     "close_providers",
