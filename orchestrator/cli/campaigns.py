@@ -17,7 +17,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import console, database_ready, literal, or_fail, shown
 from shared import db
-from shared.engines.campaigns.campaigns import CampaignStatus
+from shared.status import CampaignStatus
 from shared.engines.campaigns import campaigns
 from shared.errors import CliError
 

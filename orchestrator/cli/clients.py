@@ -14,7 +14,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import console, database_ready, literal, or_fail, shown
 from shared import db
-from shared.engines.clients.clients import Subscription
+from shared.status import Subscription
 
 clients_app = typer.Typer(help="Clients (the agencies' customers): subscription and credits.", no_args_is_help=True)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from imap_tools import MailBoxUnencrypted
 
-from shared.integrations.imap import ImapSettings, TlsMode
+from shared.integrations.imap import ImapSettings
+from shared.status import TlsMode
 
 DEMO_USER = "demouser"
 DEMO_PASSWORD = "demopass"

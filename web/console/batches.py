@@ -20,19 +20,18 @@ from sqlalchemy import Connection
 from shared.engines.batches import views as q
 from shared.engines.users.users import Principal
 from shared.engines.batches import batches
-from shared.status import BatchStatus
+from shared.status import FINISHED_BATCH
 from web.console import Console, NotFound, client_filter, form_int, path_id, redirect
 
 EVENT_POLL_SECONDS = 1.0  # how often a watched batch is read again
 EVENT_STREAM_MAX_SECONDS = 15 * 60  # then the browser's EventSource reconnects (re-checking the session)
-FINISHED = {BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.CANCELLED}
 
 
 def _live(p: dict[str, Any]) -> dict[str, Any]:
     """The JSON an event carries: only what the page updates."""
     return {"status": p["status"], "counts": p["counts"], "total": p["total"], "skip_reasons": p["skip_reasons"],
             "credits_spent": p["credits_spent"], "provider_calls": p["provider_calls"],
-            "finished": p["status"] in FINISHED}
+            "finished": p["status"] in FINISHED_BATCH}
 
 
 def register(router: APIRouter, console: Console) -> None:

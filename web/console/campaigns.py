@@ -25,7 +25,7 @@ from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import campaigns
 from shared.engines.campaigns import views as q
 from shared.engines.users.users import Principal
-from shared.engines.campaigns.campaigns import CampaignStatus
+from shared.status import CampaignStatus
 from shared.engines.outreach import forecast as forecasting
 from shared.engines.replies import shield
 from shared.settings import get_settings

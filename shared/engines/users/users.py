@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, text
 
 from shared.errors import AccountLocked, SignInRefused, UserError
-
-Role = Literal["operator", "viewer"]
-ROLES: tuple[Role, ...] = ("operator", "viewer")
+from shared.status import Role, values
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024  # argon2 hashes anything, but a megabyte "password" is only a way to burn CPU
@@ -66,8 +63,8 @@ def hash_password(password: str) -> str:
 
 def create_user(conn: Connection, email: str, password: str, *, role: Role, client_id: int | None = None) -> int:
     """A new console user; an operator has no client, a viewer exactly one."""
-    if role not in ROLES:
-        raise UserError(f"role {role!r}: use one of {', '.join(ROLES)}")
+    if role not in values(Role):
+        raise UserError(f"role {role!r}: use one of {', '.join(values(Role))}")
     if (role == "operator") != (client_id is None):
         raise UserError("an operator sees every client (no --client); a viewer needs --client")
     address = normalize_email(email)
