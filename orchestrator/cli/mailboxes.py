@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from orchestrator.cli.common import console, fail, or_fail
+from orchestrator.cli.common import fail, or_fail
+from orchestrator.terminal import console
 from shared import db
 from shared import errors
 from shared.engines.campaigns import campaigns
@@ -66,8 +67,8 @@ def mailboxes_add(
                                                               "key (PEM)."),
 ) -> None:
     """Add (or update) a mailbox. The password is never stored: --secret-name says where it lives."""
-    from shared.engines.mailboxes.mailboxes import add_mailbox
     from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import add_mailbox
 
     with db.transaction() as conn:
         try:
@@ -150,8 +151,8 @@ def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", he
 @mailboxes_app.command("pause")
 def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., help="Why (shown in list).")) -> None:
     """Stop sending from a mailbox (queued sends re-check this just in time)."""
-    from shared.engines.mailboxes.mailboxes import set_mailbox_status
     from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import set_mailbox_status
 
     with db.transaction() as conn:
         try:
@@ -164,8 +165,8 @@ def mailboxes_pause(client: str, address: str, reason: str = typer.Option(..., h
 @mailboxes_app.command("resume")
 def mailboxes_resume(client: str, address: str) -> None:
     """Send from a paused mailbox again (a bounce-shield pause is only ever lifted this way)."""
-    from shared.engines.mailboxes.mailboxes import set_mailbox_status
     from shared.errors import OutreachError
+    from shared.engines.mailboxes.mailboxes import set_mailbox_status
 
     with db.transaction() as conn:
         try:
@@ -187,8 +188,8 @@ def sequences_schedule(client: str, campaign: str,
                        start_hour: int = typer.Option(9), end_hour: int = typer.Option(17),
                        fallback_timezone: str = typer.Option("UTC", help="IANA zone for leads with no known zone.")) -> None:
     """When the campaign sends, in each lead's local time."""
-    from shared.engines.campaigns.sequences import set_schedule
     from shared.errors import OutreachError
+    from shared.engines.campaigns.sequences import set_schedule
 
     try:
         days = [int(d) for d in weekdays.split(",") if d.strip()]
@@ -211,8 +212,8 @@ def sequences_step(client: str, campaign: str, step: int,
                    delay: int = typer.Option(0, help="Wait after the previous step (step 1: after enrollment)."),
                    unit: str = typer.Option("business_days", help="business_days or days.")) -> None:
     """Add or replace one step of the sequence."""
-    from shared.engines.campaigns.sequences import set_step
     from shared.errors import OutreachError, TemplateProblem
+    from shared.engines.campaigns.sequences import set_step
 
     with db.transaction() as conn:
         client_id, campaign_id = _campaign(conn, client, campaign)
@@ -401,7 +402,7 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     """Received mail of one client, newest first: class (with the bounce reason), evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
     from rich.table import Table
 
-    from orchestrator.cli.common import literal
+    from orchestrator.terminal import literal
     from shared.engines.replies.ingest import inbound_summary
 
     with db.transaction() as conn:

@@ -592,6 +592,7 @@ def read_header(source: str | Iterable[str]) -> CsvHeader:
     raise MissingEmailColumn([])
 
 
+
 def _chain(first: Iterable[str], rest: Iterator[str]) -> Iterator[str]:
     yield from first
     yield from rest
