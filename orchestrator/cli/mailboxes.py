@@ -10,8 +10,7 @@ from typing import Optional
 
 import typer
 
-from orchestrator.cli.common import fail, or_fail
-from orchestrator.terminal import console
+from orchestrator.cli.common import console, fail, or_fail
 from shared import db
 from shared import errors
 from shared.engines.campaigns import campaigns
@@ -402,7 +401,7 @@ def replies_list(client: str, as_json: bool = typer.Option(False, "--json", help
     """Received mail of one client, newest first: class (with the bounce reason), evidence, trust (UNVERIFIED: stored, changed nothing), outcome."""
     from rich.table import Table
 
-    from orchestrator.terminal import literal
+    from orchestrator.cli.common import literal
     from shared.engines.replies.ingest import inbound_summary
 
     with db.transaction() as conn:
