@@ -22,7 +22,8 @@ from pathlib import Path
 from imap_tools import MailBoxUnencrypted
 
 from devkit.net import free_port
-from shared.integrations.imap import ImapSettings, TlsMode
+from shared.integrations.imap import ImapSettings
+from shared.status import TlsMode
 
 DEMO_USER = "demouser"
 DEMO_PASSWORD = "demopass"

@@ -32,9 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.emails import InvalidEmail, normalize_email
+from shared.emails import normalize_email
+from shared.errors import InvalidEmail, ProviderError
 from shared.integrations.providers import ProviderPlugin
-from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
+from shared.integrations.providers.base import LeadInput, ProviderResult
 from shared.lead_rules import classify_title, is_free_mail, registered_domain
 from shared.integrations.providers.heuristics import company_name_from_domain, name_from_local_part
 from shared.integrations.providers.http import DEFAULT_BACKOFF_BASE, HttpClient, HttpProviderBase, expect_mapping

@@ -31,6 +31,7 @@ from modal_apps.common import (
     providers,
     require_module_mode,
 )
+from shared.errors import TransientChunkError
 
 require_module_mode(__name__)
 
@@ -58,10 +59,6 @@ ENGINE_LOGGER = "shared"
 def in_modal_container() -> bool:
     """True inside a Modal container (Modal sets MODAL_IS_REMOTE=1 there), False for `.local()` in our tests."""
     return os.environ.get("MODAL_IS_REMOTE") == "1"
-
-
-class TransientChunkError(RuntimeError):
-    """The chunk could not reach Postgres; raised so modal.Retries tries it again."""
 
 
 def configure_logging() -> None:

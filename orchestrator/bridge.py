@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 
 from shared import db
 from shared.engines.batches import batches
+from shared.errors import LaunchError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,6 @@ def idempotency_key(batch_id: int, launched: datetime) -> str:
     if launched.tzinfo is None or launched.utcoffset() is None:
         raise ValueError(f"launch time must be timezone-aware, got {launched!r}")
     return f"batch-{batch_id}-launch-{launched.astimezone(timezone.utc).strftime('%Y%m%d%H%M%S%f')}"
-
-
-class LaunchError(Exception):
-    """Prefect refused or could not be reached; the message carries its status and body."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from uuid import UUID
 
 import yaml
 
+from shared.errors import DeployError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 LOCK_FILE = REPO_ROOT / "requirements.lock"  # runtime
@@ -32,10 +34,6 @@ LOCAL_POOL = "local-process"
 LOCAL_POOL_TYPE = "process"
 MAIN_DEPLOYMENT = "orchestrator-main"
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
-
-
-class DeployError(Exception):
-    """A deploy that cannot go ahead; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from shared.engines.enrichment import enrich_chunk
+from shared.errors import ExecutorUnavailable
 from shared.settings import Settings, get_settings
 
 ChunkResult = dict[str, Any] | BaseException
@@ -25,10 +26,6 @@ ChunkResult = dict[str, Any] | BaseException
 # The Modal App's configuration check (modal_apps/enrichment.py defines it beside enrich_chunk).
 MODAL_CHECK_FUNCTION = "check_config"
 ENGINE_LOGGER = "shared"
-
-
-class ExecutorUnavailable(RuntimeError):
-    """The executor cannot run chunks at all (for Modal: the App is not deployed); the message says what to do."""
 
 
 class Executor(Protocol):

@@ -18,9 +18,7 @@ from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
 _ASCII_HOST = re.compile(r"[A-Za-z0-9.\-]+\Z")
 
-
-class InvalidEmail(ValueError):
-    """The address is not a usable email address."""
+from shared.errors import InvalidEmail
 
 
 @lru_cache(maxsize=65536)

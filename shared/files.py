@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from shared.errors import OutputFileError
+
 _CAUSES = {
     errno.ENOENT: "the folder does not exist",
     errno.ENOTDIR: "a part of the path is not a folder",
@@ -39,18 +41,6 @@ _CAUSES = {
     errno.EFBIG: "the file is too large for this file system",
     errno.EIO: "input/output error",
 }
-
-
-class OutputFileError(OSError):
-    """A file could not be written; the message names the path and why, in one line."""
-
-    def __init__(self, path: Path, cause: str, errno_: int | None = None) -> None:
-        super().__init__(errno_ or 0, f"cannot write {path}: {cause}")
-        self.path = path
-        self.cause = cause
-
-    def __str__(self) -> str:
-        return self.args[1]
 
 
 def describe(exc: OSError) -> str:

@@ -7,13 +7,11 @@ else is None, so a caller answers 404/400 instead of raising.
 
 from __future__ import annotations
 
+from shared.errors import BadNumber
+
 BIGINT_MAX = 2**63 - 1
 MAX_DIGITS = len(str(BIGINT_MAX))
 PAGE_MAX = 10**9
-
-
-class BadNumber(ValueError):
-    """A form field that should hold a number does not."""
 
 
 def parse_id(raw: object, *, maximum: int = BIGINT_MAX) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +30,28 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.status import Verdict
+from shared.status import (
+    BatchKind,
+    BatchStatus,
+    CampaignStatus,
+    DelayUnit,
+    EnrollmentStatus,
+    InboundKind,
+    InboundSource,
+    ItemStatus,
+    LeadStatus,
+    LedgerKind,
+    MailboxStatus,
+    MatchKind,
+    MessageStatus,
+    ProviderOutcome,
+    Role,
+    Subscription,
+    SuppressionKind,
+    TlsMode,
+    Verdict,
+    values,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -40,16 +62,16 @@ NAMING = {
 }
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def quoted(enum: type[StrEnum]) -> str:
+    """The enum's values as SQL string literals, comma-separated, for an `IN (…)`."""
+    return ", ".join("'" + value.replace("'", "''") + "'" for value in values(enum))
 
 
-SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "cancelled")
-CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed")
-LEAD_STATUSES = ("new", "enriched", "invalid", "unsubscribed", "bounced", "replied")
-BATCH_STATUSES = ("draft", "launched", "running", "completed", "completed_with_errors", "cancelled")
-ITEM_STATUSES = ("PENDING", "QUEUED", "IN_PROGRESS", "DONE", "FAILED", "SKIPPED")
-LEDGER_KINDS = ("topup", "reserve", "refund", "adjust")
+def _in(column: str, enum: type[StrEnum]) -> str:
+    """The CHECK that `column` holds one of the enum's values (`shared.status` is the one list)."""
+    return f"{column} IN ({quoted(enum)})"
+
+
 
 TS = TIMESTAMP(timezone=True)
 
@@ -69,7 +91,7 @@ def _created() -> Mapped[datetime]:
 class Client(Base):
     __tablename__ = "clients"
     __table_args__ = (
-        CheckConstraint(_in("subscription_status", SUBSCRIPTION_STATUSES), name="subscription_status"),
+        CheckConstraint(_in("subscription_status", Subscription), name="subscription_status"),
         CheckConstraint("credit_balance >= 0", name="credit_balance_not_negative"),
     )
     id: Mapped[int] = _id()
@@ -84,7 +106,7 @@ class Campaign(Base):
     __table_args__ = (
         UniqueConstraint("client_id", "name", name="uq_campaigns_client_name"),
         UniqueConstraint("id", "client_id", name="uq_campaigns_id_client"),  # target of tenant-carrying FKs
-        CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        CheckConstraint(_in("status", CampaignStatus), name="status"),
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
@@ -102,7 +124,7 @@ class Lead(Base):
         # A lead's campaign belongs to the lead's own client; deleting it only clears campaign_id.
         ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
                              name="fk_leads_campaign_client", ondelete="SET NULL (campaign_id)"),
-        CheckConstraint(_in("status", LEAD_STATUSES), name="status"),
+        CheckConstraint(_in("status", LeadStatus), name="status"),
         CheckConstraint("email = lower(email)", name="email_normalized"),
         CheckConstraint("score IS NULL OR score BETWEEN 0 AND 100", name="score_range"),
         Index("ix_leads_campaign_id", "campaign_id"),
@@ -135,7 +157,7 @@ class Lead(Base):
 class Batch(Base):
     __tablename__ = "batches"
     __table_args__ = (
-        CheckConstraint(_in("status", BATCH_STATUSES), name="status"),
+        CheckConstraint(_in("status", BatchStatus), name="status"),
         UniqueConstraint("id", "client_id", name="uq_batches_id_client"),
         ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
                              name="fk_batches_campaign_client", ondelete="SET NULL (campaign_id)"),
@@ -167,7 +189,7 @@ class WorkItem(Base):
                              name="fk_work_items_batch_client", ondelete="CASCADE"),
         ForeignKeyConstraint(["lead_id", "client_id"], ["leads.id", "leads.client_id"],
                              name="fk_work_items_lead_client", ondelete="CASCADE"),
-        CheckConstraint(_in("status", ITEM_STATUSES), name="status"),
+        CheckConstraint(_in("status", ItemStatus), name="status"),
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_bounded"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         CheckConstraint("(status = 'SKIPPED') = (skip_reason IS NOT NULL)", name="skip_reason_iff_skipped"),
@@ -222,7 +244,7 @@ class CreditLedger(Base):
 
     __tablename__ = "credit_ledger"
     __table_args__ = (
-        CheckConstraint(_in("kind", LEDGER_KINDS), name="kind"),
+        CheckConstraint(_in("kind", LedgerKind), name="kind"),
         CheckConstraint(
             "(kind = 'reserve' AND delta < 0) OR (kind IN ('topup', 'refund') AND delta > 0) OR kind = 'adjust'",
             name="delta_sign",
@@ -251,7 +273,7 @@ class EnrichmentAttempt(Base):
 
     __tablename__ = "enrichment_attempts"
     __table_args__ = (
-        CheckConstraint(_in("outcome", ("hit", "miss", "error", "cache_hit", "no_credits")), name="outcome"),
+        CheckConstraint(_in("outcome", ProviderOutcome), name="outcome"),
         Index("ix_enrichment_attempts_work_item_id", "work_item_id"),
         ForeignKeyConstraint(["work_item_id", "client_id"], ["work_items.id", "work_items.client_id"],
                              name="fk_enrichment_attempts_item_client", ondelete="CASCADE"),
@@ -284,18 +306,11 @@ class EnrichmentCache(Base):
 
 # -- outreach (migration 0005) -------------------------------------------------------------------
 
-BATCH_KINDS = ("enrich", "send")
-TLS_MODES = ("starttls", "tls", "none")
-MAILBOX_STATUSES = ("active", "paused")
-DELAY_UNITS = ("business_days", "days")
-ENROLLMENT_STATUSES = ("active", "held", "finished", "stopped")
-MESSAGE_STATUSES = ("sending", "sent", "failed", "in_doubt", "unknown", "deferred")
-SUPPRESSION_KINDS = ("email", "domain")
 
 # Outreach columns on existing tables (additive): which machine a batch runs, which step an item sends.
 Batch.__table__.append_column(
     Column("kind", Text, nullable=False, server_default="enrich"))
-Batch.__table__.append_constraint(CheckConstraint(_in("kind", BATCH_KINDS), name="kind"))
+Batch.__table__.append_constraint(CheckConstraint(_in("kind", BatchKind), name="kind"))
 WorkItem.__table__.append_column(Column("step", Integer, nullable=True))
 WorkItem.__table__.append_column(Column("mailbox_id", BigInteger, nullable=True))
 WorkItem.__table__.append_constraint(
@@ -316,9 +331,9 @@ class Mailbox(Base):
     __table_args__ = (
         UniqueConstraint("client_id", "from_address", name="uq_mailboxes_client_address"),
         UniqueConstraint("id", "client_id", name="uq_mailboxes_id_client"),
-        CheckConstraint(_in("tls_mode", TLS_MODES), name="tls_mode"),
-        CheckConstraint(_in("imap_tls_mode", TLS_MODES), name="imap_tls_mode"),
-        CheckConstraint(_in("status", MAILBOX_STATUSES), name="status"),
+        CheckConstraint(_in("tls_mode", TlsMode), name="tls_mode"),
+        CheckConstraint(_in("imap_tls_mode", TlsMode), name="imap_tls_mode"),
+        CheckConstraint(_in("status", MailboxStatus), name="status"),
         CheckConstraint("(status = 'paused') = (status_reason IS NOT NULL)", name="paused_has_reason"),
         CheckConstraint("smtp_port BETWEEN 1 AND 65535", name="port_range"),
         CheckConstraint("daily_cap >= 0 AND ramp_step >= 0 AND min_gap_seconds >= 0 AND jitter_seconds >= 0",
@@ -402,7 +417,7 @@ class SequenceStep(Base):
                              name="fk_sequence_steps_sequence_client", ondelete="CASCADE"),
         CheckConstraint("step >= 1", name="step_positive"),
         CheckConstraint("delay_amount >= 0", name="delay_not_negative"),
-        CheckConstraint(_in("delay_unit", DELAY_UNITS), name="delay_unit"),
+        CheckConstraint(_in("delay_unit", DelayUnit), name="delay_unit"),
     )
     id: Mapped[int] = _id()
     client_id: Mapped[int] = mapped_column(BigInteger)
@@ -427,7 +442,7 @@ class Enrollment(Base):
                              name="fk_enrollments_lead_client", ondelete="CASCADE"),
         ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
                              name="fk_enrollments_mailbox_client", ondelete="SET NULL (mailbox_id)"),
-        CheckConstraint(_in("status", ENROLLMENT_STATUSES), name="status"),
+        CheckConstraint(_in("status", EnrollmentStatus), name="status"),
         CheckConstraint("next_step >= 1", name="next_step_positive"),
         CheckConstraint("status <> 'stopped' OR stop_reason IS NOT NULL", name="stopped_has_reason"),
         # The scheduler reads only active rows that are due: flat in finished leads.
@@ -463,7 +478,7 @@ class Message(Base):
                              name="fk_messages_lead_client", ondelete="CASCADE"),
         ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
                              name="fk_messages_mailbox_client", ondelete="CASCADE"),
-        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        CheckConstraint(_in("status", MessageStatus), name="status"),
         CheckConstraint("status <> 'sent' OR (sent_at IS NOT NULL AND smtp_reply IS NOT NULL)", name="sent_has_reply"),
         CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="failed_has_error"),
         CheckConstraint("status <> 'deferred' OR (retry_at IS NOT NULL AND error IS NOT NULL)",
@@ -502,7 +517,7 @@ class Suppression(Base):
     __tablename__ = "suppressions"
     __table_args__ = (
         UniqueConstraint("client_id", "kind", "value", name="uq_suppressions_client_kind_value"),
-        CheckConstraint(_in("kind", SUPPRESSION_KINDS), name="kind"),
+        CheckConstraint(_in("kind", SuppressionKind), name="kind"),
         CheckConstraint("value = lower(value) AND value <> ''", name="value_normalized"),
     )
     id: Mapped[int] = _id()
@@ -516,9 +531,6 @@ class Suppression(Base):
 
 # -- replies (0006) ------------------------------------------------------------------------------
 
-INBOUND_SOURCES = ("webhook", "imap")
-INBOUND_KINDS = ("human_reply", "auto_reply", "unsubscribe_request", "hard_bounce", "soft_bounce", "complaint")
-MATCH_KINDS = ("message_id", "verp", "sender_subject")
 
 Enrollment.__table__.append_column(Column("soft_bounces", Integer, nullable=False, server_default="0"))
 Enrollment.__table__.append_constraint(CheckConstraint("soft_bounces >= 0", name="soft_bounces_not_negative"))
@@ -546,9 +558,9 @@ class InboundMessage(Base):
                              name="fk_inbound_messages_campaign_client", ondelete="CASCADE"),
         ForeignKeyConstraint(["mailbox_id", "client_id"], ["mailboxes.id", "mailboxes.client_id"],
                              name="fk_inbound_messages_mailbox_client", ondelete="CASCADE"),
-        CheckConstraint(_in("source", INBOUND_SOURCES), name="source"),
-        CheckConstraint(_in("kind", INBOUND_KINDS), name="kind"),
-        CheckConstraint("match_kind IS NULL OR " + _in("match_kind", MATCH_KINDS), name="match_kind"),
+        CheckConstraint(_in("source", InboundSource), name="source"),
+        CheckConstraint(_in("kind", InboundKind), name="kind"),
+        CheckConstraint("match_kind IS NULL OR " + _in("match_kind", MatchKind), name="match_kind"),
         CheckConstraint("(message_pk IS NULL) = (match_kind IS NULL) AND (message_pk IS NULL OR (lead_id IS NOT "
                         "NULL AND campaign_id IS NOT NULL AND client_id IS NOT NULL))", name="match_complete"),
         CheckConstraint("source <> 'imap' OR (client_id IS NOT NULL AND mailbox_id IS NOT NULL AND folder IS NOT "
@@ -618,7 +630,7 @@ class ConsoleUser(Base):
 
     __tablename__ = "console_users"
     __table_args__ = (
-        CheckConstraint("role IN ('operator', 'viewer')", name="role"),
+        CheckConstraint(_in("role", Role), name="role"),
         CheckConstraint("(role = 'operator') = (client_id IS NULL)", name="role_client"),
         CheckConstraint("email = lower(btrim(email)) AND email <> ''", name="email_normal"),
         Index("uq_console_users_email", "email", unique=True),
@@ -638,15 +650,13 @@ class ConsoleUser(Base):
 
 # -- the inbox (0015) ----------------------------------------------------------------------------
 
-VERDICTS = tuple(v.value for v in Verdict)
-
 # An operator's reclassification (display and analytics only): who, when, and what the classifier said.
 InboundMessage.__table__.append_column(Column("classified_kind", Text, nullable=True))
 InboundMessage.__table__.append_column(Column("reclassified_by", Text, nullable=True))
 InboundMessage.__table__.append_column(Column("reclassified_at", TS, nullable=True))
 InboundMessage.__table__.append_constraint(CheckConstraint(
     "(reclassified_by IS NULL) = (reclassified_at IS NULL) AND (reclassified_by IS NULL) = (classified_kind IS NULL) "
-    "AND (classified_kind IS NULL OR " + _in("classified_kind", INBOUND_KINDS) + ")", name="reclassified_complete"))
+    "AND (classified_kind IS NULL OR " + _in("classified_kind", InboundKind) + ")", name="reclassified_complete"))
 InboundMessage.__table__.append_constraint(
     UniqueConstraint("id", "client_id", name="uq_inbound_messages_id_client"))  # target of lead_verdicts' FK
 # The inbox pages newest first by (received_at, id).
@@ -662,7 +672,7 @@ class LeadVerdict(Base):
                              name="fk_lead_verdicts_lead_client", ondelete="CASCADE"),
         ForeignKeyConstraint(["inbound_message_id", "client_id"], ["inbound_messages.id", "inbound_messages.client_id"],
                              name="fk_lead_verdicts_inbound_client", ondelete="SET NULL (inbound_message_id)"),
-        CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
+        CheckConstraint(_in("verdict", Verdict), name="verdict"),
         CheckConstraint("decided_by <> ''", name="decided_by_named"),
         CheckConstraint("note IS NULL OR char_length(note) <= 1000", name="note_bounded"),
         Index("ix_lead_verdicts_lead_decided", "lead_id", "decided_at"),

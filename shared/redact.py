@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
+from shared.errors import RedactedError
 from shared.settings import Settings, get_settings
 
 REDACTED = "***"
@@ -75,10 +76,6 @@ def redact(text: str, settings: Settings | None = None, extra: Iterable[str] = (
 def describe(exc: BaseException, settings: Settings | None = None) -> str:
     """'TypeName: message' for an exception, redacted; the repr of its args is covered too."""
     return redact(f"{type(exc).__name__}: {exc}", settings)
-
-
-class RedactedError(RuntimeError):
-    """An error whose original carried a secret; this one keeps its type name and redacted message only."""
 
 
 def scrubbed(exc: BaseException, settings: Settings | None = None) -> BaseException:

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import DeploymentConfigError
+
 SECONDS = 1
 MINUTES = 60 * SECONDS
 HOURS = 60 * MINUTES
@@ -161,10 +163,6 @@ class Settings(BaseSettings):
 
     def reply_folder_list(self) -> list[str]:
         return [f.strip() for f in self.reply_folders.split(",") if f.strip()]
-
-
-class DeploymentConfigError(ValueError):
-    """A deployed process's settings that cannot work; the message names each setting."""
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")

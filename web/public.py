@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from shared import db
 from shared.engines.outreach import suppression
 from shared.engines.replies import ingest, webhooks
+from shared.errors import BadSignature, BodyTooLarge, WebhookError
 from shared.settings import Settings
 from web import bodies
 from web.state import SettingsDep, Web, WebState
@@ -56,7 +57,7 @@ def confirm(token: str, web: Web) -> HTMLResponse:
 async def _body(request: Request, limit: int) -> bytes:
     """The body (web.bodies' cap), after the engine's own check of the declared length (422 when not a number)."""
     webhooks.check_size(request.headers.get("content-length"), limit)
-    return await bodies.read(request, limit, webhooks.BodyTooLarge)
+    return await bodies.read(request, limit, BodyTooLarge)
 
 
 async def _accept(web: WebState, settings: Settings, verified: webhooks.InboundMessage,
@@ -72,7 +73,7 @@ async def _accept(web: WebState, settings: Settings, verified: webhooks.InboundM
                          "verified": result.verified})
 
 
-def _refuse(exc: webhooks.WebhookError) -> PlainTextResponse:
+def _refuse(exc: WebhookError) -> PlainTextResponse:
     log.warning("webhook refused (%s): %s", exc.status, exc)
     return PlainTextResponse(f"{exc}\n", status_code=exc.status)
 
@@ -84,10 +85,10 @@ async def inbound_standard(request: Request, web: Web, settings: SettingsDep):  
         body = await _body(request, settings.webhook_max_bytes)
         secret = settings.standard_webhook_secret
         if secret is None:
-            raise webhooks.BadSignature("no STANDARD_WEBHOOK_SECRET configured")
+            raise BadSignature("no STANDARD_WEBHOOK_SECRET configured")
         verified = webhooks.verify_standard(body, dict(request.headers), secret.get_secret_value(),
                                             max_bytes=settings.webhook_max_bytes)
-    except webhooks.WebhookError as exc:
+    except WebhookError as exc:
         return _refuse(exc)
     return await _accept(web, settings, verified, "standard_webhooks")
 
@@ -102,6 +103,6 @@ async def inbound_mailgun(request: Request, web: Web, settings: SettingsDep):  #
         verified = webhooks.verify_mailgun(body, request.headers.get("content-type", ""),
                                            key.get_secret_value() if key else "",
                                            max_bytes=settings.webhook_max_bytes)
-    except webhooks.WebhookError as exc:
+    except WebhookError as exc:
         return _refuse(exc)
     return await _accept(web, settings, verified, "mailgun")

@@ -10,13 +10,12 @@ import typer
 from orchestrator.cli.common import database_ready, fail, or_fail
 from orchestrator.terminal import print_summary, shown
 from shared import db
-from shared.status import BatchStatus
+from shared.status import FINISHED_BATCH
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
 
 batch_app = typer.Typer(help="Batches of work items: create, launch, run, inspect, export.", no_args_is_help=True)
 
-FINISHED = (BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.CANCELLED)
 
 
 @batch_app.command("create")
@@ -91,7 +90,7 @@ with code 3, or with --follow shows that runner's progress to the end."""
             current = or_fail(lambda: batches.summary(conn, batch_id))
             seen = batches.holder(conn, batch_id, stale_seconds=settings.batch_stale_seconds,
                                   beat_seconds=settings.batch_heartbeat_seconds)
-        if current.status in FINISHED:
+        if current.status in FINISHED_BATCH:
             typer.echo(f"batch {batch_id} is already {current.status}: nothing to run")
             print_summary(current.as_dict())
             return

@@ -15,11 +15,12 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import CliError, database_ready, or_fail
+from orchestrator.cli.common import database_ready, or_fail
 from orchestrator.terminal import console, literal, shown
 from shared import db
-from shared.engines.campaigns.campaigns import CampaignStatus
 from shared.engines.campaigns import campaigns
+from shared.errors import CliError
+from shared.status import CampaignStatus
 
 campaigns_app = typer.Typer(help="Campaigns and their ideal customer profile.", no_args_is_help=True)
 score_app = typer.Typer()  # `score` joins the top level
@@ -29,7 +30,8 @@ ICP_HELP = "JSON file with the ideal customer profile (validated: a bad field is
 
 def read_icp(path: Path) -> dict[str, Any]:
     """The ICP file, validated: a missing, special, oversized or invalid file is one line naming it."""
-    from shared.engines.leads.scoring import MAX_ICP_BYTES, IcpConfig, IcpError, load_icp_json
+    from shared.engines.leads.scoring import MAX_ICP_BYTES, IcpConfig, load_icp_json
+    from shared.errors import IcpError
 
     try:
         info = os.stat(path)

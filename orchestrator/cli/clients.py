@@ -15,7 +15,7 @@ from rich.table import Table
 from orchestrator.cli.common import database_ready, or_fail
 from orchestrator.terminal import console, literal, shown
 from shared import db
-from shared.engines.clients.clients import Subscription
+from shared.status import Subscription
 
 clients_app = typer.Typer(help="Clients (the agencies' customers): subscription and credits.", no_args_is_help=True)
 

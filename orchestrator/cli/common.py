@@ -20,19 +20,12 @@ from typer._click import exceptions as click_exceptions  # typer >= 0.20 vendors
 from typer.core import TyperGroup
 
 from orchestrator.terminal import shown
+from shared.errors import CliError, SchemaNotReady
 
 T = TypeVar("T")
 
 
 _state = {"verbose": False}
-
-
-class CliError(Exception):
-    """A command could not do what was asked; the message says why in one line."""
-
-
-class SchemaNotReady(CliError):
-    """The database has no (or an older) schema and is not ours to migrate."""
 
 
 
@@ -67,12 +60,7 @@ def set_verbose(verbose: bool) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from shared.engines.users.users import UserError
-    from shared.errors import AlreadyExists, KeyConflict
-    from shared.errors import NotFound
-    from shared.engines.leads.importer import LeadImportError
-    from shared.engines.leads.scoring import IcpError
-    from shared.files import OutputFileError
+    from shared.errors import AlreadyExists, IcpError, KeyConflict, LeadImportError, NotFound, OutputFileError, UserError
 
     return (CliError, NotFound, AlreadyExists, KeyConflict, LeadImportError, IcpError, OutputFileError, UserError)
 

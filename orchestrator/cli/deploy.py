@@ -18,6 +18,7 @@ import typer
 
 from orchestrator import deploy as deploying
 from orchestrator import worker as workers
+from shared.errors import DeployError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def deploy(
             with get_client(sync_client=True) as client:
                 deployed = deploying.deploy_local(client=client, pool=pool or deploying.LOCAL_POOL,
                                                   source=checkout, main_name=name, specs=specs)
-    except deploying.DeployError as exc:
+    except DeployError as exc:
         _fail(str(exc))
     for d in deployed:
         typer.echo(f"deployed {d.flow_name}/{d.name} on pool {d.work_pool}: {d.deployment_id}")
@@ -121,7 +122,7 @@ def deploy_packages(
             if deploying.read_managed_job_variables(file) != expected:
                 _fail(f"{file}'s managed job variables are not the lock's: "
                       f"run `outbound deploy-packages --write`")
-    except deploying.DeployError as exc:
+    except DeployError as exc:
         _fail(str(exc))
     typer.echo(f"image {image}: pip_packages {len(packages)} of the lock's {locked} pins (the rest are in the image)")
 

@@ -19,13 +19,12 @@ from orchestrator.cli.mailboxes import _usage
 from orchestrator.terminal import console, literal, shown
 from shared import db
 from shared.engines.replies import inbox
-from shared.engines.replies.classify import KINDS
 from shared.errors import InboxRefused
-from shared.status import Verdict
+from shared.status import InboundKind, Verdict, values
 
 WHO = "cli"  # `decided_by` / `reclassified_by` of what the CLI does
 # The choices as typed: the classes as stored, the verdicts with hyphens (not-interested).
-KindArg = Enum("KindArg", {k: k for k in KINDS}, type=str)  # type: ignore[misc]
+KindArg = Enum("KindArg", {k: k for k in values(InboundKind)}, type=str)  # type: ignore[misc]
 VerdictArg = Enum("VerdictArg", {v.name: v.value.replace("_", "-") for v in Verdict}, type=str)  # type: ignore[misc]
 
 inbox_app = typer.Typer()  # its commands join `outbound replies`

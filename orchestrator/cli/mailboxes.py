@@ -16,6 +16,7 @@ from shared import db
 from shared import errors
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
+from shared.errors import MailAuthError, UnreadableFile
 
 mailboxes_app = typer.Typer(help="Sending mailboxes: SMTP account, caps, ramp-up, gaps, pause/resume.",
                             no_args_is_help=True)
@@ -114,7 +115,7 @@ def mailboxes_check(
                 if ours else None
             findings = mailauth.check_domain(domain, selector=selector or box["dkim_selector"], private_key=key,
                                              nameservers=servers)
-        except (mailauth.MailAuthError, ValueError) as exc:
+        except (MailAuthError, ValueError) as exc:
             fail(f"{box['from_address']}: {exc}")
         typer.echo(f"{box['from_address']} ({domain}; DKIM {'signed by us' if box['dkim_selector'] else 'not signed by us'}"
                    f"; {'VERP envelope' if box['keeps_verp'] else 'own address as envelope (relay rewrites it)'})")
@@ -211,9 +212,8 @@ def sequences_step(client: str, campaign: str, step: int,
                    delay: int = typer.Option(0, help="Wait after the previous step (step 1: after enrollment)."),
                    unit: str = typer.Option("business_days", help="business_days or days.")) -> None:
     """Add or replace one step of the sequence."""
-    from shared.errors import OutreachError
+    from shared.errors import OutreachError, TemplateProblem
     from shared.engines.campaigns.sequences import set_step
-    from shared.engines.outreach.templates import TemplateProblem
 
     with db.transaction() as conn:
         client_id, campaign_id = _campaign(conn, client, campaign)
@@ -256,7 +256,7 @@ def suppressions_import(client: str, path: Path, reason: str = typer.Option("imp
     with db.transaction() as conn:
         try:
             added, problems = suppression.import_csv(conn, _client(conn, client), path, reason=reason)
-        except suppression.UnreadableFile as exc:
+        except UnreadableFile as exc:
             _usage(f"{path}: {exc}")
     for line in problems:
         typer.echo(f"{path}: {line}", err=True)

@@ -63,8 +63,9 @@ def outreach_run(
     The same engine as the `outreach_run` deployment: at most once per lead and step, caps, gaps and
     windows from Postgres, so running it beside the schedule never sends twice. Exit 1 when a
     setting is missing (named, nothing claimed) or when every send chunk failed."""
-    from orchestrator.flows.outreach import OutreachRunFailed, outreach_pass, reconcile_in_doubt, run_passes
-    from shared.engines.outreach.sending import OutreachConfigError, preflight
+    from orchestrator.flows.outreach import outreach_pass, reconcile_in_doubt, run_passes
+    from shared.engines.outreach.sending import preflight
+    from shared.errors import OutreachConfigError, OutreachRunFailed
 
     start, end = _when(now, "--now"), _when(until, "--until")
     if end is not None and end <= (start or datetime.now(UTC)):

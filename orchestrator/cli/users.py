@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 
 import typer
 
 from orchestrator.cli.common import database_ready, or_fail
 from orchestrator.terminal import console, literal
 from shared import db
+from shared.status import Role
 
 users_app = typer.Typer(help="Console sign-in accounts: operators (every client) and client viewers.",
                         no_args_is_help=True)
-
-
-class RoleChoice(StrEnum):
-    """`--role`: a bad value is a usage error (exit 2) naming the choices."""
-
-    OPERATOR = "operator"
-    VIEWER = "viewer"
 
 
 def _password(from_stdin: bool) -> str:
@@ -31,7 +24,7 @@ def _password(from_stdin: bool) -> str:
 
 @users_app.command("add")
 def users_add(email: str,
-              role: RoleChoice = typer.Option(..., help="operator (every client) or viewer (one client, read-only)."),
+              role: Role = typer.Option(..., help="operator (every client) or viewer (one client, read-only)."),
               client: str = typer.Option(None, help="The viewer's client (name)."),
               password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin.")) -> None:
     """Create a console account; the password is asked for (or read from stdin), never an argument."""

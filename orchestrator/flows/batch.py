@@ -13,9 +13,9 @@ summary of the batch as it stands plus `"note"`: `"busy"` (another orchestrator 
 `"finished"` (it was already over), `"message"`, one line saying which, and `"runner_state"`:
 `shared.liveness`'s verdict on the holder ("alive", or "silent": missed heartbeats, not stale yet).
 
-Exceptions: `errors.NotFound` (no such batch), `batches.BatchIsDraft` (nothing launched it),
-`batches.NotAnEnrichmentBatch` (an outreach send batch: outreach_run works those),
-`ValueError` (bad batch_size), `batches.BatchTakenOver` (this run lost the batch to another
+Exceptions: `errors.NotFound` (no such batch), `errors.BatchIsDraft` (nothing launched it),
+`errors.NotAnEnrichmentBatch` (an outreach send batch: outreach_run works those),
+`ValueError` (bad batch_size), `errors.BatchTakenOver` (this run lost the batch to another
 orchestrator mid-run), `NoProgress` (rounds stopped moving items to terminal). None is retried:
 only transient database errors are, inside the tasks.
 """
@@ -47,6 +47,7 @@ from shared import liveness
 from shared.engines.batches import batches
 from shared.settings import get_settings
 from shared.status import TERMINAL, BatchStatus
+from shared.errors import BatchTakenOver, NoProgress
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ log = logging.getLogger(__name__)
 # progress before the next try, up to the maximum.
 RETRY_PAUSE_SECONDS = 5.0
 MAX_RETRY_PAUSE_SECONDS = 60.0
-
-
-class NoProgress(RuntimeError):
-    """The batch's rounds stopped moving items to a terminal status."""
 
 
 def no_progress_cap(max_attempts: int) -> int:
@@ -113,7 +110,7 @@ class Heartbeat:
 
     def check(self) -> None:
         if self.lost.is_set():
-            raise batches.BatchTakenOver(f"batch {self.batch_id} is no longer run by {self.runner}")
+            raise BatchTakenOver(f"batch {self.batch_id} is no longer run by {self.runner}")
 
 
 @flow(name="orchestrator_main", description="Take the batch, recover, claim in chunks, dispatch, wait, summarize.")
@@ -139,7 +136,7 @@ def orchestrator_main(batch_id: int, batch_size: int = 50, allow_draft: bool = F
         get_executor(settings).preflight()
         with Heartbeat(batch_id, me, settings.batch_heartbeat_seconds) as heartbeat:
             _run_rounds(batch_id, batch_size, me, heartbeat, no_progress_cap(settings.max_attempts))
-    except batches.BatchTakenOver:
+    except BatchTakenOver:
         with transaction() as conn:
             cancelled = batches.status(conn, batch_id) == BatchStatus.CANCELLED
         if not cancelled:

@@ -12,9 +12,8 @@ from orchestrator.secrets import ensure_runtime_secrets
 from shared.db import transaction
 from shared.engines.campaigns import campaigns
 from shared.engines.batches import batches
-from shared.errors import CampaignInvalid
 
-__all__ = ["CampaignInvalid", "activate", "activate_campaign"]
+__all__ = ["activate", "activate_campaign"]
 
 
 @task(cache_policy=NO_CACHE)

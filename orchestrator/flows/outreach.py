@@ -33,6 +33,7 @@ from shared import workitems
 from shared.db import get_engine, transaction
 from shared.engines.batches.batches import chunks
 from shared.engines.outreach import scheduler, sending, store
+from shared.errors import OutreachRunFailed
 from shared.settings import Settings, get_settings
 
 # A 'sending' row untouched this long has lost its worker: in doubt, never resent on its own.
@@ -40,10 +41,6 @@ STALE_SENDING_SECONDS = 15 * 60
 PASS_LIMIT = 10_000  # passes per run: a guard, far above a day of 1-minute gaps
 COUNTED = ("sent", "failed", "in_doubt", "deferred", "bounced", "mailbox_failures")
 ERRORS_KEPT = 3  # chunk errors quoted in a summary
-
-
-class OutreachRunFailed(RuntimeError):
-    """Every send chunk of the run raised: nothing was sent, and the run must not look like a success."""
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

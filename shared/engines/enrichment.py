@@ -32,8 +32,9 @@ from shared.db import get_engine, transaction
 from shared.engines.clients import billing
 from shared.engines.clients.billing import Reservation
 from shared.engines.leads.scoring import IcpConfig, ScoreResult, score_lead
+from shared.errors import ProviderError
 from shared.integrations.providers import build_providers
-from shared.integrations.providers.base import LeadInput, Provider, ProviderError, ProviderResult
+from shared.integrations.providers.base import LeadInput, Provider, ProviderResult
 from shared.settings import Settings, get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, ItemStatus, SkipReason
 from shared.workitems import Outcome, Started

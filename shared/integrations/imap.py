@@ -19,25 +19,19 @@ import logging
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import NamedTuple
 
 from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
 from imap_tools.mailbox import BaseMailBox
+
+from shared.errors import ImapError
+from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
 
 FETCH_BULK = 50  # messages per FETCH command: bounded memory, few round trips
 DEFAULT_LIMIT = 500  # messages per call; the caller loops with the returned cursor
 TIMEOUT_S = 30.0
-
-
-class TlsMode(str, Enum):
-    """How the connection is secured: implicit TLS (993), STARTTLS (143), or none (local test server only)."""
-
-    TLS = "tls"
-    STARTTLS = "starttls"
-    NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -74,13 +68,6 @@ class FetchResult(NamedTuple):
     cursor: Cursor
     rescanned: bool  # UIDVALIDITY changed (or no cursor yet): everything was read from the start
     more: bool  # the limit was reached; call again with `cursor`
-
-
-class ImapError(Exception):
-    """The IMAP server refused or failed a request."""
-
-    def __init__(self, settings: ImapSettings, what: str) -> None:
-        super().__init__(f"IMAP {settings.username}@{settings.host}:{settings.port}: {what}")
 
 
 class _RawMessage(MailMessage):

@@ -17,6 +17,8 @@ import dkim
 import dns.exception
 import dns.resolver
 
+from shared.errors import MailAuthError
+
 # What h= covers: RFC 8058 §3.1 requires the two List-Unsubscribe headers; Gmail wants From; the
 # rest keeps the thread, the date and the body's shape from being swapped. Threading headers are
 # listed even when absent (step 1), so nobody can add them later without breaking the signature.
@@ -25,10 +27,6 @@ SIGNED_HEADERS: tuple[str, ...] = (
     "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 )
 DNS_TIMEOUT_S = 5.0
-
-
-class MailAuthError(Exception):
-    """Mail authentication failed."""
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,7 @@ from email.message import EmailMessage
 from dotenv import dotenv_values
 
 from shared.db import is_transient
-
-DEFERRED, REFUSED, BOUNCED, MAILBOX, IN_DOUBT = "deferred", "refused", "bounced", "mailbox", "in_doubt"
-_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+from shared.errors import BOUNCED, DEFERRED, IN_DOUBT, MAILBOX, REFUSED, SmtpError, enhanced_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,39 +55,6 @@ def lookup_secret(name: str | None) -> str | None:
     if value is None:
         value = dotenv_values(".env").get(name)
     return value
-
-
-class SmtpError(Exception):
-    """An SMTP exchange did not deliver the message; `outcome` says what that means (see the module)."""
-
-    def __init__(self, message: str, *, stage: str, outcome: str, code: int | None = None, reply: str = "",
-                 transient: bool = False) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.outcome = outcome
-        self.code = code
-        self.reply = reply  # the server's words after the code
-        self.transient = transient
-
-    @property
-    def status(self) -> str | None:
-        """The enhanced status code ("5.1.1") or else the bare reply code ("550"); None without a reply."""
-        return enhanced_status(self.reply) or (str(self.code) if self.code is not None else None)
-
-    @property
-    def data_started(self) -> bool:
-        """True when the message may have been delivered (the final dot went out, no reply came)."""
-        return self.outcome == IN_DOUBT
-
-    @property
-    def permanent(self) -> bool:
-        return self.outcome in (REFUSED, BOUNCED) or (self.outcome == MAILBOX and not self.transient)
-
-
-def enhanced_status(text: str) -> str | None:
-    """The RFC 3463 enhanced status code a reply text starts with ("5.1.1"), or None."""
-    m = _ENHANCED.match(text)
-    return ".".join(m.groups()) if m else None
 
 
 def _text(reply: bytes | str) -> str:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from orchestrator import deploy, worker
 from orchestrator.cli import deploy as cli_deploy
-from orchestrator.deploy import DeployError
+from shared.errors import DeployError
 
 GIT = "https://github.com/acme/outbound.git"
 

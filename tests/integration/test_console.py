@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from shared.engines.users import users
 from shared.engines.batches import batches
+from shared.errors import SignInRefused
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, post_form, sign_in
 from web.app import create_app
@@ -202,7 +203,7 @@ def test_users_cli_adds_lists_changes_passwords_and_refuses_bad_input(engine):
     with engine.begin() as conn:
         assert users.authenticate(conn, "jane@client.example", "another long password").client_name == "acme"
     assert runner.invoke(cli, ["users", "disable", "jane@client.example"]).exit_code == 0
-    with engine.begin() as conn, pytest.raises(users.SignInRefused):
+    with engine.begin() as conn, pytest.raises(SignInRefused):
         users.authenticate(conn, "jane@client.example", "another long password")
 
 

@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from demo.run import SAMPLE, run_demo
+from shared.errors import SignInRefused
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def test_demo_runs_the_main_job(engine, prefect_harness, env, tmp_path):
     # each account has its own password: the viewer's does not open the operator account (issue 17)
     assert summary["console"]["viewer_password"] != summary["console"]["password"]
     with get_engine().begin() as conn:
-        with pytest.raises(users.SignInRefused):
+        with pytest.raises(SignInRefused):
             users.authenticate(conn, summary["console"]["operator"], summary["console"]["viewer_password"])
     # the demo's settings and log handler were for the demo only
     import logging

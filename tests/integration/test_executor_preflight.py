@@ -9,7 +9,8 @@ import pytest
 from modal.exception import NotFoundError
 
 from modal_apps import enrichment
-from orchestrator.executor import ExecutorUnavailable, LocalExecutor, ModalExecutor
+from orchestrator.executor import LocalExecutor, ModalExecutor
+from shared.errors import ExecutorUnavailable, ProviderConfigError
 from shared.integrations import providers
 from tests.modal_function import RemoteCall
 
@@ -102,7 +103,7 @@ def test_orchestrator_main_fails_before_claiming_anything_and_lets_go(engine, pr
     with engine.begin() as conn:
         client = factories.client(conn, credits=10)
         batch = factories.batch(conn, client, factories.leads(conn, client, 5), status="launched")
-    with pytest.raises(providers.ProviderConfigError, match="APOLLO_API_KEY"):
+    with pytest.raises(ProviderConfigError, match="APOLLO_API_KEY"):
         orchestrator_main(batch_id=batch)
     with engine.begin() as conn:
         assert workitems.counts(conn, batch) == {"PENDING": 5}

@@ -31,7 +31,7 @@ from shared import errors
 from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import store, suppression, templates
-from shared.errors import Busy
+from shared.errors import Busy, TemplateProblem
 from tests import factories
 from tests.console_helpers import PASSWORD, SECRET, accounts, csrf_of, sign_in
 from web.app import create_app
@@ -281,9 +281,9 @@ def test_every_imported_text_field_is_one_clean_line(engine, tmp_path):
 def test_a_template_cannot_render_100_mb():
     tracemalloc.start()
     try:
-        with pytest.raises(templates.TemplateProblem, match=r"step 3: the template renders more than 100,000"):
+        with pytest.raises(TemplateProblem, match=r"step 3: the template renders more than 100,000"):
             templates.render_step(templates.StepTemplate(3, "hi", "{{ 'a' * 10**8 }}"), {})
-        with pytest.raises(templates.TemplateProblem, match="step 2"):
+        with pytest.raises(TemplateProblem, match="step 2"):
             templates.render_step(templates.StepTemplate(2, "{% for i in range(99999) %}{{ 'abc' }}{% endfor %}",
                                                          "x"), {})
         peak = tracemalloc.get_traced_memory()[1]

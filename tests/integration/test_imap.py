@@ -11,8 +11,9 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.engines.replies import classify, dedupe_key, is_inbound, match_keys, parse_bytes
 from shared.engines.replies.webhooks import verify_standard
+from shared.errors import ImapError
 from shared.mailids import legacy_message_id
-from shared.integrations.imap import Cursor, ImapError, fetch_new, find_message_ids, sent_folder
+from shared.integrations.imap import Cursor, fetch_new, find_message_ids, sent_folder
 from tests.email_servers import ImapServer, imap_server  # noqa: F401  (pytest fixture)
 from tests.unit.replies_samples import MAIL_DIR, OUR_DOMAIN, STEP1_ID, STEP2_ID, VERP_SECRET
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.engines.leads.importer import MEMORY_CEILING_BYTES, NotARegularFile, import_csv
+from shared.engines.leads.importer import MEMORY_CEILING_BYTES, import_csv
+from shared.errors import NotARegularFile
 from tests import factories
 
 pytestmark = pytest.mark.integration

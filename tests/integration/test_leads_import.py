@@ -11,12 +11,8 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from shared.engines.leads.importer import (
-    ImportReport,
-    MissingEmailColumn,
-    import_csv,
-)
-from shared.errors import NotFound
+from shared.engines.leads.importer import ImportReport, import_csv
+from shared.errors import MissingEmailColumn, NotFound
 from tests import factories
 
 pytestmark = pytest.mark.integration

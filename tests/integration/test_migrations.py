@@ -7,6 +7,8 @@ from sqlalchemy import create_engine, inspect, pool, text
 
 from shared import migrate
 from shared.models import Base
+from shared.status import values
+from tests.enum_columns import ENUM_COLUMNS, own_lists
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +44,16 @@ def test_models_match_the_migrations(database_url, engine):
 def test_head_is_applied(database_url, engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == migrate.current(database_url)
+
+
+def test_the_databases_checks_accept_exactly_each_enums_values(database_url, engine):
+    """After `upgrade head`, each enum-backed column's CHECK (pg_constraint) lists the enum's values, no more."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT rel.relname, con.conname, pg_get_constraintdef(con.oid) FROM pg_constraint con "
+            "JOIN pg_class rel ON rel.oid = con.conrelid JOIN pg_namespace ns ON ns.oid = rel.relnamespace "
+            "WHERE con.contype = 'c' AND ns.nspname = 'public'")).all()
+    found = own_lists([tuple(row) for row in rows])
+    assert set(found) == set(ENUM_COLUMNS)
+    for key, enum in ENUM_COLUMNS.items():
+        assert found[key] == frozenset(values(enum)), f"{key}: database {sorted(found[key])}, enum {values(enum)}"

@@ -9,12 +9,12 @@ from sqlalchemy import text
 
 from modal_apps import outreach as outreach_app
 from orchestrator.executor import ModalExecutor
-from orchestrator.flows.outreach import OutreachRunFailed, outreach_pass, outreach_run, run_passes
+from orchestrator.flows.outreach import outreach_pass, outreach_run, run_passes
 from shared.engines.outreach import store
 from shared.engines.campaigns import campaigns
 from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import sequences
-from shared.engines.outreach.sending import OutreachConfigError
+from shared.errors import OutreachConfigError, OutreachRunFailed
 from shared.settings import environment
 from tests import factories
 from tests.email_sink import smtp_sink

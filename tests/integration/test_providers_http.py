@@ -21,9 +21,10 @@ from werkzeug import Request, Response
 
 from devkit.net import free_port
 from devkit.sandbox import SandboxProvider, fake_record, is_hit, serve
-from shared.integrations.providers import ProviderConfigError, build_providers, close_providers, preflight
+from shared.errors import ProviderConfigError, ProviderError
+from shared.integrations.providers import build_providers, close_providers, preflight
 from shared.integrations.providers.apollo import ApolloProvider
-from shared.integrations.providers.base import LeadInput, Provider, ProviderError
+from shared.integrations.providers.base import LeadInput, Provider
 from shared.integrations.providers.heuristics import HeuristicsProvider
 from shared.integrations.providers.http import HttpClient, parse_retry_after
 from shared.integrations.providers.hunter import HunterProvider

@@ -21,9 +21,8 @@ from orchestrator.flows.enrichment import enrichment_daily
 from orchestrator.flows.sweep import batch_sweep
 from shared import db, workitems
 from shared.engines.batches import batches
-from shared.engines.batches.batches import BatchIsDraft
-from shared.errors import NotFound
 from devkit import sandbox
+from shared.errors import BatchIsDraft, BatchTakenOver, NotAnEnrichmentBatch, NotFound
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -196,7 +195,7 @@ def test_take_is_exclusive_until_the_heartbeat_goes_stale(engine):
         assert not batches.heartbeat(conn, b, "A")  # A learns it lost the batch
         assert batches.heartbeat(conn, b, "B")
     claims = batches.chunks(engine, b, 2, runner_id="A")
-    with pytest.raises(batches.BatchTakenOver):
+    with pytest.raises(BatchTakenOver):
         next(claims)
     assert next(batches.chunks(engine, b, 2, runner_id="B"))
 
@@ -233,7 +232,7 @@ def test_send_batches_are_never_taken_or_swept_as_enrichment(engine):
         conn.execute(text("UPDATE batches SET kind = 'send', status = 'running', "
                           "heartbeat_at = now() - interval '1 hour' WHERE id = :b"), {"b": b})
         assert b not in [s.batch_id for s in batches.stalled(conn, stale_seconds=60, launch_grace_seconds=60)]
-    with engine.begin() as conn, pytest.raises(batches.NotAnEnrichmentBatch, match="outreach_run"):
+    with engine.begin() as conn, pytest.raises(NotAnEnrichmentBatch, match="outreach_run"):
         batches.take(conn, b, "A", flow_run_id=None, stale_seconds=60, allow_draft=True)
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from shared.engines.leads.scoring import IcpConfig, IcpError, load_icp, rescore_campaign, score_lead
+from shared.engines.leads.scoring import IcpConfig, load_icp, rescore_campaign, score_lead
+from shared.errors import IcpError
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
 from orchestrator import deploy
-from shared.settings import DeploymentConfigError, Settings, check_deployed
+from shared.errors import DeploymentConfigError
+from shared.settings import Settings, check_deployed
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.emails import InvalidEmail, normalize_email
+from shared.emails import normalize_email
+from shared.errors import InvalidEmail
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~"
 # Pieces that make the validator's rules bite: dots, hyphens, digits, case, IDN, specials, long labels.

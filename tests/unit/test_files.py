@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from shared.files import OutputFileError, atomic_write
+from shared.errors import OutputFileError
+from shared.files import atomic_write
 
 
 def test_creates_a_new_file_and_leaves_no_temp(tmp_path):

@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from shared.engines.leads.scoring import (
-    MAX_ICP_BYTES,
-    MAX_ICP_LIST_ITEMS,
-    MAX_ICP_STRING_CHARS,
-    IcpConfig,
-    IcpError,
-    load_icp_json,
-)
+from shared.engines.leads.scoring import MAX_ICP_BYTES, MAX_ICP_LIST_ITEMS, MAX_ICP_STRING_CHARS, IcpConfig, load_icp_json
+from shared.errors import IcpError
 
 
 @pytest.mark.parametrize(

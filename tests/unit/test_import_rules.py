@@ -14,18 +14,8 @@ from hypothesis import strategies as st
 from nameparser import HumanName
 
 from shared.csvsafe import is_dangerous, safe_cell
-from shared.engines.leads.importer import (
-    MissingEmailColumn,
-    decode_bytes,
-    email_problem,
-    header_key,
-    map_headers,
-    normalize_domain,
-    parse_rows,
-    read_header,
-    sniff_delimiter,
-    split_full_name,
-)
+from shared.engines.leads.importer import decode_bytes, email_problem, header_key, map_headers, normalize_domain, parse_rows, read_header, sniff_delimiter, split_full_name
+from shared.errors import MissingEmailColumn
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from orchestrator import deploy
 from orchestrator.cli import app
-from orchestrator.deploy import DeployError
+from shared.errors import DeployError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -93,7 +93,8 @@ for name in %r:
     importlib.import_module(name)
 import orchestrator, shared
 print("from:", shared.__file__, orchestrator.__file__)
-from shared.integrations.providers import ProviderConfigError, preflight
+from shared.errors import ProviderConfigError
+from shared.integrations.providers import preflight
 from shared.settings import Settings
 try:
     preflight(Settings(provider_order="heuristics,sandbox", sandbox_url="http://127.0.0.1:8765"))

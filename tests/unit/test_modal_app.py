@@ -92,7 +92,8 @@ def test_no_app_mounts_devkit_or_a_dev_server(module):
 def test_a_worker_without_devkit_refuses_the_sandbox_by_name_and_auto_leaves_it_out(tmp_path):
     """In the worker's image (no devkit), PROVIDER_ORDER=sandbox fails preflight naming it; auto skips it."""
     code = """
-from shared.integrations.providers import ProviderConfigError, preflight
+from shared.errors import ProviderConfigError
+from shared.integrations.providers import preflight
 from shared.settings import Settings
 try:
     preflight(Settings(provider_order="heuristics,sandbox", sandbox_url="http://127.0.0.1:8765"))

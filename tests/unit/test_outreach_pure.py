@@ -60,7 +60,8 @@ def test_ramp_cap_grows_per_day_up_to_the_ceiling_and_the_smallest_limit_wins():
 
 
 def test_a_step_that_cannot_render_is_a_template_problem_in_the_activation_reports_words():
-    from shared.engines.outreach.templates import StepTemplate, TemplateProblem, dry_render, lead_context, render_step
+    from shared.engines.outreach.templates import StepTemplate, dry_render, lead_context, render_step
+    from shared.errors import TemplateProblem
 
     step = StepTemplate(2, "Hi {{ first_name }}", "About {{ company_name }} {{ ''.__class__.__mro__ }}")
     lead = {"id": 7, "email": "ann@x.test", "first_name": "Ann", "company_name": None}

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.engines.replies import KINDS, classify, parse_bytes
+from shared.engines.replies import classify, parse_bytes
+from shared.status import InboundKind, values
 from shared.engines.replies.classify import reply_text
 from tests.unit.replies_samples import MAIL_DIR, reply, rfc3464_dsn, rfc5965_arf, sample
 
@@ -199,7 +200,7 @@ def test_bounce_outranks_auto_reply_headers_and_complaint_outranks_bounce() -> N
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000))
 def test_classify_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
-    assert classify(parse_bytes(raw)).kind in KINDS
+    assert classify(parse_bytes(raw)).kind in values(InboundKind)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -210,7 +211,7 @@ def test_classify_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 )
 def test_classify_never_raises_on_broken_reports(ctype: str, body: str, sender: str) -> None:
     raw = f"From: {sender}\r\nContent-Type: {ctype}\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n{body}\r\n--B--\r\n"
-    assert classify(parse_bytes(raw.encode("utf-8", "surrogateescape"))).kind in KINDS
+    assert classify(parse_bytes(raw.encode("utf-8", "surrogateescape"))).kind in values(InboundKind)
 
 
 @pytest.mark.parametrize(

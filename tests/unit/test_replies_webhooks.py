@@ -16,15 +16,8 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from shared.engines.replies import classify
-from shared.engines.replies.webhooks import (
-    BadSignature,
-    BodyTooLarge,
-    MalformedMessage,
-    StaleTimestamp,
-    check_size,
-    verify_mailgun,
-    verify_standard,
-)
+from shared.engines.replies.webhooks import check_size, verify_mailgun, verify_standard
+from shared.errors import BadSignature, BodyTooLarge, MalformedMessage, StaleTimestamp
 from tests.unit.replies_samples import MAIL_DIR
 
 SECRET = "whsec_" + base64.b64encode(b"a-32-byte-test-secret-for-hooks!").decode()

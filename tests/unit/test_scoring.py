@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.errors import IcpError
 from shared.lead_rules import classify_title, is_free_mail
-from shared.engines.leads.scoring import IcpConfig, IcpError, ScoreResult, score_lead
+from shared.engines.leads.scoring import IcpConfig, ScoreResult, score_lead
 from shared.integrations.providers.base import LeadInput
 from shared.integrations.providers.heuristics import HeuristicsProvider
 

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.status import (
-    TERMINAL,
-    TRANSITIONS,
-    BatchStatus,
-    IllegalTransition,
-    ItemStatus,
-    batch_outcome,
-    can_move,
-    check_outcome,
-    recovery_target,
-)
+from shared.errors import IllegalTransition
+from shared.status import TERMINAL, TRANSITIONS, BatchStatus, ItemStatus, batch_outcome, can_move, check_outcome, recovery_target
 from shared.workitems import Outcome
 
 

@@ -20,21 +20,20 @@ from fastapi.responses import Response, StreamingResponse
 from shared.engines.batches import views as q
 from shared.engines.batches import batches
 from shared.errors import NotFound
-from shared.status import BatchStatus
+from shared.status import FINISHED_BATCH
 from web.console.deps import (PREFIX, Conn, Operator, Page, PostedForm, SessionDep, Viewer, client_filter,
                               form_int, in_scope, path_id, redirect)
 from web.state import Web
 
 EVENT_POLL_SECONDS = 1.0  # how often a watched batch is read again
 EVENT_STREAM_MAX_SECONDS = 15 * 60  # then the browser's EventSource reconnects (re-checking the session)
-FINISHED = {BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.CANCELLED}
 
 
 def _live(p: dict[str, Any]) -> dict[str, Any]:
     """The JSON an event carries: only what the page updates."""
     return {"status": p["status"], "counts": p["counts"], "total": p["total"], "skip_reasons": p["skip_reasons"],
             "credits_spent": p["credits_spent"], "provider_calls": p["provider_calls"],
-            "finished": p["status"] in FINISHED}
+            "finished": p["status"] in FINISHED_BATCH}
 
 
 router = APIRouter(prefix=PREFIX)

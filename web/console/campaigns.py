@@ -19,9 +19,9 @@ from sqlalchemy import Connection
 from shared import ids
 from shared.engines.campaigns import campaigns
 from shared.engines.campaigns import views as q
-from shared.engines.campaigns.campaigns import CampaignStatus
 from shared.engines.clients import clients
 from shared.engines.mailboxes import views as mailbox_views
+from shared.status import CampaignStatus
 from shared.engines.outreach import forecast as forecasting
 from shared.errors import Busy, NotFound
 from web.console.charts import stacked_bars

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from shared import db
 from shared.engines.users import users
 from shared.engines.users.users import Principal
+from shared.errors import SignInRefused
 from web.console.auth import LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, SESSION_SECONDS
 from web.console.deps import (PREFIX, Console, ConsoleState, PostedForm, SignedIn, read_form, redirect, render,
                               text_field)
@@ -48,11 +49,11 @@ async def login_form(web: Web, console: Console, next: str | None = None, error:
     return _form(web, console, next=_safe_next(next), error=error)
 
 
-def _attempt(web: WebState, email: str, password: str) -> Principal | users.SignInRefused:
+def _attempt(web: WebState, email: str, password: str) -> Principal | SignInRefused:
     with db.transaction(web.engine()) as conn:  # failed attempts must be committed, so not raised out
         try:
             return users.authenticate(conn, email, password)
-        except users.SignInRefused as exc:
+        except SignInRefused as exc:
             return exc
 
 
@@ -71,7 +72,7 @@ async def login(form: LoginForm, web: Web, console: Console) -> Response:
     email, password = text_field(form.get("email")) or "", text_field(form.get("password")) or ""
     outcome = await run_in_threadpool(_attempt, web, email, password)
     target = _safe_next(text_field(form.get("next")))
-    if isinstance(outcome, users.SignInRefused):
+    if isinstance(outcome, SignInRefused):
         log.info("console: sign-in refused (%s)", type(outcome).__name__)
         return _form(web, console, status=401, next=target, error=str(outcome), email=email)
     value, _session = console.sessions.issue(outcome.user_id, outcome.session_epoch)

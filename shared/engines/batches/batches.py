@@ -12,8 +12,8 @@ from sqlalchemy import Connection, Engine, text
 
 from shared import csvsafe, db, liveness, workitems
 from shared.engines.clients import billing
+from shared.errors import BatchCancelled, BatchIsDraft, BatchTakenOver, NotAnEnrichmentBatch, NotFound
 from shared.files import atomic_write
-from shared.errors import NotFound
 from shared.settings import get_settings
 from shared.status import ACTIVE_SUBSCRIPTIONS, BatchStatus, batch_outcome
 
@@ -131,22 +131,6 @@ def record_flow_run(conn: Connection, batch_id: int, flow_run_id: str) -> bool:
     return conn.execute(
         text("UPDATE batches SET flow_run_id = :run WHERE id = :b AND status = 'launched' AND flow_run_id IS NULL "
              "RETURNING id"), {"run": flow_run_id, "b": batch_id}).first() is not None
-
-
-class BatchIsDraft(ValueError):
-    """The batch is a draft: nothing launched it, so no orchestrator may start it on its own."""
-
-
-class NotAnEnrichmentBatch(ValueError):
-    """The batch holds outreach sends: outreach_run works it, never orchestrator_main's enrichment engine."""
-
-
-class BatchTakenOver(RuntimeError):
-    """Another orchestrator took the batch over (this one missed its heartbeats): stop dispatching."""
-
-
-class BatchCancelled(BatchTakenOver):
-    """The batch was cancelled while it ran: stop dispatching, let in-flight items finish."""
 
 
 def status(conn: Connection, batch_id: int) -> str | None:

@@ -9,7 +9,6 @@ before enrichment) and `activate` (every enrolled lead dry-rendered for every st
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -17,15 +16,7 @@ from sqlalchemy import Connection, text
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import templates
 from shared.errors import AlreadyExists, CampaignInvalid, NotFound
-
-
-class CampaignStatus(StrEnum):
-    """A campaign's status (the CHECK on campaigns.status)."""
-
-    DRAFT = "draft"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    COMPLETED = "completed"
+from shared.status import CampaignStatus
 
 
 def create_campaign(conn: Connection, client_id: int, name: str, *,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 from shared.engines.outreach import templates, timezones
 from shared.engines.outreach.timezones import Window
 from shared.errors import OutreachError
+from shared.status import DelayUnit, values
 
 
 def set_schedule(conn: Connection, client_id: int, campaign_id: int, *, weekdays: Sequence[int] = (1, 2, 3, 4, 5),
@@ -37,7 +38,7 @@ def set_step(conn: Connection, client_id: int, campaign_id: int, *, step: int, s
              delay_amount: int = 0, delay_unit: str = "business_days") -> None:
     templates.check_syntax(subject, where=f"step {step} subject")
     templates.check_syntax(body, where=f"step {step} body")
-    if delay_unit not in ("business_days", "days"):
+    if delay_unit not in values(DelayUnit):
         raise OutreachError(f"delay unit must be business_days or days, got {delay_unit!r}")
     if conn.execute(text("SELECT 1 FROM sequences WHERE campaign_id = :camp AND client_id = :c"),
                     {"camp": campaign_id, "c": client_id}).first() is None:

@@ -19,6 +19,7 @@ from shared.engines.outreach import forecast as forecasting
 from shared import errors
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import sending, templates
+from shared.errors import TemplateProblem
 
 PREVIEW_LEADS_SHOWN = 200  # leads offered in the preview's select (a campaign can have thousands)
 
@@ -106,7 +107,7 @@ def previews(step_rows: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | N
                     item["subject"] = first_subject = r.subject
                 elif first_subject is not None:  # what goes out: step 1's thread, not this step's template
                     item["subject"] = sending.follow_up_subject(first_subject)
-            except templates.TemplateProblem as exc:
+            except TemplateProblem as exc:
                 item["problem"] = f"lead {lead['id']} {lead['email']}: {exc}"  # type: ignore[index]
         out.append(item)
     return out

@@ -9,22 +9,13 @@ key reports the amount it was first applied with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from shared.engines.clients import billing
 from shared.errors import AlreadyExists, KeyConflict, NotFound
-
-
-class Subscription(StrEnum):
-    """A client's subscription (the CHECK on clients.subscription_status)."""
-
-    TRIALING = "trialing"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-    CANCELLED = "cancelled"
+from shared.status import Subscription
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,11 @@ from sqlalchemy import Connection, Engine, text
 from shared import csvsafe
 from shared.csvsafe import FORMULA_CHARS, LEADING_CONTROL, safe_cell
 from shared.db import get_engine, transaction
-from shared.emails import InvalidEmail, normalize_email
+from shared.emails import normalize_email
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
-from shared.files import OutputFileError, atomic_write
+from shared.errors import InvalidEmail, LeadImportError, MissingEmailColumn, NotARegularFile, OutputFileError
+from shared.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +117,6 @@ _HOST_LABEL = re.compile(r"[^\W_](?:[\w\-]*[^\W_])?")
 _SEP_LINE = re.compile(r"sep=(.)\s*", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")
-
-
-class LeadImportError(Exception):
-    """The file cannot be imported at all; nothing was written."""
-
-
-class NotARegularFile(LeadImportError):
-    def __init__(self, path: Path, kind: str) -> None:
-        super().__init__(f"{path} is {kind}, not a regular file: nothing was read")
-
-
-class MissingEmailColumn(LeadImportError):
-    def __init__(self, columns: Sequence[str], *, looks_like_data: bool = False) -> None:
-        found = ", ".join(repr(c) for c in columns) or "none"
-        hint = " (the first row looks like data: add a header row)" if looks_like_data else ""
-        super().__init__(f"no email column found; columns in the file: {found}{hint}")
-        self.columns = list(columns)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from sqlalchemy import Connection, Engine, text
 
 from shared.db import transaction
+from shared.errors import IcpError
 from shared.lead_rules import classify_title, is_disposable, is_free_mail, is_role_address
 
 BREAKDOWN_VERSION = 1
@@ -61,14 +62,6 @@ _COUNTRY_ALIASES = {
 
 _NUMBER = re.compile(r"\d[\d,_]*(?:\.\d+)?")
 _EMAIL_STATUS_CREDIT = {"valid": 1.0, "risky": 0.5, "accept_all": 0.5, "catch_all": 0.5, "unknown": 0.25}
-
-
-class IcpError(ValueError):
-    """A campaign's ICP JSON is not valid; `fields` names every offending field (dotted paths)."""
-
-    def __init__(self, message: str, fields: Sequence[str]) -> None:
-        super().__init__(message)
-        self.fields = tuple(fields)
 
 
 class _Strict(BaseModel):

@@ -15,6 +15,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from shared.errors import NoSlot
+
 SECONDS_PER_DAY = 86_400
 # Sends that may have reached someone hold a slot of the rolling 24 h cap; failed and deferred ones
 # never did. SQL over `messages s`, used by every count of the cap (here and in store).
@@ -78,14 +80,6 @@ _RESERVE = text(
     RETURNING m.id
     """
 )
-
-
-class NoSlot(Exception):
-    """The mailbox has no slot now: paused, backing off, inside its gap, or at its cap for the rolling 24 h."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,

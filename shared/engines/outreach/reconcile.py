@@ -16,8 +16,10 @@ from sqlalchemy import Engine, text
 
 from shared.db import transaction
 from shared.engines.outreach import sending
+from shared.errors import ImapError
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
+from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,11 @@ def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_secon
             log.warning("mailbox_id=%s: %d in-doubt messages not checked: %s", mailbox_id, len(group), why)
             continue
         settings = imap.ImapSettings(box.imap_host, box.imap_port or 993, box.username or box.from_address, password,
-                                     tls=imap.TlsMode(box.imap_tls_mode))
+                                     tls=TlsMode(box.imap_tls_mode))
         try:
             folder = box.sent_folder or imap.sent_folder(settings)
             found = imap.find_message_ids(settings, folder, [r.message_id for r in group])
-        except imap.ImapError as exc:
+        except ImapError as exc:
             for r in group:
                 result.unchecked[r.id] = str(exc)
             log.warning("mailbox_id=%s: Sent folder unreadable: %s", mailbox_id, exc)

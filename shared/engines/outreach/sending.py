@@ -7,7 +7,7 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
    'sending' — committed *before* any SMTP command;
 3. SMTP, one message per transaction, each reply taken as the definite answer it is (RFC 5321,
-   `smtp.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
+   `errors.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
    the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
    'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
    replies engine's bounce path; the mailbox's own server failing (connection, TLS, AUTH, 421,
@@ -39,6 +39,7 @@ from shared import leases, liveness, mailids, workitems
 from shared.db import get_engine, transaction
 from shared.engines.outreach import capacity, retry, suppression, templates, timezones
 from shared.engines.replies import ingest
+from shared.errors import BOUNCED, DEFERRED, IN_DOUBT, REFUSED, NoSlot, OutreachConfigError, SmtpError
 from shared.integrations import mailauth, smtp
 from shared.leases import SEND_LEASE_SECONDS
 from shared.settings import Settings, get_settings
@@ -221,7 +222,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
         return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
     try:
         capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now)
-    except capacity.NoSlot as exc:
+    except NoSlot as exc:
         return None, exc.reason, ctx
     rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
                                 templates.lead_context(ctx._mapping, ctx._mapping))
@@ -264,10 +265,6 @@ def _dkim_signed(ctx: Any, msg: EmailMessage, domain: str) -> bytes | None:
         return None
     key = mailauth.private_key(ctx.dkim_secret_name, smtp.lookup_secret(ctx.dkim_secret_name))
     return mailauth.sign(msg.as_bytes(policy=policy.SMTP), domain=domain, selector=ctx.dkim_selector, private_key=key)
-
-
-class OutreachConfigError(ValueError):
-    """Outreach cannot send with these settings; the message names the setting (never its value)."""
 
 
 def preflight(settings: Settings | None = None) -> None:
@@ -353,7 +350,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
     try:
         reply = smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
                           recipient=ctx.email, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
-    except smtp.SmtpError as exc:
+    except SmtpError as exc:
         _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog, now)
         return
     if after_reply is not None:
@@ -395,10 +392,10 @@ def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetim
         {"s": row.step, "t": sent_at, "due": due, "m": row.mailbox_id, "last": last, "e": e.id})
 
 
-def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError,
+def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: SmtpError,
                    report: SendReport, ilog: SendLog, now: datetime) -> None:
     with transaction(engine) as conn:
-        if exc.outcome == smtp.IN_DOUBT:
+        if exc.outcome == IN_DOUBT:
             # RFC 1047: the server may have accepted it. Never resend on our own; hold the lead.
             conn.execute(text("UPDATE messages SET status = 'in_doubt', error = :e, updated_at = now() "
                               "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
@@ -408,18 +405,18 @@ def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc
             report.in_doubt += 1
             ilog.warning("in doubt after the final dot (not resent): %s", exc)
             return
-        if exc.outcome == smtp.DEFERRED:
+        if exc.outcome == DEFERRED:
             _deferred(conn, item, message_pk, ctx, exc, report, ilog, now)
             return
         conn.execute(text("UPDATE messages SET status = 'failed', error = :e, updated_at = now() "
                           "WHERE id = :id AND status = 'sending'"), {"e": str(exc), "id": message_pk})
         report.failed += 1
-        if exc.outcome == smtp.BOUNCED:
+        if exc.outcome == BOUNCED:
             outcome = ingest.bounced_at_send(conn, message_pk=message_pk, client_id=ctx.client_id, code=exc.status)
             _finish_failed(conn, item, f"refused at RCPT ({outcome}): {exc}")
             report.bounced += 1
             ilog.warning("recipient refused, hard bounce: %s (%s)", exc, outcome)
-        elif exc.outcome == smtp.REFUSED:
+        elif exc.outcome == REFUSED:
             conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = 'rejected' WHERE id = :e "
                               "AND status IN ('active', 'held')"), {"e": ctx.enrollment_id})
             _finish_failed(conn, item, f"refused ({exc.stage}): {exc}")
@@ -437,7 +434,7 @@ def _finish_failed(conn: Connection, item: Started, error: str) -> None:
     workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED, error=error[:500])])
 
 
-def _deferred(conn: Connection, item: Started, message_pk: int, ctx: Any, exc: smtp.SmtpError, report: SendReport,
+def _deferred(conn: Connection, item: Started, message_pk: int, ctx: Any, exc: SmtpError, report: SendReport,
               ilog: SendLog, now: datetime) -> None:
     """4xx: not delivered. The step is due again after the backoff, same row and Message-ID, or fails at the end."""
     deferrals = conn.execute(text("UPDATE messages SET deferrals = deferrals + 1 WHERE id = :id RETURNING deferrals"),
@@ -462,7 +459,7 @@ def _deferred(conn: Connection, item: Started, message_pk: int, ctx: Any, exc: s
     ilog.info("deferred #%d, retry at %s: %s", deferrals, at.isoformat(), exc)
 
 
-def _mailbox_failed(conn: Connection, ctx: Any, exc: smtp.SmtpError, now: datetime) -> bool:
+def _mailbox_failed(conn: Connection, ctx: Any, exc: SmtpError, now: datetime) -> bool:
     """Count one failure per backoff step of an active mailbox (concurrent sends that fail together count
     once, a paused one no more); True: this failure paused it."""
     row = conn.execute(

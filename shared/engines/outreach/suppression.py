@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from shared import csvsafe, ids
 from shared.csvsafe import safe_cell
+from shared.errors import UnreadableFile
 
 TOKEN_MAC_BYTES = 16
 ONE_CLICK_SOURCE = "one-click"  # `suppressions.source` of an RFC 8058 one-click unsubscribe (web.app)
@@ -103,10 +104,6 @@ def unsubscribe_message(conn: Connection, message_pk: int, *, source: str) -> di
                       "WHERE lead_id = :l AND client_id = :c AND status IN ('active', 'held')"),
                  {"l": row.lead_id, "c": row.client_id})
     return {"email": row.email}
-
-
-class UnreadableFile(ValueError):
-    """The file is not a CSV this import can read; nothing was imported."""
 
 
 def import_csv(conn: Connection, client_id: int, path: Path, *, reason: str = "imported") -> tuple[int, list[str]]:

@@ -20,6 +20,8 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedErro
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from shared.errors import RenderTooLarge, TemplateProblem
+
 # What a template may use about a lead (the lead's own columns, plus enrichment under `enrichment`).
 LEAD_VARIABLES = ("email", "first_name", "last_name", "title", "company_name", "company_domain", "phone",
                   "country", "linkedin_url")
@@ -27,10 +29,6 @@ LEAD_VARIABLES = ("email", "first_name", "last_name", "title", "company_name", "
 RENDER_MAX_CHARS = 100_000  # an email body is a few kB; more is a template bug or an attack
 _TOO_LARGE = f"the template renders more than {RENDER_MAX_CHARS:,} characters"
 _POWER_MAX_BITS = 4096  # `10**8` is fine, `10**10**10` would not finish
-
-
-class RenderTooLarge(ValueError):
-    """A template would render more than RENDER_MAX_CHARS characters."""
 
 
 def _sized(value: Any) -> int | None:
@@ -73,10 +71,6 @@ def _render_capped(template: Template, ctx: Mapping[str, Any]) -> str:
 _ENV = _BoundedSandbox(undefined=StrictUndefined, finalize=lambda v: "" if v is None else v,
                        autoescape=False, keep_trailing_newline=True)
 _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute '|)([A-Za-z_][A-Za-z0-9_]*)'")
-
-
-class TemplateProblem(ValueError):
-    """A step template cannot be rendered for a lead."""
 
 
 @dataclass(frozen=True, slots=True)

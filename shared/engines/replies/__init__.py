@@ -11,8 +11,8 @@ The pieces the replies flow and the webhook endpoint compose:
 
 from __future__ import annotations
 
-from shared.engines.replies.classify import KINDS, Classification, classify
+from shared.engines.replies.classify import Classification, classify
 from shared.engines.replies.matching import MatchKey, dedupe_key, is_inbound, match_keys
 from shared.engines.replies.mime import parse_bytes
 
-__all__ = ["KINDS", "Classification", "MatchKey", "classify", "dedupe_key", "is_inbound", "match_keys", "parse_bytes"]
+__all__ = ["Classification", "MatchKey", "classify", "dedupe_key", "is_inbound", "match_keys", "parse_bytes"]

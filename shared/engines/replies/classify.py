@@ -40,17 +40,15 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Literal
 
 from mailparser_reply import EmailReplyParser
 
 from shared.engines.replies import bounces
 from shared.engines.replies.mime import body_text, header, sender
+from shared.status import InboundKind
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["human_reply", "auto_reply", "unsubscribe_request", "hard_bounce", "soft_bounce", "complaint"]
-KINDS: tuple[Kind, ...] = ("human_reply", "auto_reply", "unsubscribe_request", "hard_bounce", "soft_bounce", "complaint")
 
 REPLY_LANGUAGES = ("en", "de", "fr", "es", "nl")
 # Long bodies are cut before phrase matching: an opt-out is said in the first lines, and a
@@ -191,7 +189,7 @@ _WS = re.compile(r"\s+")
 class Classification:
     """The verdict on one received message."""
 
-    kind: Kind
+    kind: InboundKind
     evidence: str  # which header or phrase decided it, for people: "header Auto-Submitted: auto-replied"
     recipients: tuple[str, ...] = field(default=())  # affected addresses for bounces and complaints
     status: str | None = None  # DSN status ("5.1.1") or ARF Feedback-Type ("abuse")

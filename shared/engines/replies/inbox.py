@@ -49,9 +49,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.replies import ingest, mime
-from shared.engines.replies.classify import KINDS, split_reply
+from shared.engines.replies.classify import split_reply
 from shared.errors import InboxRefused, NotFound
-from shared.status import Verdict
+from shared.status import InboundKind, Verdict, values
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200  # rows of one inbox page
@@ -146,8 +146,8 @@ def inbound(conn: Connection, *, kind: str | None = None, campaign_id: int | Non
 
     `unverified`: True only mail shown as UNVERIFIED, False only the rest, None all. `before`: the
     (received_at, id) of the last row already shown."""
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown class {kind!r} (one of {', '.join(KINDS)})")
+    if kind is not None and kind not in values(InboundKind):
+        raise ValueError(f"unknown class {kind!r} (one of {', '.join(values(InboundKind))})")
     params: dict[str, Any] = {"client": client_id, "kind": kind, "campaign": campaign_id, "mailbox": mailbox_id,
                               "unverified": unverified, "before": before, "ours": ingest.OURS}
     where = ["i.outcome IS DISTINCT FROM :ours"] + [sql for name, sql in _FILTERS.items() if params[name] is not None]
@@ -268,8 +268,8 @@ def reclassify(conn: Connection, inbound_id: int, kind: str, *, by: str) -> Recl
 
     NotFound when the message does not exist or is not visible; InboxRefused for our own mail seen
     again and for a message not processed yet (its class is about to act: reclassify it after)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown class {kind!r} (one of {', '.join(KINDS)})")
+    if kind not in values(InboundKind):
+        raise ValueError(f"unknown class {kind!r} (one of {', '.join(values(InboundKind))})")
     who = _who(by)
     row = conn.execute(
         text("SELECT id, client_id, message_pk, lead_id, campaign_id, match_kind, kind, status_code, processed_at, "

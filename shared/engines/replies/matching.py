@@ -22,14 +22,13 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from email.message import Message
-from typing import Literal
 
 from shared.engines.replies.classify import AUTO_SUBJECT_PREFIXES, BOUNCE_LOCALS, Classification
 from shared.engines.replies.mime import addresses, all_text, header, header_values, normalize_address, sender
 from shared.engines.replies.reports import parse_arf, parse_dsn
 from shared.mailids import parse_verp, referenced_ids
+from shared.status import MatchKind
 
-KeyKind = Literal["message_id", "verp", "sender_subject"]
 
 REPLY_PREFIXES: tuple[str, ...] = (
     "re", "fwd", "fw", "aw", "wg", "sv", "vs", "antw", "antwort", "tr", "rv", "res", "enc", "odp", "r",
@@ -51,7 +50,7 @@ VERP_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
 class MatchKey:
     """One way to find the send; exactly the fields of its kind are set."""
 
-    kind: KeyKind
+    kind: MatchKind
     message_id: str | None = None  # "<uuid@domain>" for kind message_id
     message_pk: int | None = None  # messages.id for kind verp
     sender: str | None = None  # normalized address for kind sender_subject

@@ -21,10 +21,12 @@ from sqlalchemy import Connection, Engine, text
 
 from shared.db import get_engine, transaction
 from shared.engines.replies import ingest
-from shared.engines.replies.webhooks import MalformedMessage, parse_message
+from shared.engines.replies.webhooks import parse_message
+from shared.errors import ImapError, MalformedMessage
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
 from shared.settings import Settings, get_settings
+from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,13 @@ def recover_mailbox(mailbox_id: int, *, engine: Engine | None = None, settings: 
         log.warning("mailbox_id=%s not recovered: %s", mailbox_id, result.error)
         return result
     account = imap.ImapSettings(box.imap_host, box.imap_port or 993, box.username or box.from_address, password,
-                                tls=imap.TlsMode(box.imap_tls_mode))
+                                tls=TlsMode(box.imap_tls_mode))
     # Leftovers of an earlier crash between store and act are acted on first.
     ingest.process_pending(engine, settings=settings, now=now, client_id=box.client_id)
     try:
         for folder in settings.reply_folder_list():
             _recover_folder(engine, settings, box, account, folder, result, now)
-    except imap.ImapError as exc:
+    except ImapError as exc:
         result.error = str(exc)
         log.warning("mailbox_id=%s recovery stopped: %s", mailbox_id, exc)
     return result

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import ClassVar, Literal
+from typing import Literal
 from urllib.parse import parse_qs
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -61,44 +61,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from shared.engines.replies.matching import dedupe_key
 from shared.engines.replies.mime import header, parse_bytes, sender
 from shared.engines.replies.trust import AuthResult
+from shared.errors import BadSignature, BodyTooLarge, MalformedMessage, StaleTimestamp
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # 25 MiB: the common provider limit on a received message
 TOLERANCE_S = 5 * 60  # seconds a signed timestamp may be off, both schemes
 Source = Literal["standard_webhooks", "mailgun"]
-
-
-class WebhookError(Exception):
-    """The webhook was refused."""
-
-    status: ClassVar[int] = 400
-
-    def __init__(self, reason: str | None = None) -> None:
-        message = (self.__doc__ or "").strip().rstrip(".")
-        super().__init__(f"{message}: {reason}" if reason else message)
-
-
-class BadSignature(WebhookError):
-    """The webhook's signature is missing or does not match."""
-
-    status = 401
-
-
-class StaleTimestamp(WebhookError):
-    """The webhook's timestamp is outside the tolerance."""
-
-    status = 401
-
-
-class BodyTooLarge(WebhookError):
-    """The webhook body is over the size limit."""
-
-    status = 413
-
-
-class MalformedMessage(WebhookError):
-    """The webhook does not carry a usable RFC 5322 message."""
-
-    status = 422
 
 
 @dataclass(frozen=True)

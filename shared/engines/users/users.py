@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, text
 
-Role = Literal["operator", "viewer"]
-ROLES: tuple[Role, ...] = ("operator", "viewer")
+from shared.errors import AccountLocked, SignInRefused, UserError
+from shared.status import Role, values
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024  # argon2 hashes anything, but a megabyte "password" is only a way to burn CPU
@@ -25,10 +24,6 @@ LOCK_MINUTES = 15
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("not a password anyone has")
-
-
-class UserError(ValueError):
-    """A console user could not be created or changed as asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +63,8 @@ def hash_password(password: str) -> str:
 
 def create_user(conn: Connection, email: str, password: str, *, role: Role, client_id: int | None = None) -> int:
     """A new console user; an operator has no client, a viewer exactly one."""
-    if role not in ROLES:
-        raise UserError(f"role {role!r}: use one of {', '.join(ROLES)}")
+    if role not in values(Role):
+        raise UserError(f"role {role!r}: use one of {', '.join(values(Role))}")
     if (role == "operator") != (client_id is None):
         raise UserError("an operator sees every client (no --client); a viewer needs --client")
     address = normalize_email(email)
@@ -131,15 +126,6 @@ _PRINCIPAL = """
 """
 
 
-class SignInRefused(Exception):
-    """Wrong email or password."""
-
-
-class AccountLocked(SignInRefused):
-    """Locked after too many wrong passwords (logged as such); the person is told only SignInRefused's text,
-    so a locked account reads exactly like an unknown one."""
-
-
 def authenticate(conn: Connection, email: str, password: str) -> Principal:
     """The principal for a correct email and password; SignInRefused (or AccountLocked) otherwise.
 
@@ -154,17 +140,17 @@ def authenticate(conn: Connection, email: str, password: str) -> Principal:
     row = conn.execute(text(_PRINCIPAL + " WHERE u.email = :e FOR UPDATE OF u"), {"e": address}).first()
     if row is None or row.disabled_at is not None or len(password) > MAX_PASSWORD_CHARS:
         _verify(_DUMMY_HASH, password[:MAX_PASSWORD_CHARS])
-        raise SignInRefused(SignInRefused.__doc__)
+        raise SignInRefused()
     if row.locked:
         _verify(_DUMMY_HASH, password)
-        raise AccountLocked(SignInRefused.__doc__)
+        raise AccountLocked()
     if not _verify(row.password_hash, password):
         conn.execute(
             text("UPDATE console_users SET failed_logins = failed_logins + 1, "
                  "locked_until = CASE WHEN failed_logins + 1 >= :max THEN now() + make_interval(mins => :mins) END "
                  "WHERE id = :id"),
             {"id": row.id, "max": MAX_FAILED_LOGINS, "mins": LOCK_MINUTES})
-        raise SignInRefused(SignInRefused.__doc__)
+        raise SignInRefused()
     updates = {"id": row.id, "h": _hasher.hash(password) if _hasher.check_needs_rehash(row.password_hash) else None}
     conn.execute(text("UPDATE console_users SET failed_logins = 0, locked_until = NULL, last_login_at = now(), "
                       "password_hash = coalesce(:h, password_hash) WHERE id = :id"), updates)

@@ -16,13 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from urllib.parse import urlsplit
 
-from shared.integrations.providers.base import (
-    LeadInput,
-    Provider,
-    ProviderConfigError,
-    ProviderError,
-    ProviderResult,
-)
+from shared.errors import ProviderConfigError
+from shared.integrations.providers.base import LeadInput, Provider, ProviderResult
 from shared.settings import Settings, get_settings
 
 __all__ = [
@@ -30,8 +25,6 @@ __all__ = [
     "PLUGIN_GROUP",
     "LeadInput",
     "Provider",
-    "ProviderConfigError",
-    "ProviderError",
     "ProviderPlugin",
     "ProviderResult",
     "build_providers",

@@ -35,18 +35,6 @@ class ProviderResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class ProviderConfigError(ValueError):
-    """The provider settings cannot work (a missing key or URL, an unknown name); the message names the setting."""
-
-
-class ProviderError(Exception):
-    """A provider call failed; `transient` says whether trying again later could help."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
 @runtime_checkable
 class Provider(Protocol):
     name: str

@@ -16,6 +16,7 @@ from typing import Any
 from nameparser import HumanName
 
 # The rules themselves live in shared.lead_rules (scoring reads the same ones); re-exported for callers of this module.
+from shared.errors import InvalidEmail
 from shared.lead_rules import (  # noqa: F401
     _TLD,
     LOCAL_SEPARATORS,
@@ -25,7 +26,7 @@ from shared.lead_rules import (  # noqa: F401
     is_role_address,
     registered_domain,
 )
-from shared.emails import InvalidEmail, normalize_email
+from shared.emails import normalize_email
 from shared.integrations.providers.base import LeadInput, ProviderResult
 
 

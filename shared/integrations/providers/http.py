@@ -36,7 +36,8 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from shared import redact as redaction
-from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
+from shared.errors import ProviderError
+from shared.integrations.providers.base import LeadInput, ProviderResult
 from shared.integrations.providers.loop import provider_loop
 from shared.settings import Settings
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.emails import InvalidEmail, normalize_email
-from shared.integrations.providers.base import LeadInput, ProviderError, ProviderResult
+from shared.emails import normalize_email
+from shared.errors import InvalidEmail, ProviderError
+from shared.integrations.providers.base import LeadInput, ProviderResult
 from shared.lead_rules import classify_title, is_free_mail, registered_domain
 from shared.integrations.providers.http import DEFAULT_BACKOFF_BASE, HttpClient, HttpProviderBase, expect_mapping
 from shared.settings import Settings, get_settings
