@@ -76,5 +76,11 @@ def test_operator_writes_fixes_reorders_and_sees_the_follow_up_subject(console_u
     first_subject.fill("Hello {{ first_name }}")
     first_subject.press("End")
     expect(second.get_by_test_id("subject")).to_have_text("Subject: Re: Hello First1")  # follow-ups follow step 1
+    new = page.get_by_test_id("new-step")
+    new.get_by_test_id("body-input").press_sequentially("P.S. {{ compnay_name }} is hiring.")
+    expect(new.get_by_test_id("undefined")).to_have_text("{{ compnay_name }}")
     assert page.evaluate("window.stillHere") is True
     shot(page, "sequence")
+    page.get_by_test_id("preview-lead").select_option(label="person2@alpha.example (First2 Last2)")
+    expect(second.get_by_test_id("subject")).to_have_text("Subject: Re: Hello First2")  # another lead, live
+    assert page.evaluate("window.stillHere") is True

@@ -16,7 +16,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // The sequence editor: a step's draft is posted (with its CSRF token, the chosen lead and step 1's
 // subject, which a follow-up is sent under) 300 ms after the last keystroke; the server's escaped
-// HTML fragment replaces the step's preview. Typing in step 1's subject refreshes every preview.
+// HTML fragment replaces the step's preview. Typing in step 1's subject, or choosing another lead,
+// refreshes every preview.
 function livePreviews(forms) {
   const timers = new Map();
   const latest = new Map();
@@ -27,6 +28,13 @@ function livePreviews(forms) {
   for (const form of forms) {
     form.addEventListener("input", (event) => {
       if (event.target.hasAttribute("data-first-subject")) { for (const f of forms) schedule(f); } else schedule(form);
+    });
+  }
+  const lead = document.querySelector("[data-preview-lead]");
+  if (lead && forms.length) {
+    lead.addEventListener("change", () => {  // another lead: every preview (and where a save comes back to)
+      for (const input of document.querySelectorAll('input[type="hidden"][name="lead"]')) input.value = lead.value;
+      for (const f of forms) schedule(f);
     });
   }
 }
