@@ -2,7 +2,9 @@
 
 `meta.find_undeclared_variables` over-reports (`|default`, `{% if %}`), so activation renders
 every enrolled lead for every step and catches `UndefinedError`: the report names the lead, the
-step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`.
+step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`. The console's
+sequence editor also renders with `Marking`: the same sandbox, but each undefined variable is left
+in place and named, so its preview can underline every one (the strict render still decides).
 
 Rendered output is capped (RENDER_MAX_CHARS per subject or body, RenderTooLarge naming the step):
 the output is streamed and counted while it is produced, and the sandbox intercepts `*`, `+` and
