@@ -1,7 +1,7 @@
 """The operator console: server-rendered pages on the same ASGI app as unsubscribe and webhooks.
 
 `mount(app, secret, ...)` adds everything under /console. Each page family is a module with a
-module-level `router` (signin, batches, leads, campaigns, mailboxes, suppressions); `ROUTERS` here
+module-level `router` (signin, batches, leads, campaigns, sequences, mailboxes, suppressions); `ROUTERS` here
 lists them all, in the order they are matched (the nav in base.html lists the pages). What they share is in web/console/deps.py,
 as FastAPI dependencies: the signed-in principal (re-read from Postgres on every request), the
 per-transaction tenant scope, the operator check, CSRF on every form, rendering with autoescaped
