@@ -2,11 +2,16 @@
 
 Every function takes the client id where it writes and filters on it: no query reaches another
 client's rows. Templates are syntax-checked on the way in (`outreach.templates`).
+
+Messages name their step by number, so a step that went out to a lead is fixed: `edit_step`,
+`delete_step` and `move_step` (the console's sequence editor) refuse to change what any step
+already sent (or possibly sent: a send in flight or in doubt) is, naming the step and how many
+leads got it. `set_step` (the CLI) writes as it always has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -53,6 +58,85 @@ def set_step(conn: Connection, client_id: int, campaign_id: int, *, step: int, s
              "subject_template = EXCLUDED.subject_template, body_template = EXCLUDED.body_template"),
         {"c": client_id, "camp": campaign_id, "s": step, "d": delay_amount, "u": delay_unit, "subj": subject,
          "body": body})
+
+
+SENT_STATUSES = ("sent", "sending", "in_doubt", "unknown")  # a message that may have reached the lead
+_RENUMBER_OFFSET = 1_000_000  # steps are moved out of the way first: (campaign_id, step) is checked row by row
+
+
+def sent_counts(conn: Connection, campaign_id: int) -> dict[int, int]:
+    """How many leads each step of the campaign went out to (steps no one got are absent)."""
+    rows = conn.execute(text("SELECT step, count(DISTINCT lead_id) AS n FROM messages WHERE campaign_id = :camp "
+                             "AND status = ANY(:st) GROUP BY step"),
+                        {"camp": campaign_id, "st": list(SENT_STATUSES)})
+    return {r.step: r.n for r in rows}
+
+
+def check_unsent(conn: Connection, campaign_id: int, numbers: Iterable[int], doing: str) -> None:
+    """OutreachError naming the first of `numbers` that some lead already got, and how many did."""
+    counts = sent_counts(conn, campaign_id)
+    for number in sorted(numbers):
+        if counts.get(number):
+            n = counts[number]
+            raise OutreachError(f"cannot {doing}: step {number} was already sent to {n} lead{'s' if n != 1 else ''}")
+
+
+def edit_step(conn: Connection, client_id: int, campaign_id: int, *, step: int, subject: str, body: str,
+              delay_amount: int, delay_unit: str) -> None:
+    """`set_step`, refused when it would change a step some lead already got (saving it unchanged is fine)."""
+    new = {"step": step, "delay_amount": delay_amount, "delay_unit": delay_unit, "subject_template": subject,
+           "body_template": body}
+    old = next((s for s in steps(conn, campaign_id) if s["step"] == step), None)
+    if old is not None and old != new:
+        check_unsent(conn, campaign_id, [step], f"change step {step}")
+    set_step(conn, client_id, campaign_id, step=step, subject=subject, body=body, delay_amount=delay_amount,
+             delay_unit=delay_unit)
+
+
+def _numbers(conn: Connection, client_id: int, campaign_id: int) -> list[int]:
+    return list(conn.execute(text("SELECT step FROM sequence_steps WHERE campaign_id = :camp AND client_id = :c "
+                                  "ORDER BY step"), {"camp": campaign_id, "c": client_id}).scalars())
+
+
+def _renumber(conn: Connection, client_id: int, campaign_id: int, moves: dict[int, int]) -> None:
+    """Give steps new numbers (old -> new) in two statements, so no two rows share a number in between."""
+    if not moves:
+        return
+    args = {"camp": campaign_id, "c": client_id, "old": list(moves), "new": list(moves.values()),
+            "off": _RENUMBER_OFFSET}
+    conn.execute(text("UPDATE sequence_steps SET step = step + :off WHERE campaign_id = :camp AND client_id = :c "
+                      "AND step = ANY(:old)"), args)
+    conn.execute(text("UPDATE sequence_steps st SET step = m.new FROM unnest(CAST(:old AS int[]), "
+                      "CAST(:new AS int[])) AS m(old, new) WHERE st.campaign_id = :camp AND st.client_id = :c "
+                      "AND st.step = m.old + :off"), args)
+
+
+def _require(numbers: list[int], step: int) -> None:
+    if step not in numbers:
+        raise OutreachError(f"step {step} does not exist (the sequence has {len(numbers)} steps)")
+
+
+def delete_step(conn: Connection, client_id: int, campaign_id: int, step: int) -> None:
+    """Remove a step; the later ones move up one. Refused when it or any later step went out to a lead."""
+    numbers = _numbers(conn, client_id, campaign_id)
+    _require(numbers, step)
+    check_unsent(conn, campaign_id, [n for n in numbers if n >= step], f"delete step {step}")
+    conn.execute(text("DELETE FROM sequence_steps WHERE campaign_id = :camp AND client_id = :c AND step = :s"),
+                 {"camp": campaign_id, "c": client_id, "s": step})
+    _renumber(conn, client_id, campaign_id, {n: n - 1 for n in numbers if n > step})
+
+
+def move_step(conn: Connection, client_id: int, campaign_id: int, step: int, to: int) -> None:
+    """Move step `step` to position `to`, the steps between shifting one place. Refused when any step
+    whose number would change went out to a lead."""
+    numbers = _numbers(conn, client_id, campaign_id)
+    _require(numbers, step)
+    _require(numbers, to)
+    low, high = min(step, to), max(step, to)
+    check_unsent(conn, campaign_id, range(low, high + 1), f"move step {step} to {to}")
+    order = [n for n in numbers if n != step]
+    order.insert(to - 1, step)
+    _renumber(conn, client_id, campaign_id, {old: new for new, old in enumerate(order, 1) if old != new})
 
 
 def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:

@@ -113,6 +113,51 @@ def previews(step_rows: Sequence[Mapping[str, Any]], lead: Mapping[str, Any] | N
     return out
 
 
+def draft_preview(step: int, subject: str, body: str, first_subject: str | None, lead: Mapping[str, Any] | None,
+                  sender: Mapping[str, Any]) -> dict[str, Any]:
+    """One step as typed in the sequence editor, rendered for `lead` (pure).
+
+    `problem`: what the strict render (activation's dry-render, `templates.render_step`) says, or the
+    syntax error as `set_step` words it; None when the step renders. `subject`/`body`: runs of text
+    (`templates.Marking.segments`) with each undefined variable in place and named, `missing` lists
+    them. The subject is the one that goes out: a follow-up's is step 1's (`first_subject`) as a reply.
+    """
+    out: dict[str, Any] = {"problem": None, "subject": None, "body": None, "missing": []}
+    try:
+        templates.check_syntax(subject, where=f"step {step} subject")
+        templates.check_syntax(body, where=f"step {step} body")
+        if step > 1:
+            templates.check_syntax(first_subject or "", where="step 1 subject")
+    except templates.TemplateProblem as exc:
+        return out | {"problem": str(exc)}
+    if lead is None:
+        return out
+    ctx = templates.lead_context(lead, sender)
+    try:
+        templates.render_step(templates.StepTemplate(step, subject, body), ctx)
+    except templates.TemplateProblem as exc:
+        out["problem"] = f"lead {lead['id']} {lead['email']}: {exc}"
+    marking = templates.Marking()
+    try:
+        own = marking.render(templates.StepTemplate(step, subject, body), ctx)
+        sent = own.subject if step == 1 else sending.follow_up_subject(
+            marking.render(templates.StepTemplate(1, first_subject or "", ""), ctx).subject)
+    except Exception:  # noqa: BLE001 - not a missing variable: the strict render's problem says what
+        return out
+    return out | {"subject": marking.segments(sent), "body": marking.segments(own.body), "missing": marking.missing}
+
+
+def editor_steps(conn: Connection, campaign_id: int, lead: Mapping[str, Any] | None,
+                 sender: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The campaign's steps for the sequence editor: each with how many leads got it and its `draft_preview`."""
+    rows = sequences.steps(conn, campaign_id)
+    sent = sequences.sent_counts(conn, campaign_id)
+    first = rows[0]["subject_template"] if rows else None
+    return [s | {"sent": sent.get(s["step"], 0),
+                 "preview": draft_preview(s["step"], s["subject_template"], s["body_template"], first, lead, sender)}
+            for s in rows]
+
+
 def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetime,
              credits_per_lead: int) -> forecasting.Forecast | str:
     """The engine's forecast from `now`, or why there is none (no sequence, no steps) as one line."""

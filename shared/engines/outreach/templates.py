@@ -2,7 +2,9 @@
 
 `meta.find_undeclared_variables` over-reports (`|default`, `{% if %}`), so activation renders
 every enrolled lead for every step and catches `UndefinedError`: the report names the lead, the
-step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`.
+step and the variable, e.g. `lead 12 ann@x.com: step 2 needs {{ company_name }}`. The console's
+sequence editor also renders with `Marking`: the same sandbox, but each undefined variable is left
+in place and named, so its preview can underline every one (the strict render still decides).
 
 Rendered output is capped (RENDER_MAX_CHARS per subject or body, RenderTooLarge naming the step):
 the output is streamed and counted while it is produced, and the sandbox intercepts `*`, `+` and
@@ -12,11 +14,12 @@ the output is streamed and counted while it is produced, and the sandbox interce
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2 import ChainableUndefined, Environment, StrictUndefined, Template, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -106,11 +109,69 @@ def lead_context(lead: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
     return ctx
 
 
-def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-    subject = _render_capped(_ENV.from_string(template.subject), ctx)
+def _render_in(env: Environment, template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+    subject = _render_capped(env.from_string(template.subject), ctx)
     if "\r" in subject or "\n" in subject:
         subject = " ".join(subject.split())  # a header cannot carry a line break
-    return Rendered(subject.strip(), _render_capped(_ENV.from_string(template.body), ctx))
+    return Rendered(subject.strip(), _render_capped(env.from_string(template.body), ctx))
+
+
+def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+    return _render_in(_ENV, template, ctx)
+
+
+Segment = tuple[str, str | None]  # a run of rendered text, or (its placeholder text, the undefined variable's name)
+
+
+class Marking:
+    """`render` for the console's editor: every undefined variable is left in place and named, not raised.
+
+    Each use of one renders as a token: a per-instance nonce around its number in `missing` (digits
+    only, so a filter such as `upper` leaves it intact); `segments` cuts a rendered text at the tokens.
+    Lead data cannot forge one: it does not know the nonce. Anything else that fails (`render`'s other
+    refusals, arithmetic on a missing value) raises as in `render`: the strict render stays what decides.
+    """
+
+    def __init__(self) -> None:
+        token = "\x00" + "".join(secrets.choice("0123456789") for _ in range(20)) + "\x00"
+        used: list[str] = []
+
+        def use(name: str | None) -> int:
+            used.append(name or "?")
+            return len(used) - 1
+
+        class Marked(ChainableUndefined):
+            __slots__ = ()
+
+            def __str__(self) -> str:
+                return f"{token}{use(self._undefined_name)}{token}"
+
+            def __bool__(self) -> bool:  # `{% if missing %}`: the strict render refuses it, so it is listed
+                use(self._undefined_name)
+                return False
+
+        self._token, self._used = token, used
+        self._env = _ENV.overlay(undefined=Marked)
+
+    @property
+    def missing(self) -> list[str]:
+        """Every undefined variable used so far, once each, in the order of first use."""
+        return list(dict.fromkeys(self._used))
+
+    def render(self, template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+        return _render_in(self._env, template, ctx)
+
+    def segments(self, rendered: str) -> list[Segment]:
+        """The text in runs: (text, None), or (`{{ name }}`, name) where an undefined variable stood."""
+        parts = rendered.split(self._token)
+        out: list[Segment] = []
+        for i, part in enumerate(parts):
+            if i % 2 == 1 and i < len(parts) - 1 and part.isdigit() and int(part) < len(self._used):
+                name = self._used[int(part)]
+                out.append((f"{{{{ {name} }}}}", name))
+            elif part:
+                out.append((part, None))
+        return out
 
 
 def missing_variable(exc: UndefinedError) -> str:

@@ -1,5 +1,5 @@
 // The console's only script (the Content-Security-Policy allows no inline script or style):
-// confirm dangerous forms, and follow a batch live over server-sent events.
+// confirm dangerous forms, follow a batch live over server-sent events, and preview sequence steps as they are typed.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -11,7 +11,53 @@ document.addEventListener("DOMContentLoaded", () => {
   const live = document.getElementById("live");
   if (live) followBatch(live);
   for (const section of document.querySelectorAll("[data-fragment]")) loadFragment(section);
+  livePreviews(document.querySelectorAll("form[data-preview]"));
 });
+
+// The sequence editor: a step's draft is posted (with its CSRF token, the chosen lead and step 1's
+// subject, which a follow-up is sent under) 300 ms after the last keystroke; the server's escaped
+// HTML fragment replaces the step's preview. Typing in step 1's subject, or choosing another lead,
+// refreshes every preview.
+function livePreviews(forms) {
+  const timers = new Map();
+  const latest = new Map();
+  const schedule = (form) => {
+    clearTimeout(timers.get(form));
+    timers.set(form, setTimeout(() => previewStep(form, latest), 300));
+  };
+  for (const form of forms) {
+    form.addEventListener("input", (event) => {
+      if (event.target.hasAttribute("data-first-subject")) { for (const f of forms) schedule(f); } else schedule(form);
+    });
+  }
+  const lead = document.querySelector("[data-preview-lead]");
+  if (lead && forms.length) {
+    lead.addEventListener("change", () => {  // another lead: every preview (and where a save comes back to)
+      for (const input of document.querySelectorAll('input[type="hidden"][name="lead"]')) input.value = lead.value;
+      for (const f of forms) schedule(f);
+    });
+  }
+}
+
+async function previewStep(form, latest) {
+  const data = new URLSearchParams(new FormData(form));
+  const lead = document.querySelector("[data-preview-lead]");
+  if (lead) data.set("lead", lead.value);
+  const first = document.querySelector("[data-first-subject]");
+  if (first) data.set("first_subject", first.value);
+  const target = document.getElementById(form.dataset.previewTarget);
+  const ticket = (latest.get(form) || 0) + 1;
+  latest.set(form, ticket);
+  try {
+    const response = await fetch(form.dataset.preview, { method: "POST", body: data, credentials: "same-origin" });
+    const html = await response.text();
+    if (latest.get(form) !== ticket) return;  // a newer draft's preview is on its way
+    if (!response.ok) throw new Error(String(response.status));
+    target.innerHTML = html;
+  } catch (error) {
+    if (latest.get(form) === ticket) target.textContent = "Could not preview (" + error.message + "): save, or reload.";
+  }
+}
 
 // A slow part of a page (the campaign forecast) is rendered by the server on its own URL and
 // put in place when it arrives; it is our own escaped HTML from the same origin.
