@@ -61,10 +61,12 @@ def inputs(conn: Connection, client_id: int, campaign_id: int, *, now: datetime)
         text("SELECT l.id, l.timezone, l.phone, l.country FROM leads l WHERE l.client_id = :c AND l.campaign_id = :camp "
              "AND l.status IN ('new', 'enriched') AND NOT EXISTS (SELECT 1 FROM enrollments e "
              "WHERE e.campaign_id = :camp AND e.lead_id = l.id)"), {"c": client_id, "camp": campaign_id}).all()
+    first_due: dict[str, datetime] = {}  # step 1's due time from now, per zone
     for i, r in enumerate(fresh):
         tz = timezones.resolve(explicit=r.timezone, phone=r.phone, country=r.country, fallback=fallback).timezone
-        due = timezones.add_delay(now, steps[0]["delay_amount"], steps[0]["delay_unit"], tz)
-        cands.append(Candidate(-(i + 1), client_id, campaign_id, r.id, 1, due, tz, None))
+        if tz not in first_due:
+            first_due[tz] = timezones.add_delay(now, steps[0]["delay_amount"], steps[0]["delay_unit"], tz)
+        cands.append(Candidate(-(i + 1), client_id, campaign_id, r.id, 1, first_due[tz], tz, None))
     boxes = store.mailbox_states(conn, [client_id], now)
     names = dict(conn.execute(text("SELECT id, from_address FROM mailboxes WHERE client_id = :c"),
                               {"c": client_id}).all())

@@ -134,30 +134,38 @@ class _Run:
             m.sends_in_window.sort()
         self.by_id = {m.id: m for m in self.boxes}
         self.horizon = sim.now + timedelta(days=HORIZON_DAYS)
-        self.waiting: list[tuple[datetime, int, int, str, int | None]] = []  # (due, enrollment, step, zone, mailbox)
-        self.opens: list[tuple[datetime, datetime]] = []  # (window opens, due) per waiting lead
-        self.groups: dict[tuple[int, int | None, str], list[tuple[datetime, int, int]]] = {}
+        # Leads waiting for their delay, by (due, zone); the heaps hold each key once.
+        self.buckets: dict[tuple[datetime, str], list[tuple[int, int, int | None]]] = {}  # (enrollment, step, box)
+        self.waiting: list[tuple[datetime, str]] = []
+        self.first_opens: list[tuple[datetime, datetime]] = []  # (the window first opens, due) per key
+        # Leads due: phase → mailbox (None: the rotation picks) → zone → heap of (due, enrollment, step).
+        self.groups: tuple[dict[int | None, dict[str, list[tuple[datetime, int, int]]]], ...] = ({}, {})
         self.due_in_zone: dict[str, int] = {}  # zone → leads due (whatever holds them)
-        self.zones: dict[str, tuple[datetime, datetime, bool, datetime]] = {}  # zone → (from, until, open, opens)
-        self._opens_at: dict[tuple[datetime, str], datetime] = {}
+        # Per zone: is the window open, (closed) when it opens; `changes` says until when that holds.
+        self.open: dict[str, bool] = {}
+        self.opens: dict[str, datetime] = {}
+        self.changes = [(sim.now, tz) for tz in {c.timezone for c in sim.candidates}]
         self.left = len(sim.candidates)
         for c in sim.candidates:
             self.wait(c.due_at, c.enrollment_id, c.step, c.timezone, c.mailbox_id)
 
     def wait(self, due: datetime, enrollment: int, step: int, tz: str, box: int | None) -> None:
-        heappush(self.waiting, (due, enrollment, step, tz, box))
-        opens = self._opens_at.get((due, tz))
-        if opens is None:
-            opens = self._opens_at[(due, tz)] = timezones.next_open(due, tz, self.sim.window)
-        heappush(self.opens, (opens, due))
+        bucket = self.buckets.get((due, tz))
+        if bucket is None:
+            bucket = self.buckets[(due, tz)] = []
+            heappush(self.waiting, (due, tz))
+            heappush(self.first_opens, (timezones.next_open(due, tz, self.sim.window), due))
+        bucket.append((enrollment, step, box))
 
     def release(self, clock: datetime) -> None:
         """Leads whose delay has passed join their group of due leads."""
         while self.waiting and self.waiting[0][0] <= clock:
-            due, enrollment, step, tz, box = heappop(self.waiting)
-            phase = FIRST_STEP if step == 1 else FOLLOW_UP
-            heappush(self.groups.setdefault((phase, box, tz), []), (due, enrollment, step))
-            self.due_in_zone[tz] = self.due_in_zone.get(tz, 0) + 1
+            due, tz = heappop(self.waiting)
+            bucket = self.buckets.pop((due, tz))
+            for enrollment, step, box in bucket:
+                by_zone = self.groups[FIRST_STEP if step == 1 else FOLLOW_UP].setdefault(box, {})
+                heappush(by_zone.setdefault(tz, []), (due, enrollment, step))
+            self.due_in_zone[tz] = self.due_in_zone.get(tz, 0) + len(bucket)
 
     def roll(self, clock: datetime) -> None:
         cutoff = clock - timedelta(hours=24)
@@ -165,41 +173,43 @@ class _Run:
             if m.sends_in_window and m.sends_in_window[0] <= cutoff:
                 scheduler.roll_window(m, clock)
 
-    def zone(self, tz: str, clock: datetime) -> tuple[bool, datetime]:
-        """Is the window open in `tz` at `clock`, and (closed) when it opens: `is_open` and `next_open`,
-        kept for as long as they cannot change (until the window closes, or opens)."""
-        z = self.zones.get(tz)
-        if z is None or not z[0] <= clock < z[1]:
-            window = self.sim.window
-            if timezones.is_open(clock, tz, window):
-                z = (clock, timezones.window_close(clock, tz, window), True, clock)
+    def refresh_zones(self, clock: datetime) -> None:
+        """`is_open` and `next_open` per zone at `clock`, recomputed only when the window has opened
+        or closed since: closed, nothing changes until it opens; open, nothing until it closes."""
+        stale = []
+        while self.changes and self.changes[0][0] <= clock:
+            stale.append(heappop(self.changes)[1])
+        window = self.sim.window
+        for tz in stale:
+            self.open[tz] = timezones.is_open(clock, tz, window)
+            if self.open[tz]:
+                heappush(self.changes, (timezones.window_close(clock, tz, window), tz))
             else:
-                opens = timezones.next_open(clock, tz, window)
-                z = (clock, max(opens, clock), False, opens)
-            self.zones[tz] = z
-        return z[2], z[3]
+                self.opens[tz] = timezones.next_open(clock, tz, window)
+                heappush(self.changes, (self.opens[tz], tz))
 
     def sends(self, clock: datetime) -> list[tuple[int, int, str, int]]:
         """(enrollment, step, zone, mailbox) of each send at `clock`, decided as `scheduler.due_sends` does."""
-        ready = [m.id for m in self.boxes if scheduler.can_send(m, clock)]
+        if not self.due_in_zone:
+            return []
+        ready: list[int | None] = [m.id for m in self.boxes if scheduler.can_send(m, clock)]
         if not ready:
             return []
-        open_zones = [tz for tz in self.due_in_zone if self.zone(tz, clock)[0]]
+        self.refresh_zones(clock)
+        if not any(self.open[tz] for tz in self.due_in_zone):
+            return []
         sent: list[tuple[int, int, str, int]] = []
+        ready.append(None)
         for phase in (FOLLOW_UP, FIRST_STEP):
-            self._phase(phase, clock, [*ready, None], open_zones, sent)
+            self._phase(phase, clock, ready, sent)
         return sent
 
-    def _phase(self, phase: int, clock: datetime, boxes: list[int | None], open_zones: list[str],
-               sent: list[tuple[int, int, str, int]]) -> None:
+    def _phase(self, phase: int, clock: datetime, ready: list[int | None], sent: list[tuple[int, int, str, int]]) -> None:
         """Due leads of one phase in (due, enrollment) order, each from its own mailbox (None: the
         rotation's pick) while that mailbox can send; the rest stay due."""
-        heads = []
-        for tz in open_zones:
-            for box in boxes:
-                g = self.groups.get((phase, box, tz))
-                if g:
-                    heads.append((g[0][0], g[0][1], box, tz, g))
+        is_open, by_box = self.open, self.groups[phase]
+        heads = [(g[0][0], g[0][1], box, tz, g) for box in ready if box in by_box
+                 for tz, g in by_box[box].items() if g and is_open[tz]]
         heapify(heads)
         rotation: list[MailboxState] | None = None
         while heads:
@@ -250,13 +260,12 @@ class _Run:
         """`scheduler.next_wake`'s answer: the mailboxes' own changes, the first window opening of a
         waiting lead, and the next opening in each zone with due leads whose window is closed."""
         times = scheduler.mailbox_wakes(clock, self.boxes)
-        while self.opens and self.opens[0][1] <= clock:  # due now: counted with its zone below
-            heappop(self.opens)
-        if self.opens:
-            times.append(self.opens[0][0])
-        for tz in self.due_in_zone:
-            is_open, opens = self.zone(tz, clock)
-            if not is_open:
-                times.append(opens)
+        while self.first_opens and self.first_opens[0][1] <= clock:  # due now: counted with its zone below
+            heappop(self.first_opens)
+        if self.first_opens:
+            times.append(self.first_opens[0][0])
+        if self.due_in_zone:
+            self.refresh_zones(clock)
+            times.extend(self.opens[tz] for tz in self.due_in_zone if not self.open[tz])
         later = [t for t in times if clock < t <= self.horizon]
         return min(later) if later else None
