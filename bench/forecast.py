@@ -79,13 +79,15 @@ def _enroll_all(conn: Any, client: int, campaign: int, boxes: list[int]) -> None
     conn.execute(text("ANALYZE enrollments"))
 
 
-def _best(fn: Any, repeats: int) -> tuple[float, Any]:
-    best, value = float("inf"), None
+def _best(fn: Any, repeats: int) -> tuple[float, float, Any]:
+    """The best of `repeats` runs: CPU seconds of this process (what the targets are about: the
+    machine is shared, so wall time mostly measures the other sessions), wall seconds, the value."""
+    cpu, wall, value = float("inf"), float("inf"), None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
+        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    return cpu, wall, value
 
 
 def bench_forecast(engine: Engine, leads: int, *, enrolled: bool, reference: bool,
@@ -96,18 +98,18 @@ def bench_forecast(engine: Engine, leads: int, *, enrolled: bool, reference: boo
         if enrolled:
             _enroll_all(conn, client, campaign, boxes)
     with engine.connect() as conn:
-        total, result = _best(lambda: forecasting.forecast(conn, client, campaign, now=NOW), repeats)
-        sim = forecasting.inputs(conn, client, campaign, now=NOW)
+        cpu, wall, result = _best(lambda: forecasting.forecast(conn, client, campaign, now=NOW), repeats)
+        reading, _, sim = _best(lambda: forecasting.inputs(conn, client, campaign, now=NOW), repeats)
     copies = iter([copy.deepcopy(sim) for _ in range(repeats)])  # both simulations change their inputs
-    simulation, _ = _best(lambda: simulate(next(copies)), repeats)
-    out = {"leads": leads, "enrolled": enrolled, "seconds": total, "simulation_seconds": simulation,
-           "sends": sum(sum(day.values()) for day in result.per_day.values()), "unfinished": result.unfinished,
-           "last_send_at": result.last_send_at}
+    simulation, _, _ = _best(lambda: simulate(next(copies)), repeats)
+    out = {"leads": leads, "enrolled": enrolled, "cpu": cpu, "wall": wall, "reading_cpu": reading,
+           "simulation_cpu": simulation, "sends": sum(sum(day.values()) for day in result.per_day.values()),
+           "unfinished": result.unfinished, "last_send_at": result.last_send_at}
     if reference:
         mine = copy.deepcopy(sim)
-        t0 = time.perf_counter()
+        c0 = time.process_time()
         expected = simulate_per_lead(sim)
-        out |= {"reference_seconds": time.perf_counter() - t0, "same_answer": expected == simulate(mine)}
+        out |= {"reference_cpu": time.process_time() - c0, "same_answer": expected == simulate(mine)}
     with engine.begin() as conn:  # leave the database small for the next run
         conn.execute(text("DELETE FROM clients WHERE id = :c"), {"c": client})
     return out
@@ -115,10 +117,9 @@ def bench_forecast(engine: Engine, leads: int, *, enrolled: bool, reference: boo
 
 def report(r: dict[str, Any], target: float, load: str) -> str:
     what = "enrolled" if r["enrolled"] else "not yet enrolled (as if enrolled now)"
-    line = (f"forecast, {r['leads']:,} leads {what}: {r['seconds']:.3f} s (target {target} s; simulation "
-            f"{r['simulation_seconds']:.3f} s, the rest reading the campaign), {r['sends']:,} sends, last "
-            f"{r['last_send_at']:%Y-%m-%d %H:%M}, {r['unfinished']:,} unfinished in a year")
-    if "reference_seconds" in r:
-        line += (f"; the per-lead reference simulation: {r['reference_seconds']:.1f} s, same answer: "
-                 f"{r['same_answer']}")
+    line = (f"forecast, {r['leads']:,} leads {what}: {r['cpu']:.3f} s CPU (target {target} s; reading the campaign "
+            f"{r['reading_cpu']:.3f} s, simulating {r['simulation_cpu']:.3f} s; {r['wall']:.3f} s wall), "
+            f"{r['sends']:,} sends, last {r['last_send_at']:%Y-%m-%d %H:%M}, {r['unfinished']:,} unfinished in a year")
+    if "reference_cpu" in r:
+        line += f"; the per-lead reference simulation: {r['reference_cpu']:.1f} s CPU, same answer: {r['same_answer']}"
     return f"{line} (load average {load})"

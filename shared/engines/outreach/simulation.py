@@ -145,6 +145,7 @@ class _Run:
         self.open: dict[str, bool] = {}
         self.opens: dict[str, datetime] = {}
         self.changes = [(sim.now, tz) for tz in {c.timezone for c in sim.candidates}]
+        self._summary: tuple[bool, list[datetime]] | None = None  # zone_summary's, until a zone changes
         self.left = len(sim.candidates)
         for c in sim.candidates:
             self.wait(c.due_at, c.enrollment_id, c.step, c.timezone, c.mailbox_id)
@@ -165,6 +166,8 @@ class _Run:
             for enrollment, step, box in bucket:
                 by_zone = self.groups[FIRST_STEP if step == 1 else FOLLOW_UP].setdefault(box, {})
                 heappush(by_zone.setdefault(tz, []), (due, enrollment, step))
+            if tz not in self.due_in_zone:
+                self._summary = None
             self.due_in_zone[tz] = self.due_in_zone.get(tz, 0) + len(bucket)
 
     def roll(self, clock: datetime) -> None:
@@ -180,6 +183,8 @@ class _Run:
         while self.changes and self.changes[0][0] <= clock:
             stale.append(heappop(self.changes)[1])
         window = self.sim.window
+        if stale:
+            self._summary = None
         for tz in stale:
             self.open[tz] = timezones.is_open(clock, tz, window)
             if self.open[tz]:
@@ -187,6 +192,15 @@ class _Run:
             else:
                 self.opens[tz] = timezones.next_open(clock, tz, window)
                 heappush(self.changes, (self.opens[tz], tz))
+
+    def zone_summary(self, clock: datetime) -> tuple[bool, list[datetime]]:
+        """Over the zones with due leads (after `refresh_zones`): is one open, and the earliest
+        opening of the closed ones (as a list: none, or one). Kept until a zone changes."""
+        if self._summary is None:
+            opens = [self.opens[tz] for tz in self.due_in_zone if not self.open[tz]]
+            later = [t for t in opens if t > clock]
+            self._summary = (len(opens) < len(self.due_in_zone), [min(later)] if later else [])
+        return self._summary
 
     def sends(self, clock: datetime) -> list[tuple[int, int, str, int]]:
         """(enrollment, step, zone, mailbox) of each send at `clock`, decided as `scheduler.due_sends` does."""
@@ -196,7 +210,7 @@ class _Run:
         if not ready:
             return []
         self.refresh_zones(clock)
-        if not any(self.open[tz] for tz in self.due_in_zone):
+        if not self.zone_summary(clock)[0]:
             return []
         sent: list[tuple[int, int, str, int]] = []
         ready.append(None)
@@ -236,6 +250,7 @@ class _Run:
         self.due_in_zone[tz] -= 1
         if not self.due_in_zone[tz]:
             del self.due_in_zone[tz]
+            self._summary = None
 
     def record(self, clock: datetime, sent: list[tuple[int, int, str, int]]) -> None:
         """Count the sends and schedule each lead's next step from the mailbox that sent this one."""
@@ -266,6 +281,6 @@ class _Run:
             times.append(self.first_opens[0][0])
         if self.due_in_zone:
             self.refresh_zones(clock)
-            times.extend(self.opens[tz] for tz in self.due_in_zone if not self.open[tz])
+            times.extend(self.zone_summary(clock)[1])
         later = [t for t in times if clock < t <= self.horizon]
         return min(later) if later else None
