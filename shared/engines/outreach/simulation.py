@@ -132,7 +132,6 @@ class _Run:
         self.boxes = sim.mailboxes
         for m in self.boxes:  # kept in time order (sends are appended in order): the oldest is [0]
             m.sends_in_window.sort()
-        self.by_id = {m.id: m for m in self.boxes}
         self.horizon = sim.now + timedelta(days=HORIZON_DAYS)
         # Leads waiting for their delay, by (due, zone); the heaps hold each key once.
         self.buckets: dict[tuple[datetime, str], list[tuple[int, int, int | None]]] = {}  # (enrollment, step, box)
@@ -206,41 +205,40 @@ class _Run:
         """(enrollment, step, zone, mailbox) of each send at `clock`, decided as `scheduler.due_sends` does."""
         if not self.due_in_zone:
             return []
-        ready: list[int | None] = [m.id for m in self.boxes if scheduler.can_send(m, clock)]
-        if not ready:
+        # The mailboxes that can send, in order; only a send changes a mailbox's answer at `clock`.
+        live = {m.id: m for m in self.boxes if scheduler.can_send(m, clock)}
+        if not live:
             return []
         self.refresh_zones(clock)
         if not self.zone_summary(clock)[0]:
             return []
         sent: list[tuple[int, int, str, int]] = []
+        ready: list[int | None] = [*live]
         ready.append(None)
         for phase in (FOLLOW_UP, FIRST_STEP):
-            self._phase(phase, clock, ready, sent)
+            self._phase(phase, clock, ready, live, sent)
         return sent
 
-    def _phase(self, phase: int, clock: datetime, ready: list[int | None], sent: list[tuple[int, int, str, int]]) -> None:
+    def _phase(self, phase: int, clock: datetime, ready: list[int | None], live: dict[int, MailboxState],
+               sent: list[tuple[int, int, str, int]]) -> None:
         """Due leads of one phase in (due, enrollment) order, each from its own mailbox (None: the
-        rotation's pick) while that mailbox can send; the rest stay due."""
+        rotation's pick among `live`, the mailboxes that can send) while it can; the rest stay due."""
         is_open, by_box = self.open, self.groups[phase]
         heads = [(g[0][0], g[0][1], box, tz, g) for box in ready if box in by_box
                  for tz, g in by_box[box].items() if g and is_open[tz]]
         heapify(heads)
-        rotation: list[MailboxState] | None = None
-        while heads:
+        while heads and live:
             _, _, box, tz, g = heappop(heads)
-            if box is not None:
-                m = self.by_id[box]
-                if not scheduler.can_send(m, clock):
-                    continue
+            if box is None:
+                m = min(live.values(), key=lambda m: scheduler.rotation_key(m, clock))
+            elif box in live:
+                m = live[box]
             else:
-                if rotation is None:
-                    rotation = [m for m in self.boxes if scheduler.can_send(m, clock)]
-                if not rotation:
-                    continue
-                m = min(rotation, key=lambda m: scheduler.rotation_key(m, clock))
+                continue
             _, enrollment, step = heappop(g)
             scheduler.take_slot(m, clock)
-            rotation = None
+            if not scheduler.can_send(m, clock):
+                del live[m.id]
             sent.append((enrollment, step, tz, m.id))
             self._left_zone(tz)
             if g:
