@@ -2,13 +2,13 @@
 
 `simulate_per_lead` is the reference: `scheduler.due_sends` over every lead at every wake-up
 `scheduler.next_wake` names, until every lead has had its last step (seconds of CPU on thousands
-of leads, most of it re-sorting leads that cannot send). `simulate`, what `forecast` uses, makes
-the same decisions at the same instants with the same scheduler functions, but keeps the leads
-that are due in heaps per (follow-up or first step, mailbox, zone) and the rest in a heap by due
-time, so a wake-up touches only the mailboxes and zones that can send; a zone's window state is
-computed once per opening or closing. Both return the same `Forecast` (tests compare them on
-random campaigns).
-"""
+of leads, most of it re-sorting leads that cannot send). `simulate`, what `forecast` uses, wakes
+at exactly the same instants (they matter: a ramp's new day, say, is no wake-up of its own) and
+makes the same decisions with the same scheduler functions, but keeps due leads in heaps per
+(follow-up or first step, mailbox, zone) and waiting ones in buckets per (due time, zone), and
+recomputes a zone's window only when it opens or closes; so a wake-up costs what the mailboxes
+that can send and the open zones amount to, not the number of leads. Both return the same
+`Forecast`; tests compare them on random campaigns."""
 
 from __future__ import annotations
 
