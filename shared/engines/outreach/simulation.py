@@ -150,6 +150,7 @@ class _Run:
             self.wait(c.due_at, c.enrollment_id, c.step, c.timezone, c.mailbox_id)
 
     def wait(self, due: datetime, enrollment: int, step: int, tz: str, box: int | None) -> None:
+        """A lead's next step waits for `due` (a new key also notes when the window first opens)."""
         bucket = self.buckets.get((due, tz))
         if bucket is None:
             bucket = self.buckets[(due, tz)] = []
@@ -170,6 +171,7 @@ class _Run:
             self.due_in_zone[tz] = self.due_in_zone.get(tz, 0) + len(bucket)
 
     def roll(self, clock: datetime) -> None:
+        """`scheduler.roll_window`, for the mailboxes whose oldest send has left the rolling 24 h."""
         cutoff = clock - timedelta(hours=24)
         for m in self.boxes:
             if m.sends_in_window and m.sends_in_window[0] <= cutoff:
