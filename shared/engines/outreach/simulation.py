@@ -140,10 +140,12 @@ class _Run:
         # Leads due: phase → mailbox (None: the rotation picks) → zone → heap of (due, enrollment, step).
         self.groups: tuple[dict[int | None, dict[str, list[tuple[datetime, int, int]]]], ...] = ({}, {})
         self.due_in_zone: dict[str, int] = {}  # zone → leads due (whatever holds them)
-        # Per zone: is the window open, (closed) when it opens; `changes` says until when that holds.
+        # Per zone with due leads: is the window open, (closed) when it opens; `changes` says until
+        # when that holds (a zone without due leads is dropped at its next change, asked again once due).
         self.open: dict[str, bool] = {}
         self.opens: dict[str, datetime] = {}
         self.changes = [(sim.now, tz) for tz in {c.timezone for c in sim.candidates}]
+        self.tracked = {tz for _, tz in self.changes}
         self._summary: tuple[bool, list[datetime]] | None = None  # zone_summary's, until a zone changes
         self.left = len(sim.candidates)
         for c in sim.candidates:
@@ -168,6 +170,9 @@ class _Run:
                 heappush(by_zone.setdefault(tz, []), (due, enrollment, step))
             if tz not in self.due_in_zone:
                 self._summary = None
+                if tz not in self.tracked:
+                    self.tracked.add(tz)
+                    heappush(self.changes, (clock, tz))
             self.due_in_zone[tz] = self.due_in_zone.get(tz, 0) + len(bucket)
 
     def roll(self, clock: datetime) -> None:
@@ -187,6 +192,9 @@ class _Run:
         if stale:
             self._summary = None
         for tz in stale:
+            if tz not in self.due_in_zone:
+                self.tracked.discard(tz)
+                continue
             self.open[tz] = timezones.is_open(clock, tz, window)
             if self.open[tz]:
                 heappush(self.changes, (timezones.window_close(clock, tz, window), tz))
