@@ -41,7 +41,7 @@ def valid_zone(name: str | None) -> bool:
     if not name:
         return False
     try:
-        ZoneInfo(name)
+        zone_info(name)  # kept once valid: a phone's zones are checked for every lead
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
