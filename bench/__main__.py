@@ -29,6 +29,7 @@ from shared import db, embedded, migrate, workitems  # noqa: E402
 from shared.settings import environment, get_settings, reset_settings  # noqa: E402
 
 BENCH_DATABASE = "outbound_bench"
+MODES = ["throughput", "latency", "claim", "per-lead", "forecast"]
 
 
 def machine() -> str:
@@ -240,14 +241,21 @@ def main() -> None:
     parser.add_argument("--latency-workers", type=int, default=None,
                         help="local executor workers, latency run (default: enough chunks to keep the cap full)")
     parser.add_argument("--lead-concurrency", type=int, default=25, help="concurrent calls per chunk, latency run")
-    parser.add_argument("--only", choices=["throughput", "latency", "claim", "per-lead"], action="append")
+    parser.add_argument("--forecast-leads", type=int, default=3_000, help="leads not yet enrolled, small forecast")
+    parser.add_argument("--forecast-enrolled", type=int, default=100_000, help="enrolled leads, large forecast")
+    parser.add_argument("--no-reference", action="store_true", help="forecast: skip the per-lead reference")
+    parser.add_argument("--only", choices=MODES, action="append")
+    parser.add_argument("mode", nargs="*", help=f"the same as --only: {', '.join(MODES)}")
     args = parser.parse_args()
-    only = set(args.only or ["throughput", "latency", "claim", "per-lead"])
+    if any(m not in MODES for m in args.mode):
+        parser.error(f"a mode is one of {', '.join(MODES)}")
+    only = set((args.only or []) + args.mode) or set(MODES)
 
     setup_database()
     engine = db.get_engine()
     print(f"machine: {machine()}")
-    print(f"Prefect ephemeral API start-up (once, not in the figures below): {warm_up_prefect():.1f} s")
+    if only - {"forecast"}:
+        print(f"Prefect ephemeral API start-up (once, not in the figures below): {warm_up_prefect():.1f} s")
     if "throughput" in only:
         r = bench_throughput(engine, args.items, batch_size=args.batch_size, workers=args.workers)
         print(f"throughput (noop provider, full state machine via orchestrator_main): {r['items']} items in "
@@ -270,6 +278,13 @@ def main() -> None:
         print(f"one Prefect task per lead: {r['items']} items in {r['task_per_lead_seconds']:.1f} s "
               f"({r['task_per_lead_ms_per_item']:.1f} ms/item) vs chunked orchestrator_main "
               f"{r['chunked_seconds']:.1f} s")
+    if "forecast" in only:
+        from bench import forecast
+
+        for leads, enrolled, target in ((args.forecast_leads, False, forecast.TARGETS["small"]),
+                                        (args.forecast_enrolled, True, forecast.TARGETS["large"])):
+            r = forecast.bench_forecast(engine, leads, enrolled=enrolled, reference=not (enrolled or args.no_reference))
+            print(forecast.report(r, target, _load()), flush=True)
 
 
 if __name__ == "__main__":

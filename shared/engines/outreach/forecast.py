@@ -1,45 +1,27 @@
-"""Forecast a campaign before (or during) its run: the same pure scheduler on a simulated clock.
+"""Forecast a campaign before (or during) its run: the scheduler's policy on a simulated clock.
 
 Reads the campaign's leads (enrolled or about to be), steps, window and the client's mailboxes
-as they are now, then runs `scheduler.due_sends` / `next_wake` in memory until every lead has
-had its last step. Jitter is left out (sends are planned at the minimum gap), so the real run is
-never faster than the forecast; what it says per day per mailbox is what the flow will do.
+as they are now (`inputs`), then simulates until every lead has had its last step. Jitter is left
+out (sends are planned at the minimum gap), so the real run is never faster than the forecast;
+what it says per day per mailbox is what the flow will do.
+
+The simulation itself (and a slower reference that gives the same answer) is in `simulation`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from shared.engines.outreach import scheduler, store, timezones
+from shared.engines.outreach import store, timezones
 from shared import errors
 from shared.engines.campaigns import sequences
 from shared.engines.outreach.scheduler import Candidate
+from shared.engines.outreach.simulation import Forecast, Inputs, simulate
 from shared.settings import Settings
 
-HORIZON_DAYS = 365  # a sequence that has not finished in a year is reported as such
-
-
-@dataclass(slots=True)
-class Forecast:
-    leads: int
-    steps: int
-    per_day: dict[str, dict[str, int]] = field(default_factory=dict)  # day (UTC) → mailbox → sends
-    caps: dict[str, int] = field(default_factory=dict)  # mailbox → daily cap (before ramp)
-    last_send_at: datetime | None = None
-    unfinished: int = 0  # leads not done within the horizon (no mailbox, say)
-    enrichment_leads: int = 0
-    enrichment_credits_max: int = 0
-    credit_balance: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"leads": self.leads, "steps": self.steps, "per_day": self.per_day, "caps": self.caps,
-                "last_send_at": self.last_send_at.isoformat() if self.last_send_at else None,
-                "unfinished": self.unfinished, "enrichment_leads": self.enrichment_leads,
-                "enrichment_credits_max": self.enrichment_credits_max, "credit_balance": self.credit_balance}
+__all__ = ["Forecast", "forecast", "inputs", "paid_credits_per_lead"]
 
 
 def paid_credits_per_lead(settings: Settings) -> int:
@@ -52,6 +34,18 @@ def paid_credits_per_lead(settings: Settings) -> int:
 def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetime,
              credits_per_lead: int = 0) -> Forecast:
     """What the campaign will send from `now` on. `credits_per_lead`: the paid waterfall's worst case."""
+    result = simulate(inputs(conn, client_id, campaign_id, now=now))
+    row = conn.execute(
+        text("SELECT c.credit_balance, (SELECT count(*) FROM leads l WHERE l.client_id = c.id AND "
+             "l.campaign_id = :camp AND l.status = 'new' AND l.enriched_at IS NULL) AS todo FROM clients c "
+             "WHERE c.id = :c"), {"c": client_id, "camp": campaign_id}).one()
+    result.credit_balance, result.enrichment_leads = row.credit_balance, row.todo
+    result.enrichment_credits_max = row.todo * credits_per_lead
+    return result
+
+
+def inputs(conn: Connection, client_id: int, campaign_id: int, *, now: datetime) -> Inputs:
+    """The campaign's window, steps, leads (enrolled, or as if enrolled now) and mailboxes at `now`."""
     window, fallback = sequences.window(conn, campaign_id)
     steps = sequences.steps(conn, campaign_id)
     if not steps:
@@ -67,47 +61,15 @@ def forecast(conn: Connection, client_id: int, campaign_id: int, *, now: datetim
         text("SELECT l.id, l.timezone, l.phone, l.country FROM leads l WHERE l.client_id = :c AND l.campaign_id = :camp "
              "AND l.status IN ('new', 'enriched') AND NOT EXISTS (SELECT 1 FROM enrollments e "
              "WHERE e.campaign_id = :camp AND e.lead_id = l.id)"), {"c": client_id, "camp": campaign_id}).all()
+    first_due: dict[str, datetime] = {}  # step 1's due time from now, per zone
     for i, r in enumerate(fresh):
         tz = timezones.resolve(explicit=r.timezone, phone=r.phone, country=r.country, fallback=fallback).timezone
-        due = timezones.add_delay(now, steps[0]["delay_amount"], steps[0]["delay_unit"], tz)
-        cands.append(Candidate(-(i + 1), client_id, campaign_id, r.id, 1, due, tz, None))
-    boxes = [m for m in store.mailbox_states(conn, [client_id], now)]
+        if tz not in first_due:
+            first_due[tz] = timezones.add_delay(now, steps[0]["delay_amount"], steps[0]["delay_unit"], tz)
+        cands.append(Candidate(-(i + 1), client_id, campaign_id, r.id, 1, first_due[tz], tz, None))
+    boxes = store.mailbox_states(conn, [client_id], now)
     names = dict(conn.execute(text("SELECT id, from_address FROM mailboxes WHERE client_id = :c"),
                               {"c": client_id}).all())
-    result = Forecast(leads=len(cands), steps=len(steps), caps={names[m.id]: m.limits.daily_cap for m in boxes})
-    by_step = {s["step"]: s for s in steps}
-    windows = {campaign_id: window}
-    clock, horizon = now, now + timedelta(days=HORIZON_DAYS)
-    while cands:
-        for m in boxes:
-            scheduler.roll_window(m, clock)
-        plan = scheduler.due_sends(clock, cands, windows, boxes)
-        sent = {s.enrollment_id: s for s in plan.sends}
-        kept = []
-        for c in cands:
-            s = sent.get(c.enrollment_id)
-            if s is None:
-                kept.append(c)
-                continue
-            day = clock.date().isoformat()
-            result.per_day.setdefault(day, {}).setdefault(names[s.mailbox_id], 0)
-            result.per_day[day][names[s.mailbox_id]] += 1
-            result.last_send_at = clock
-            nxt = by_step.get(c.step + 1)
-            if nxt is not None:
-                c.step, c.mailbox_id = c.step + 1, s.mailbox_id
-                c.due_at = timezones.add_delay(clock, nxt["delay_amount"], nxt["delay_unit"], c.timezone)
-                kept.append(c)
-        cands = kept
-        wake = scheduler.next_wake(clock, cands, windows, boxes, horizon=horizon)
-        if wake is None:
-            break
-        clock = wake
-    result.unfinished = len(cands)
-    row = conn.execute(
-        text("SELECT c.credit_balance, (SELECT count(*) FROM leads l WHERE l.client_id = c.id AND "
-             "l.campaign_id = :camp AND l.status = 'new' AND l.enriched_at IS NULL) AS todo FROM clients c "
-             "WHERE c.id = :c"), {"c": client_id, "camp": campaign_id}).one()
-    result.credit_balance, result.enrichment_leads = row.credit_balance, row.todo
-    result.enrichment_credits_max = row.todo * credits_per_lead
-    return result
+    return Inputs(now, window, steps, cands, boxes, names)
+
+

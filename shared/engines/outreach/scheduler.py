@@ -149,12 +149,12 @@ def _decide(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int
             continue
         if c.mailbox_id is not None:
             box = by_id.get(c.mailbox_id)
-            picked = box if box is not None and _usable(box, now) else None
+            picked = box if box is not None and can_send(box, now) else None
         else:
             usable = usable_by_client.get(c.client_id)
             if usable is None:  # a client's usable mailboxes change only when one takes a slot
-                usable = usable_by_client[c.client_id] = [m for m in by_client.get(c.client_id, ()) if _usable(m, now)]
-            picked = min(usable, key=lambda m: _rotation_key(m, now), default=None)
+                usable = usable_by_client[c.client_id] = [m for m in by_client.get(c.client_id, ()) if can_send(m, now)]
+            picked = min(usable, key=lambda m: rotation_key(m, now), default=None)
         if picked is None:
             yield _held_by_mailbox(c, now, by_id, by_client)
             continue
@@ -164,7 +164,7 @@ def _decide(now: datetime, candidates: Iterable[Candidate], windows: Mapping[int
                        mailbox_id=picked.id, until=now)
 
 
-def _rotation_key(m: MailboxState, now: datetime) -> tuple[float, int, bool, datetime, int]:
+def rotation_key(m: MailboxState, now: datetime) -> tuple[float, int, bool, datetime, int]:
     """The largest share of its cap left first (so each mailbox is used in proportion to its cap: a
     ramping one still gets its share of warm-up sends); then the most room; then never used before
     used, longest idle first; then the lowest id."""
@@ -197,7 +197,8 @@ def _held_by_mailbox(c: Candidate, now: datetime, by_id: Mapping[int, MailboxSta
     return Decision(c, None, hold, box, until)
 
 
-def _usable(m: MailboxState, now: datetime) -> bool:
+def can_send(m: MailboxState, now: datetime) -> bool:
+    """Can `m` take a send at `now`: active, past its gap and back-off, under its cap."""
     return m.active and m.free_at(now) and m.room(now) > 0
 
 
@@ -215,15 +216,7 @@ def next_wake(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
 
     A simulated clock jumps there; on the real clock the next scheduled pass (or `outbound outreach run --until`) comes back.
     """
-    times: list[datetime] = []
-    for m in mailboxes:
-        if m.active and m.next_send_at is not None and m.next_send_at > now:
-            times.append(m.next_send_at)
-        if m.active and m.backing_off(now):
-            times.append(m.retry_at)  # type: ignore[arg-type]  (backing_off: not None)
-        # A rolling-24 h slot frees when the oldest send in the window turns 24 h old.
-        if m.sends_in_window and m.room(now) <= 0:
-            times.append(min(m.sends_in_window) + timedelta(hours=24))
+    times = mailbox_wakes(now, mailboxes)
     opens: dict[tuple[datetime, str, int], datetime] = {}  # many candidates share a time, zone and campaign
     for c in candidates:
         window = windows.get(c.campaign_id)
@@ -237,6 +230,21 @@ def next_wake(now: datetime, candidates: Iterable[Candidate], windows: Mapping[i
             times.append(at)
     later = [t for t in times if now < t <= horizon]
     return min(later) if later else None
+
+
+def mailbox_wakes(now: datetime, mailboxes: Iterable[MailboxState]) -> list[datetime]:
+    """When each mailbox's state next changes on its own: its gap ends, its back-off ends, or (at its
+    cap) its oldest send in the rolling 24 h ages out. `next_wake`'s mailbox part."""
+    times: list[datetime] = []
+    for m in mailboxes:
+        if m.active and m.next_send_at is not None and m.next_send_at > now:
+            times.append(m.next_send_at)
+        if m.active and m.backing_off(now):
+            times.append(m.retry_at)  # type: ignore[arg-type]  (backing_off: not None)
+        # A rolling-24 h slot frees when the oldest send in the window turns 24 h old.
+        if m.sends_in_window and m.room(now) <= 0:
+            times.append(min(m.sends_in_window) + timedelta(hours=24))
+    return times
 
 
 def roll_window(m: MailboxState, now: datetime) -> None:

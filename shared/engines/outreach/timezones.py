@@ -41,7 +41,7 @@ def valid_zone(name: str | None) -> bool:
     if not name:
         return False
     try:
-        ZoneInfo(name)
+        zone_info(name)  # kept once valid: a phone's zones are checked for every lead
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
@@ -94,8 +94,10 @@ def country_code(country: str | None) -> str | None:
     return _country_names().get(value.lower())
 
 
+@lru_cache(maxsize=4096)
 def _one_clock(zones: tuple[str, ...], year: int = 2026) -> str | None:
-    """The first zone when every zone keeps the same clock all year (Berlin/Busingen), else None."""
+    """The first zone when every zone keeps the same clock all year (Berlin/Busingen), else None.
+    Kept per answer: a country's or number prefix's zones are asked about for every lead."""
     probes = [datetime(year, m, 15, 12, tzinfo=UTC) for m in (1, 4, 7, 10)]
     offsets = {tuple(p.astimezone(zone_info(z)).utcoffset() for p in probes) for z in zones}
     return zones[0] if len(offsets) == 1 else None
