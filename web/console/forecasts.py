@@ -1,6 +1,6 @@
 """The campaign forecast for the console: cached per campaign state, at most a few computed at once.
 
-A forecast is a simulation (seconds of CPU on a big campaign) and a viewer may open it, so:
+A forecast is a simulation (about 0.3 s of CPU for the demo campaign, seconds for 100,000 leads) and a viewer may open it, so:
 - the result is cached under (campaign, `campaigns.forecast_state`): a digest of every row the
   forecast reads, so any change to the campaign, its leads, enrollments, mailboxes or sends makes
   a new key; an entry also expires after CACHE_SECONDS (the forecast starts from "now");
