@@ -17,6 +17,7 @@ from shared.engines.replies import ingest
 from shared.engines.replies.webhooks import parse_message
 from shared.settings import get_settings
 from tests.console_helpers import SECRET, accounts, csrf_of, post_form, sign_in
+from tests.integration.test_hostile_input import HOSTILE_VALUES
 from tests.integration.test_inbox import NOW, _reply, mail, world  # noqa: F401  (fixtures)
 from tests.replies_mail import reply
 from web.app import create_app
@@ -231,3 +232,19 @@ def test_a_post_without_the_csrf_token_is_refused(app, acc, engine, mail):
     assert c.post(f"{INBOX}/{mail['reply']}/reclassify", data={"kind": "auto_reply", "csrf": "forged"}).status_code == 403
     assert kind_of(engine, mail["reply"]) == "human_reply"
     assert csrf_of(c.get(f"{INBOX}/{mail['reply']}").text)
+
+
+def test_hostile_values_on_a_real_message_are_never_a_5xx_and_record_nothing(app, acc, engine, mail):
+    c = signed_in(app, acc.operator)
+    page = f"{INBOX}/{mail['unverified']}"
+    token = csrf_of(c.get(page).text)
+    for value in HOSTILE_VALUES:
+        for action, data in (("mark", {"verdict": value, "note": value}), ("reclassify", {"kind": value})):
+            answer = c.post(f"{page}/{action}", data={"csrf": token, **data})
+            assert answer.status_code == 303, (action, value, answer.status_code)
+        listing = c.get(INBOX, params=dict.fromkeys(("kind", "campaign", "mailbox", "client", "before"), value))
+        assert listing.status_code == 200, (value, listing.status_code)
+    assert verdicts(engine) == [] and kind_of(engine, mail["unverified"]) == "human_reply"
+    noted = post_form(c, page, f"{page}/mark", {"verdict": "not_interested", "note": "a\x00b <script>\r\nX: 1"})
+    assert noted.status_code == 303 and verdicts(engine)[0][2:] == ("not_interested", "ops@agency.test", "ab <script>\r\nX: 1")
+    assert "ab &lt;script&gt;" in c.get(page).text
