@@ -18,7 +18,6 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from shared import ids
 from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
 from shared.engines.mailboxes import mailboxes
@@ -36,21 +35,21 @@ VERDICTS = tuple(Verdict)
 
 def _id_filter(raw: str | None, name: str, problems: list[str]) -> int | None:
     """An optional id from the query; a malformed one is dropped with a notice (every row is shown)."""
-    if raw is None or raw.strip() == "":
-        return None
-    value = ids.parse_id(raw.strip())
-    if value is None:
-        problems.append(f"{name}: {raw[:40]!r} is not a number; showing every {name}")
+    value, problem = client_filter(raw, name)
+    problems += [problem] if problem else []
     return value
 
 
-def _kind_filter(raw: str | None, problems: list[str]) -> str | None:
-    if raw is None or raw == "":
-        return None
-    if raw not in KINDS:
-        problems.append(f"unknown class {raw[:40]!r} (one of {', '.join(KINDS)}); showing every class")
-        return None
-    return raw
+def _page(conn: Connection, filters: dict[str, Any], before: inbox.Cursor | None, problems: list[str]) -> inbox.Page:
+    """The engine's page; a `kind` that is not a class is dropped with the engine's words (every class is shown)."""
+    query = {"kind": filters["kind"], "campaign_id": filters["campaign"], "mailbox_id": filters["mailbox"],
+             "unverified": True if filters["unverified"] else None, "before": before, "client_id": filters["client"]}
+    try:
+        return inbox.inbound(conn, **query)
+    except ValueError as exc:  # unknown class
+        problems.append(f"{exc}; showing every class")
+        filters["kind"] = None
+        return inbox.inbound(conn, **query | {"kind": None})
 
 
 def _choices(conn: Connection, client_id: int | None) -> dict[str, Any]:
@@ -61,11 +60,10 @@ def _choices(conn: Connection, client_id: int | None) -> dict[str, Any]:
     return {"clients": visible, "campaigns": campaigns.list_campaigns(conn, client_id), "mailboxes": boxes}
 
 
-def _older_link(filters: dict[str, Any], cursor: inbox.Cursor | None) -> str | None:
-    if cursor is None:
-        return None
-    params = {k: v for k, v in filters.items() if v not in (None, False)} | {"before": inbox.cursor_text(cursor)}
-    return f"{PREFIX}/inbox?{urlencode({k: ('1' if v is True else v) for k, v in params.items()})}"
+def _link(filters: dict[str, Any], before: inbox.Cursor | None = None) -> str:
+    """The inbox with these filters (from the page after `before`, when given)."""
+    params = {k: ("1" if v is True else v) for k, v in filters.items() if v not in (None, False, "")}
+    return f"{PREFIX}/inbox?" + urlencode(params | ({"before": inbox.cursor_text(before)} if before else {}))
 
 
 @router.get("/inbox")
@@ -73,17 +71,14 @@ def inbox_list(view: Page, conn: Conn, kind: str | None = None, campaign: str | 
                mailbox: str | None = None, client: str | None = None, unverified: str | None = None,
                before: str | None = None, notice: str | None = None) -> Response:
     problems: list[str] = []
-    client_id, problem = client_filter(client) if view.who.is_operator else (None, None)
-    problems += [problem] if problem else []
-    filters = {"kind": _kind_filter(kind, problems), "campaign": _id_filter(campaign, "campaign", problems),
+    client_id = _id_filter(client, "client", problems) if view.who.is_operator else None  # a viewer's is its own
+    filters = {"kind": kind or None, "campaign": _id_filter(campaign, "campaign", problems),
                "mailbox": _id_filter(mailbox, "mailbox", problems), "client": client_id,
                "unverified": bool(unverified)}
-    cursor = inbox.parse_cursor(before)
-    page = inbox.inbound(conn, kind=filters["kind"], campaign_id=filters["campaign"], mailbox_id=filters["mailbox"],
-                         unverified=True if filters["unverified"] else None, before=cursor, client_id=client_id)
-    newest = f"{PREFIX}/inbox?{urlencode({k: ('1' if v is True else v) for k, v in filters.items() if v})}"
+    cursor = inbox.parse_cursor(before)  # a value that is not a cursor: the first page
+    page = _page(conn, filters, cursor, problems)
     return view.page("inbox.html", rows=page.rows, filters=filters, kinds=KINDS, paged=cursor is not None,
-                     older_link=_older_link(filters, page.next), newest_link=newest,
+                     older_link=_link(filters, page.next) if page.next else None, newest_link=_link(filters),
                      notice="; ".join(([notice] if notice else []) + problems) or None, **_choices(conn, client_id))
 
 
