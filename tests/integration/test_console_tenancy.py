@@ -19,8 +19,12 @@ from sqlalchemy import text
 from shared.engines.outreach import suppression
 from shared.engines.mailboxes import mailboxes
 from shared.engines.campaigns import sequences
+from shared.engines.replies import ingest
+from shared.engines.replies.webhooks import parse_message
+from shared.settings import get_settings
 from tests import factories
 from tests.console_helpers import SECRET, accounts, csrf_of, sign_in
+from tests.replies_mail import reply
 from web.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -28,7 +32,7 @@ pytestmark = pytest.mark.integration
 B_MARK = "bravo-secret-marker"
 # Tables whose contents a refused action must leave exactly as they were.
 WATCHED = ("clients", "campaigns", "leads", "batches", "work_items", "mailboxes", "sequences", "sequence_steps",
-           "enrollments", "messages", "suppressions", "inbound_messages", "credit_ledger")
+           "enrollments", "messages", "suppressions", "inbound_messages", "lead_verdicts", "credit_ledger")
 
 
 def _world(engine) -> dict[str, dict[str, int]]:
@@ -46,7 +50,17 @@ def _world(engine) -> dict[str, dict[str, int]]:
             sequences.set_step(conn, client, campaign, step=1, subject=f"{mark} subject", body="Hi {{ first_name }}")
             suppression.suppress(conn, client, f"gone@{mark}.example", reason="asked", source="test")
             ids[name] = {"client": client, "campaign": campaign, "lead": lead, "batch": batch, "mailbox": mailbox}
+    for name, mark in (("A", "alpha"), ("B", B_MARK)):
+        ids[name]["inbound"] = _inbound(engine, ids[name], mark)
     return ids
+
+
+def _inbound(engine, ids: dict[str, int], mark: str) -> int:
+    """A message read from the client's mailbox over IMAP, through the one ingest path."""
+    raw = reply(frm=f"someone@{mark}.example", to=f"sender@{mark}.example", subject=f"{mark} question", in_reply_to=None)
+    received = ingest.Received(raw, parse_message(raw), "imap", client_id=ids["client"], mailbox_id=ids["mailbox"],
+                               folder="INBOX", imap_uid=1)
+    return ingest.ingest(engine, received, settings=get_settings()).inbound_id
 
 
 def _snapshot(engine) -> str:
@@ -54,13 +68,14 @@ def _snapshot(engine) -> str:
     with engine.begin() as conn:
         for table in WATCHED:
             for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1")):
-                digest.update(repr(tuple(row)).encode())
+                # bytea comes back as a memoryview, whose repr is its address: compare the bytes
+                digest.update(repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode())
     return digest.hexdigest()
 
 
 # Which of the world's ids fills each path parameter the console uses.
 PARAMS = {"batch_id": "batch", "lead_id": "lead", "campaign_id": "campaign", "mailbox_id": "mailbox",
-          "client_id": "client"}
+          "client_id": "client", "inbound_id": "inbound"}
 # Query parameters that name another row: tried with B's ids on A's own pages too.
 QUERY = {"client": "client", "lead": "lead", "campaign": "campaign", "mailbox": "mailbox"}
 

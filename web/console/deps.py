@@ -177,13 +177,13 @@ def form_int(form: dict[str, Any], name: str) -> int | None:
     return ids.field_id(text_field(form.get(name)), name)
 
 
-def client_filter(raw: str | None) -> tuple[int | None, str | None]:
-    """(client id or None for all, a notice when the value was not a number)."""
+def client_filter(raw: str | None, name: str = "client") -> tuple[int | None, str | None]:
+    """(the id a list is filtered by, or None for all; a notice when the value was not a number)."""
     if raw is None or raw.strip() == "":
         return None, None
     value = ids.parse_id(raw.strip())
     if value is None:
-        return None, f"client: {raw[:40]!r} is not a number; showing every client"
+        return None, f"{name}: {raw[:40]!r} is not a number; showing every {name}"
     return value, None
 
 
