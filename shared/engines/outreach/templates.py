@@ -11,6 +11,7 @@ the output is streamed and counted while it is produced, and the sandbox interce
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,13 @@ _ENV = _BoundedSandbox(undefined=StrictUndefined, finalize=lambda v: "" if v is 
 _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute '|)([A-Za-z_][A-Za-z0-9_]*)'")
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """A template compiled once per source (a campaign's few steps render for every send; Templates are
+    immutable and safe to share between threads)."""
+    return _ENV.from_string(source)
+
+
 class TemplateProblem(ValueError):
     """A step template cannot be rendered for a lead."""
 
@@ -113,10 +121,10 @@ def lead_context(lead: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
 
 
 def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-    subject = _render_capped(_ENV.from_string(template.subject), ctx)
+    subject = _render_capped(_compiled(template.subject), ctx)
     if "\r" in subject or "\n" in subject:
         subject = " ".join(subject.split())  # a header cannot carry a line break
-    return Rendered(subject.strip(), _render_capped(_ENV.from_string(template.body), ctx))
+    return Rendered(subject.strip(), _render_capped(_compiled(template.body), ctx))
 
 
 def missing_variable(exc: UndefinedError) -> str:
@@ -145,7 +153,7 @@ def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate]
                sender: Mapping[str, Any] | None = None) -> list[str]:
     """Every (lead, step) that would fail to render, as one line each; empty means ready."""
     steps = list(steps)
-    compiled = [(s, _ENV.from_string(s.subject), _ENV.from_string(s.body)) for s in steps]
+    compiled = [(s, _compiled(s.subject), _compiled(s.body)) for s in steps]
     problems: list[str] = []
     for lead in leads:
         ctx = lead_context(lead, sender or {"from_name": "", "from_address": ""})
