@@ -14,6 +14,10 @@ the answer, so the send engine never has to guess:
   `transient` (shared.db.is_transient, the project's one rule) says whether trying later can help;
 - `in_doubt`: no reply after the final dot.
 
+`Session` keeps one connection open across messages (RSET between them, still one message per
+transaction) and classifies each message exactly as a connection of its own would; `send` is one
+message on a session of its own.
+
 Passwords come from the environment or `.env` under the mailbox's secret *name*; they never
 appear in a log line or an exception message.
 """

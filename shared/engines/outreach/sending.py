@@ -5,8 +5,14 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
 2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
    replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
-   'sending' — committed *before* any SMTP command;
-3. SMTP, one message per transaction, each reply taken as the definite answer it is (RFC 5321,
+   'sending' — committed *before* any SMTP command. Few round trips: the lease renewal, one
+   context query (which locks the enrollment and the mailbox row, the slot's lock, and reads a
+   message already made for the step), the suppression check, the slot UPDATE, and the INSERT
+   with its headers;
+3. SMTP, one message per transaction, on the chunk's connection to that mailbox's server
+   (`smtp.Session`: RSET between messages; a connection found dead at RSET is replaced before
+   anything is offered, and any error that leaves the session unknown closes it), each reply
+   taken as the definite answer it is (RFC 5321,
    `smtp.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
    the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
    'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
@@ -15,8 +21,10 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
    server's words after `retry.PAUSE_AFTER` permanent failures. Only no reply after the final
    dot marks it 'in_doubt' and holds the enrollment: never resent automatically (the reconciler
    decides);
-4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced,
-   the item DONE — one transaction.
+4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced
+   (one statement, `mark_sent`), the item DONE — one transaction, committed before the chunk's
+   next message is prepared (a chunk's messages go one at a time, so no 'sent' commit waits on
+   another message's DATA).
 """
 
 from __future__ import annotations
