@@ -66,7 +66,7 @@ def bench_sends(engine: Engine, leads: int, mailboxes: int, delay_ms: int, worke
     assert result["sent"] == leads == len(sink.messages), result
     return {"leads": leads, "mailboxes": mailboxes, "sink_delay_ms": delay_ms, "workers": workers, "chunk": chunk,
             "seconds": round(seconds, 2), "sends_per_s": round(leads / seconds, 1),
-            "process_cpu_ms_per_send": round(cpu * 1000 / leads, 2), "load": os.getloadavg()[0]}
+            "process_cpu_ms_per_send": round(cpu * 1000 / leads, 2), "load": round(os.getloadavg()[0], 1)}
 
 
 def _fill_enrollments(engine: Engine, total: int, active: int) -> int:
