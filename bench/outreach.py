@@ -53,12 +53,13 @@ def bench_sends(engine: Engine, leads: int, mailboxes: int, delay_ms: int, worke
     with smtp_sink(delay_seconds=delay_ms / 1000) as (sink, port):
         _, campaign = _campaign(engine, leads, mailboxes, port)
         with environment(OUTREACH_SECRET="bench", LOCAL_WORKERS=str(workers)):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             result = outreach_pass.fn(MONDAY_10_UTC, True, campaign, chunk)
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert result["sent"] == leads == len(sink.messages), result
     return {"leads": leads, "mailboxes": mailboxes, "sink_delay_ms": delay_ms, "workers": workers, "chunk": chunk,
-            "seconds": round(seconds, 2), "sends_per_s": round(leads / seconds, 1)}
+            "seconds": round(seconds, 2), "sends_per_s": round(leads / seconds, 1),
+            "process_cpu_ms_per_send": round(cpu * 1000 / leads, 2), "load": round(os.getloadavg()[0], 1)}
 
 
 def _fill_enrollments(engine: Engine, total: int, active: int) -> int:

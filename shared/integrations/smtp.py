@@ -14,6 +14,10 @@ the answer, so the send engine never has to guess:
   `transient` (shared.db.is_transient, the project's one rule) says whether trying later can help;
 - `in_doubt`: no reply after the final dot.
 
+`Session` keeps one connection open across messages (RSET between them, still one message per
+transaction) and classifies each message exactly as a connection of its own would; `send` is one
+message on a session of its own.
+
 Passwords come from the environment or `.env` under the mailbox's secret *name*; they never
 appear in a log line or an exception message.
 """
@@ -95,65 +99,132 @@ def _dot_stuffed(payload: bytes) -> bytes:
     return body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n"
 
 
-def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, recipient: str, timeout: float,
-         on_data: Callable[[], None] | None = None, raw: bytes | None = None) -> str:
-    """Deliver `message` to one recipient; returns the server's reply to the final dot (e.g. "250 OK").
+def _failed(stage: str, exc: smtplib.SMTPException | OSError) -> SmtpError:
+    """A raised exchange (no reply, a lost connection, or smtplib's own answered error) as an SmtpError."""
+    code = exc.smtp_code if isinstance(exc, smtplib.SMTPResponseException) else None
+    words = _text(getattr(exc, "smtp_error", b""))
+    return SmtpError(f"{stage.upper()}: {_describe(exc)}"[:300], stage=stage, outcome=classify(stage, code, words),
+                     code=code, reply=words, transient=is_transient(exc))
 
-    Raises SmtpError with the stage and outcome otherwise. `raw`: the exact bytes to send instead
-    of serializing `message` (a DKIM signature covers them)."""
-    stage = "connect"
-    client: smtplib.SMTP | None = None
-    try:
-        if account.tls_mode == "tls":
-            client = smtplib.SMTP_SSL(account.host, account.port, timeout=timeout,
-                                      context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(account.host, account.port, timeout=timeout)
-        stage = "ehlo"
-        client.ehlo()
-        if account.tls_mode == "starttls":
-            stage = "starttls"
-            client.starttls(context=ssl.create_default_context())
-            stage = "ehlo"
-            client.ehlo()
-        password = account.password()
-        if account.username and password:
-            stage = "auth"
-            client.login(account.username, password)
-        stage = "mail"
-        code, reply = client.mail(envelope_from)
-        if code != 250:
-            raise _answered(stage, code, reply)
-        stage = "rcpt"
-        code, reply = client.rcpt(recipient)
-        if code not in (250, 251):
-            raise _answered(stage, code, reply)
-        if on_data is not None:
-            on_data()
-        stage = "data"
-        client.putcmd("data")
-        code, reply = client.getreply()
-        if code != 354:
-            raise _answered(stage, code, reply)
-        stage = "body"  # a failure while the body goes out: the final dot never left, nothing delivered
-        client.send(_dot_stuffed(raw if raw is not None else message.as_bytes(policy=policy.SMTP)))
-        stage = "dot"  # from here on, no reply means the server may have taken it
-        code, reply = client.getreply()
-        if code != 250:
-            raise _answered(stage, code, reply)
-        answer = f"{code} {_text(reply)}"
-    except SmtpError:
-        raise
-    except (smtplib.SMTPException, OSError) as exc:
-        code = exc.smtp_code if isinstance(exc, smtplib.SMTPResponseException) else None
-        # Lost while the body went out: the dot never left, so nothing was delivered (a mailbox fault).
-        words = _text(getattr(exc, "smtp_error", b""))
-        raise SmtpError(f"{stage.upper()}: {_describe(exc)}"[:300], stage=stage, outcome=classify(stage, code, words),
-                        code=code, reply=words, transient=is_transient(exc)) from None
-    finally:
+
+def _keeps_session(exc: SmtpError) -> bool:
+    """True when the server answered a command of the transaction (not 421): the session is in a known state."""
+    return exc.code is not None and exc.code != 421 and exc.stage in ("mail", "rcpt", "data", "dot")
+
+
+class Session:
+    """One connection to a mailbox's server, kept open across messages (RSET between them).
+
+    Each `send` classifies exactly as a fresh connection would: a session found dead at RSET
+    (the server dropped it while idle; nothing of this message was offered) is closed and a fresh
+    one opened for this message; any error that leaves the session unknown closes it, and the
+    next `send` connects again."""
+
+    def __init__(self, account: SmtpAccount, *, timeout: float) -> None:
+        self.account = account
+        self.timeout = timeout
+        self.client: smtplib.SMTP | None = None
+        self.connections = 0  # opened so far (tests, logs)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def send(self, message: EmailMessage, *, envelope_from: str, recipient: str,
+             on_data: Callable[[], None] | None = None, raw: bytes | None = None) -> str:
+        """Deliver `message` to one recipient over this session; returns the server's reply to the final dot.
+
+        Raises SmtpError with the stage and outcome otherwise. `raw`: the exact bytes to send instead
+        of serializing `message` (a DKIM signature covers them)."""
+        if self.client is not None and not self._reset():
+            self.client.close()  # no QUIT: the server is gone or not answering
+            self.client = None
+        try:
+            if self.client is None:
+                self._open()
+            return self._transaction(message, envelope_from, recipient, on_data, raw)
+        except SmtpError as exc:
+            if not _keeps_session(exc):
+                self.close()
+            raise
+
+    def close(self) -> None:
+        client, self.client = self.client, None
         if client is not None:
             try:
                 client.quit()
             except (smtplib.SMTPException, OSError):
                 client.close()
-    return answer
+
+    def _reset(self) -> bool:
+        """RSET on a session kept from the previous message; False: it is gone (open a fresh one)."""
+        assert self.client is not None
+        try:
+            return self.client.rset()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def _open(self) -> None:
+        account, stage = self.account, "connect"
+        try:
+            if account.tls_mode == "tls":
+                client = smtplib.SMTP_SSL(account.host, account.port, timeout=self.timeout,
+                                          context=ssl.create_default_context())
+            else:
+                client = smtplib.SMTP(account.host, account.port, timeout=self.timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _failed(stage, exc) from None
+        self.client = client
+        self.connections += 1
+        try:
+            stage = "ehlo"
+            client.ehlo()
+            if account.tls_mode == "starttls":
+                stage = "starttls"
+                client.starttls(context=ssl.create_default_context())
+                stage = "ehlo"
+                client.ehlo()
+            password = account.password()
+            if account.username and password:
+                stage = "auth"
+                client.login(account.username, password)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _failed(stage, exc) from None
+
+    def _transaction(self, message: EmailMessage, envelope_from: str, recipient: str,
+                     on_data: Callable[[], None] | None, raw: bytes | None) -> str:
+        client, stage = self.client, "mail"
+        assert client is not None
+        try:
+            code, reply = client.mail(envelope_from)
+            if code != 250:
+                raise _answered(stage, code, reply)
+            stage = "rcpt"
+            code, reply = client.rcpt(recipient)
+            if code not in (250, 251):
+                raise _answered(stage, code, reply)
+            if on_data is not None:
+                on_data()
+            stage = "data"
+            client.putcmd("data")
+            code, reply = client.getreply()
+            if code != 354:
+                raise _answered(stage, code, reply)
+            stage = "body"  # a failure while the body goes out: the final dot never left, nothing delivered
+            client.send(_dot_stuffed(raw if raw is not None else message.as_bytes(policy=policy.SMTP)))
+            stage = "dot"  # from here on, no reply means the server may have taken it
+            code, reply = client.getreply()
+            if code != 250:
+                raise _answered(stage, code, reply)
+            return f"{code} {_text(reply)}"
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _failed(stage, exc) from None
+
+
+def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, recipient: str, timeout: float,
+         on_data: Callable[[], None] | None = None, raw: bytes | None = None) -> str:
+    """Deliver `message` to one recipient on a connection of its own (`Session.send` says the rest)."""
+    with Session(account, timeout=timeout) as session:
+        return session.send(message, envelope_from=envelope_from, recipient=recipient, on_data=on_data, raw=raw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -63,10 +64,12 @@ def limits_from_row(row: object) -> MailboxLimits:
                          r.min_gap_seconds, r.jitter_seconds)  # type: ignore[attr-defined]
 
 
-_LOCK = text(
-    "SELECT daily_cap, ramp_start, ramp_step, ramp_ceiling, ramp_started_at, min_gap_seconds, jitter_seconds, "
-    "status, smtp_retry_at FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE"
-)
+# The mailbox columns a reservation reads under the row lock (`reserve(locked=...)`).
+LOCKED_COLUMNS = ("daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "ramp_started_at", "min_gap_seconds",
+                  "jitter_seconds", "status", "smtp_retry_at")
+
+
+_LOCK = text(f"SELECT {', '.join(LOCKED_COLUMNS)} FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE")
 # Runs after the row lock, so (READ COMMITTED) it sees every reservation committed before ours.
 _RESERVE = text(
     f"""
@@ -83,10 +86,11 @@ _RESERVE = text(
 
 
 def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
-            rng: random.Random | None = None) -> None:
+            rng: random.Random | None = None, locked: object | None = None) -> None:
     """Take one slot (raises NoSlot otherwise). The caller inserts its `messages` row in the same
-    transaction, which is what the next reservation counts."""
-    row = conn.execute(_LOCK, {"m": mailbox_id, "c": client_id}).first()
+    transaction, which is what the next reservation counts. `locked`: the mailbox's LOCKED_COLUMNS,
+    already read FOR UPDATE in this transaction (the send engine's context query), instead of locking here."""
+    row: Any = locked if locked is not None else conn.execute(_LOCK, {"m": mailbox_id, "c": client_id}).first()
     if row is None:
         raise NoSlot("mailbox_missing")
     if row.status != "active":

@@ -5,8 +5,14 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
 2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
    replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
-   'sending' — committed *before* any SMTP command;
-3. SMTP, one message per transaction, each reply taken as the definite answer it is (RFC 5321,
+   'sending' — committed *before* any SMTP command. Few round trips: the lease renewal, one
+   context query (which locks the enrollment and the mailbox row, the slot's lock, and reads a
+   message already made for the step), the suppression check, the slot UPDATE, and the INSERT
+   with its headers;
+3. SMTP, one message per transaction, on the chunk's connection to that mailbox's server
+   (`smtp.Session`: RSET between messages; a connection found dead at RSET is replaced before
+   anything is offered, and any error that leaves the session unknown closes it), each reply
+   taken as the definite answer it is (RFC 5321,
    `errors.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
    the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
    'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
@@ -15,8 +21,10 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
    server's words after `retry.PAUSE_AFTER` permanent failures. Only no reply after the final
    dot marks it 'in_doubt' and holds the enrollment: never resent automatically (the reconciler
    decides);
-4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced,
-   the item DONE — one transaction.
+4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced
+   (one statement, `mark_sent`), the item DONE — one transaction, committed before the chunk's
+   next message is prepared (a chunk's messages go one at a time, so no 'sent' commit waits on
+   another message's DATA).
 """
 
 from __future__ import annotations
@@ -89,9 +97,19 @@ class SendReport:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
+# Everything the JIT checks, the slot and the message need, in one statement: the enrollment and the
+# mailbox locked (the slot's lock, `capacity.reserve(locked=...)`), a message already made for this
+# step (a retry keeps its row and Message-ID) and the id a new one will take (its unsubscribe token
+# goes in the headers the INSERT writes).
+# A dozen joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item first,
+# then one row per join by key) so planning is cheap; the SET LOCAL goes in the same round trip.
 _CONTEXT = text(
-    """
-    SELECT w.id AS item_id, w.step, w.mailbox_id, w.client_id, b.campaign_id,
+    f"""
+    SET LOCAL join_collapse_limit = 1;
+    SELECT {", ".join(f"m.{c}" for c in capacity.LOCKED_COLUMNS)},
+           ex.id AS existing_id, ex.status AS existing_status, ex.message_id AS existing_message_id,
+           nextval(pg_get_serial_sequence('messages', 'id')) AS new_message_pk,
+           w.id AS item_id, w.step, w.mailbox_id, w.client_id, b.campaign_id,
            c.subscription_status, camp.status AS campaign_status, camp.name AS campaign_name,
            l.id AS lead_id, l.email, l.first_name, l.last_name, l.title, l.company_name, l.company_domain,
            l.phone, l.country, l.linkedin_url, l.status AS lead_status, l.enrichment,
@@ -112,8 +130,9 @@ _CONTEXT = text(
     JOIN sequences sq ON sq.campaign_id = b.campaign_id AND sq.client_id = w.client_id
     LEFT JOIN sequence_steps st ON st.campaign_id = b.campaign_id AND st.step = w.step
     LEFT JOIN sequence_steps nx ON nx.campaign_id = b.campaign_id AND nx.step = w.step + 1
+    LEFT JOIN messages ex ON ex.campaign_id = b.campaign_id AND ex.lead_id = w.lead_id AND ex.step = w.step
     WHERE w.id = :item AND w.client_id = :client
-    FOR UPDATE OF e
+    FOR UPDATE OF e, m
     """
 )
 
@@ -195,6 +214,16 @@ def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, fi
     return msg
 
 
+_INSERT_SENDING = text(
+    "INSERT INTO messages (id, client_id, campaign_id, lead_id, step, mailbox_id, work_item_id, attempt, message_id, "
+    "in_reply_to, subject, status, reserved_at, headers) VALUES (:id, :c, :camp, :l, :s, :m, :w, :a, :mid, :irt, "
+    ":subj, 'sending', :now, CAST(:h AS jsonb))")
+_RETRY_SENDING = text(
+    "UPDATE messages SET status = 'sending', error = NULL, retry_at = NULL, mailbox_id = :m, work_item_id = :w, "
+    "attempt = :a, reserved_at = :now, headers = CAST(:h AS jsonb), updated_at = now() WHERE id = :id "
+    "AND status IN ('failed', 'deferred') RETURNING id")
+
+
 def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
                          settings: Settings) -> tuple[Prepared | None, str | None, Any]:
     """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
@@ -202,9 +231,6 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     # renew it item by item, and stop here if recovery took it.
     if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=SEND_LEASE_SECONDS).lost:
         return None, FENCED, None
-    # Twelve joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item
-    # first, then one row per join by key) so planning is cheap.
-    conn.execute(text("SET LOCAL join_collapse_limit = 1"))
     ctx = conn.execute(_CONTEXT, {"item": item.id, "client": item.client_id}).first()
     if ctx is None:
         return None, "not_enrolled", None
@@ -214,44 +240,34 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
             conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = :r WHERE id = :e "
                               "AND status = 'active'"), {"r": reason, "e": ctx.enrollment_id})
         return None, reason, ctx
-    existing = conn.execute(
-        text("SELECT id, status, message_id FROM messages WHERE campaign_id = :camp AND lead_id = :l AND step = :s "
-             "FOR UPDATE"),
-        {"camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step}).first()
-    if existing is not None and existing.status not in ("failed", "deferred"):
-        return None, "already_sent" if existing.status == "sent" else f"message_{existing.status}", ctx
+    # The messages row is written only under the enrollment's lock, and the writes below are guarded
+    # (the unique (campaign, lead, step), `status IN ('failed', 'deferred')`): nothing sends twice.
+    if ctx.existing_id is not None and ctx.existing_status not in ("failed", "deferred"):
+        return None, "already_sent" if ctx.existing_status == "sent" else f"message_{ctx.existing_status}", ctx
     try:
-        capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now)
+        capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now, locked=ctx)
     except NoSlot as exc:
         return None, exc.reason, ctx
     rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
                                 templates.lead_context(ctx._mapping, ctx._mapping))
     domain = ctx.from_address.rpartition("@")[2]
     # A retry keeps the stored id (an old uuid5 one too): the Sent-folder reconciler looks for that one.
-    mid = existing.message_id if existing is not None else \
+    pk = ctx.new_message_pk if ctx.existing_id is None else ctx.existing_id
+    mid = ctx.existing_message_id if ctx.existing_id is not None else \
         mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain, settings.message_id_key())
     first_subject, parent, refs = _thread(conn, ctx.campaign_id, ctx.lead_id, ctx.step)
-    subject = rendered.subject if first_subject is None else first_subject
-    if existing is None:
-        pk = conn.execute(
-            text("INSERT INTO messages (client_id, campaign_id, lead_id, step, mailbox_id, work_item_id, attempt, "
-                 "message_id, in_reply_to, subject, status, reserved_at) VALUES (:c, :camp, :l, :s, :m, :w, :a, :mid, "
-                 ":irt, :subj, 'sending', :now) RETURNING id"),
-            {"c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id, "s": ctx.step, "m": ctx.mailbox_id,
-             "w": item.id, "a": item.attempt, "mid": mid, "irt": parent, "subj": subject, "now": now}).scalar_one()
-    else:  # a send that failed or was deferred is tried again under the same row and Message-ID
-        pk = conn.execute(
-            text("UPDATE messages SET status = 'sending', error = NULL, retry_at = NULL, mailbox_id = :m, "
-                 "work_item_id = :w, attempt = :a, reserved_at = :now, updated_at = now() WHERE id = :id "
-                 "AND status IN ('failed', 'deferred') RETURNING id"), {"m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
-                                   "id": existing.id}).scalar_one()
     secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
     url = f"{settings.public_base_url.rstrip('/')}/u/{suppression.make_token(pk, secret)}"
     msg = build_message(ctx=ctx, rendered=rendered, message_id=mid, first_subject=first_subject, in_reply_to=parent,
                         references=refs, unsubscribe_url=url, unsubscribe_mailto=settings.unsubscribe_mailto, now=now)
-    headers = {k: str(v) for k, v in msg.items()}
-    conn.execute(text("UPDATE messages SET headers = CAST(:h AS jsonb) WHERE id = :id"),
-                 {"h": json.dumps(headers), "id": pk})
+    row = {"id": pk, "m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
+           "h": json.dumps({k: str(v) for k, v in msg.items()})}
+    if ctx.existing_id is None:
+        conn.execute(_INSERT_SENDING, {**row, "c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id,
+                                       "s": ctx.step, "mid": mid, "irt": parent,
+                                       "subj": rendered.subject if first_subject is None else first_subject})
+    else:  # a send that failed or was deferred is tried again under the same row and Message-ID
+        conn.execute(_RETRY_SENDING, row).scalar_one()
     account = smtp.SmtpAccount(ctx.smtp_host, ctx.smtp_port, ctx.tls_mode, ctx.username, ctx.secret_name)
     # A relay that rewrites MAIL FROM (keeps_verp false) gets our own address; its bounces then come back
     # to the mailbox and are known by the keyed Message-ID they quote (reply recovery reads them).
@@ -314,16 +330,22 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
         started, not_startable = workitems.start(conn, item_ids, worker_id=worker_id,
                                                  lease_seconds=SEND_LEASE_SECONDS)
     report.started, report.not_startable = len(started), len(not_startable)
-    with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer:
-        for item in started:
-            _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply)
-            renewer.drop(item.id)
+    sessions: dict[smtp.SmtpAccount, smtp.Session] = {}  # one connection per mailbox account for the chunk
+    try:
+        with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer:
+            for item in started:
+                _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply, sessions)
+                renewer.drop(item.id)
+    finally:
+        for session in sessions.values():
+            session.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, report: SendReport,
-              after_reply: Callable[[int], None] | None) -> None:
+              after_reply: Callable[[int], None] | None,
+              sessions: dict[smtp.SmtpAccount, smtp.Session] | None = None) -> None:
     ilog = SendLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id})
     try:
         with transaction(engine) as conn:
@@ -348,8 +370,7 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
         return
     ilog.extra = dict(ilog.extra or {}, message_pk=prepared.message_pk, mailbox_id=ctx.mailbox_id)
     try:
-        reply = smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
-                          recipient=ctx.email, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
+        reply = _deliver(prepared, ctx.email, settings, sessions)
     except SmtpError as exc:
         _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog, now)
         return
@@ -364,32 +385,50 @@ def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, 
     ilog.info("sent step %d to %s via %s: %s", ctx.step, ctx.email, ctx.from_address, reply)
 
 
+_STEP_AFTER = text(
+    "SELECT e.id AS enrollment_id, e.timezone, nx.delay_amount AS next_delay, nx.delay_unit AS next_unit "
+    "FROM messages s JOIN enrollments e ON e.campaign_id = s.campaign_id AND e.lead_id = s.lead_id "
+    "AND e.client_id = s.client_id LEFT JOIN sequence_steps nx ON nx.campaign_id = s.campaign_id "
+    "AND nx.step = s.step + 1 WHERE s.id = :id")
+# One statement: the message sent, its mailbox's failures over (its server took a message), the
+# lead's enrollment moved to its next step.
+_MARK_SENT = text(
+    """
+    WITH sent AS (
+        UPDATE messages SET status = 'sent', smtp_reply = :r, sent_at = :t, error = NULL, updated_at = now()
+        WHERE id = :id AND status IN ('sending', 'in_doubt', 'unknown') RETURNING step, mailbox_id
+    ), healed AS (
+        UPDATE mailboxes m SET smtp_failures = 0, smtp_last_error = NULL, smtp_retry_at = NULL FROM sent
+        WHERE m.id = sent.mailbox_id AND (m.smtp_failures > 0 OR m.smtp_retry_at IS NOT NULL)
+    )
+    UPDATE enrollments e SET next_step = greatest(e.next_step, sent.step + 1), last_sent_at = :t, next_due_at = :due,
+        mailbox_id = coalesce(e.mailbox_id, sent.mailbox_id),
+        status = CASE WHEN :last THEN 'finished' WHEN e.status = 'held' THEN 'active' ELSE e.status END
+    FROM sent WHERE e.id = :e AND e.status IN ('active', 'held')
+    """
+)
+
+
+def _deliver(prepared: Prepared, recipient: str, settings: Settings,
+             sessions: dict[smtp.SmtpAccount, smtp.Session] | None) -> str:
+    """SMTP for one prepared message: on the chunk's session for its mailbox account (None: a connection of its own)."""
+    if sessions is None:
+        return smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
+                         recipient=recipient, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
+    session = sessions.get(prepared.account)
+    if session is None:
+        session = sessions[prepared.account] = smtp.Session(prepared.account, timeout=settings.smtp_timeout_seconds)
+    return session.send(prepared.message, envelope_from=prepared.envelope_from, recipient=recipient, raw=prepared.raw)
+
+
 def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetime, ctx: Any | None = None) -> None:
-    """The message is sent: record the reply and move the lead's enrollment to its next step."""
-    row = conn.execute(
-        text("UPDATE messages SET status = 'sent', smtp_reply = :r, sent_at = :t, error = NULL, updated_at = now() "
-             "WHERE id = :id AND status IN ('sending', 'in_doubt', 'unknown') "
-             "RETURNING campaign_id, lead_id, step, mailbox_id, client_id"),
-        {"r": reply[:500], "t": sent_at, "id": message_pk}).first()
-    if row is None:
-        return
-    # The mailbox's server took a message: whatever failed before is over.
-    conn.execute(text("UPDATE mailboxes SET smtp_failures = 0, smtp_last_error = NULL, smtp_retry_at = NULL "
-                      "WHERE id = :m AND (smtp_failures > 0 OR smtp_retry_at IS NOT NULL)"), {"m": row.mailbox_id})
-    e = conn.execute(
-        text("SELECT e.id, e.timezone, nx.delay_amount, nx.delay_unit FROM enrollments e "
-             "LEFT JOIN sequence_steps nx ON nx.campaign_id = e.campaign_id AND nx.step = :s + 1 "
-             "WHERE e.campaign_id = :camp AND e.lead_id = :l AND e.client_id = :c"),
-        {"s": row.step, "camp": row.campaign_id, "l": row.lead_id, "c": row.client_id}).first()
-    if e is None:
-        return
-    last = e.delay_amount is None
-    due = sent_at if last else timezones.add_delay(sent_at, e.delay_amount, e.delay_unit, e.timezone)
-    conn.execute(
-        text("UPDATE enrollments SET next_step = greatest(next_step, :s + 1), last_sent_at = :t, next_due_at = :due, "
-             "mailbox_id = coalesce(mailbox_id, :m), status = CASE WHEN :last THEN 'finished' "
-             "WHEN status = 'held' THEN 'active' ELSE status END WHERE id = :e AND status IN ('active', 'held')"),
-        {"s": row.step, "t": sent_at, "due": due, "m": row.mailbox_id, "last": last, "e": e.id})
+    """The message is sent: record the reply and move the lead's enrollment to its next step. `ctx`: the
+    send's context row (its enrollment and the next step's delay), else read here (the reconciler)."""
+    step = ctx if ctx is not None else conn.execute(_STEP_AFTER, {"id": message_pk}).first()
+    last = step is None or step.next_delay is None
+    due = sent_at if last else timezones.add_delay(sent_at, step.next_delay, step.next_unit, step.timezone)
+    conn.execute(_MARK_SENT, {"r": reply[:500], "t": sent_at, "id": message_pk, "due": due, "last": last,
+                              "e": step.enrollment_id if step is not None else None})
 
 
 def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: SmtpError,

@@ -13,13 +13,14 @@ the output is streamed and counted while it is produced, and the sandbox interce
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, Environment, StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -76,6 +77,13 @@ _ENV = _BoundedSandbox(undefined=StrictUndefined, finalize=lambda v: "" if v is 
 _UNDEFINED_NAME = re.compile(r"'(?:[^']*' has no attribute '|)([A-Za-z_][A-Za-z0-9_]*)'")
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """A template compiled once per source (a campaign's few steps render for every send; Templates are
+    immutable and safe to share between threads)."""
+    return _ENV.from_string(source)
+
+
 @dataclass(frozen=True, slots=True)
 class StepTemplate:
     step: int
@@ -109,15 +117,15 @@ def lead_context(lead: Mapping[str, Any], sender: Mapping[str, Any] | None = Non
     return ctx
 
 
-def _render_in(env: Environment, template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-    subject = _render_capped(env.from_string(template.subject), ctx)
+def _render_in(compile_: Callable[[str], Template], template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
+    subject = _render_capped(compile_(template.subject), ctx)
     if "\r" in subject or "\n" in subject:
         subject = " ".join(subject.split())  # a header cannot carry a line break
-    return Rendered(subject.strip(), _render_capped(env.from_string(template.body), ctx))
+    return Rendered(subject.strip(), _render_capped(compile_(template.body), ctx))
 
 
 def render(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-    return _render_in(_ENV, template, ctx)
+    return _render_in(_compiled, template, ctx)
 
 
 Segment = tuple[str, str | None]  # a run of rendered text, or (its placeholder text, the undefined variable's name)
@@ -159,7 +167,7 @@ class Marking:
         return list(dict.fromkeys(self._used))
 
     def render(self, template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
-        return _render_in(self._env, template, ctx)
+        return _render_in(self._env.from_string, template, ctx)
 
     def segments(self, rendered: str) -> list[Segment]:
         """The text in runs: (text, None), or (`{{ name }}`, name) where an undefined variable stood."""
@@ -200,7 +208,7 @@ def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate]
                sender: Mapping[str, Any] | None = None) -> list[str]:
     """Every (lead, step) that would fail to render, as one line each; empty means ready."""
     steps = list(steps)
-    compiled = [(s, _ENV.from_string(s.subject), _ENV.from_string(s.body)) for s in steps]
+    compiled = [(s, _compiled(s.subject), _compiled(s.body)) for s in steps]
     problems: list[str] = []
     for lead in leads:
         ctx = lead_context(lead, sender or {"from_name": "", "from_address": ""})
