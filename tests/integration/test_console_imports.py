@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from shared.csvsafe import is_dangerous
 from tests import factories
 from tests.console_helpers import SECRET, accounts, csrf_of, sign_in
 from web.app import create_app
@@ -110,7 +111,8 @@ def test_bad_rows_are_rejected_with_their_lines_listed_and_downloadable(app, wor
     rows = list(csv.reader(io.StringIO(rejects.content.decode("utf-8-sig"))))
     assert rows[0] == ["line", "reason", "Email", "First Name", "Company"]
     assert [r[0] for r in rows[1:]] == ["3", "4", "5"]
-    assert rows[3][2] == "'=cmd@evil.example"  # the importer's spreadsheet-safe writer, served as written
+    # The importer's spreadsheet-safe writer, served as written: no cell a spreadsheet would run.
+    assert rows[3][2].endswith("cmd@evil.example") and not any(is_dangerous(cell) for row in rows for cell in row)
     again = start(ops, job)  # the same staged file is imported once
     assert "was imported already" in notice_of(again)
 
@@ -120,7 +122,7 @@ def test_an_unknown_header_mapped_to_email_makes_the_import_work(app, world, eng
     job = job_of(upload(ops, world["a"], "Contact;Who\njane@acme.example;Jane Doe\nbo@acme.example;Bo Li\n"))
     mapping = ops.get(PAGE, params={"job": job}).text
     assert mapping.count('<span class="badge">unknown</span>') == 2
-    assert "no email column found; columns in the file: &#39;Contact&#39;, &#39;Who&#39;" in notice_of(start(ops, job))
+    assert "no email column found; columns in the file: 'Contact', 'Who'" in notice_of(start(ops, job))
     assert "&#39;password&#39; is not a lead field" in ops.get(
         start(ops, job, {"col0": "password"}).headers["location"]).text
     assert start(ops, job, {"col0": "email", "col1": "full_name"}).status_code == 303

@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 from shared import db
 from shared.engines.clients import clients
 from shared.engines.leads import importer
+from shared.engines.outreach.suppression_list import client_name  # in the scope: None when not visible
 from shared.engines.users.users import Principal
 from shared.errors import FormTooLarge, NotFound, OutboundError
 from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Console, Operator, Page, Pages, PostedForm, SessionDep,
@@ -212,7 +213,7 @@ router = APIRouter(prefix=PREFIX)
 
 def _render(view: Pages, conn: Any, jobs: Jobs, owner: tuple[int, str], job: Job | None, *, status: int = 200,
             **extra: Any) -> Response:
-    if job is not None and clients.client_name(conn, job.client_id) is None:
+    if job is not None and client_name(conn, job.client_id) is None:
         raise NotFound()  # the client is gone, or not in this scope
     return view.page("imports.html", status=status, job=job, fields=importer.MAPPABLE_FIELDS, not_used=NOT_USED,
                      clients=clients.visible(conn) if view.who.is_operator else [],
@@ -268,7 +269,7 @@ Upload = Annotated[FormData | None, Depends(_upload, scope="function")]
 
 def _client_name(engine: Engine, who: Principal, client_id: int) -> str:
     with db.transaction(engine, role=who) as conn:
-        name = clients.client_name(conn, client_id)
+        name = client_name(conn, client_id)
     if name is None:
         raise NotFound()
     return name
@@ -319,7 +320,7 @@ def import_start(form: PostedForm, who: Operator, conn: Conn, web: Web, jobs: Al
                  session: SessionDep) -> Response:
     """Start the import of a staged upload with the column map posted (checked by the importer's own rules)."""
     job = jobs.get(owner_of(who, session), text_field(form.get("job")))
-    if clients.client_name(conn, job.client_id) is None:
+    if client_name(conn, job.client_id) is None:
         raise NotFound()
     overrides = _overrides(form, job.columns)
     try:
