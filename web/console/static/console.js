@@ -121,7 +121,7 @@ function followBatch(live) {
 }
 
 // A lead import running in the background (the imports page): poll its status, move the progress bar,
-// and when it is done put the server's rendering of the outcome in place of the section (no reload).
+// and when it is done put the server's rendering of the page in place (no reload): the outcome and the job list.
 document.addEventListener("DOMContentLoaded", () => {
   const job = document.querySelector("[data-import-status]");
   if (job) followImport(job);
@@ -148,6 +148,7 @@ async function followImport(section) {
     if (status.finished) break;
   }
   const page = await fetch(section.dataset.importPage, { credentials: "same-origin" });
-  const done = new DOMParser().parseFromString(await page.text(), "text/html").querySelector('[data-testid="import-job"]');
-  if (done) section.replaceWith(done);
+  const done = new DOMParser().parseFromString(await page.text(), "text/html").querySelector("main");
+  if (page.ok && done) document.querySelector("main").replaceWith(done);
+  else hint.textContent = "Finished: reload to see the outcome.";
 }
