@@ -168,6 +168,10 @@ def owner_of(who: Principal, session: Session) -> tuple[int, str]:
     return who.user_id, session.sid
 
 
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+
+
 def _upload_name(filename: str | None) -> str:
     """The upload's base name (a browser may send a full Windows path), as a one-line label."""
     return (importer.clean_name(PureWindowsPath(filename or "").name) or "upload.csv")[:100]
@@ -217,7 +221,7 @@ def _render(view: Pages, conn: Any, jobs: Jobs, owner: tuple[int, str], job: Job
         raise NotFound()  # the client is gone, or not in this scope
     return view.page("imports.html", status=status, job=job, fields=importer.MAPPABLE_FIELDS, not_used=NOT_USED,
                      clients=clients.visible(conn) if view.who.is_operator else [],
-                     recent=jobs.of(owner), upload_max_mb=UPLOAD_MAX_BYTES // (1024 * 1024),
+                     recent=jobs.of(owner), upload_max=_size(UPLOAD_MAX_BYTES),
                      rejects_shown=REJECTS_SHOWN, mapped=_field_of(job.columns) if job else [], **extra)
 
 
@@ -292,8 +296,8 @@ async def import_upload(form: Upload, who: SignedInOperator, view: SignedInPage,
                         session: SessionDep) -> Response:
     """A CSV upload (`_upload`: operator, size, CSRF), staged for its column map; nothing is imported yet."""
     if form is None:
-        return redirect("/imports", f"Nothing imported: the file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} "
-                                    "MB; split it, or use `outbound leads import`.")
+        return view.message(413, "Too large", f"Nothing imported: the file is larger than {_size(UPLOAD_MAX_BYTES)}; "
+                                              "split it, or use `outbound leads import`.")
     try:
         client_id = form_int(dict(form.items()), "client_id")
     except ValueError as exc:
