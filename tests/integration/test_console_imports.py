@@ -159,8 +159,12 @@ def test_an_oversized_upload_is_refused_with_a_clear_message_and_nothing_importe
     assert leads_of(engine, world["a"]) == [] and "recent-imports" not in ops.get(PAGE).text
 
 
-def test_bad_input_is_a_clear_message(app, world, engine):
+def test_bad_input_is_a_clear_message(app, world, engine, monkeypatch):
     ops = signed_in(app, world["acc"].operator)
+    monkeypatch.setattr(page, "MAX_RUNNING", 0)
+    waiting = job_of(upload(ops, world["a"], BAD_ROWS))
+    assert "0 imports are running already" in notice_of(start(ops, waiting))
+    assert ops.get(f"{PAGE}/status", params={"job": waiting}).json()["state"] == "mapping"
     assert "Nothing imported: no email column found; columns in the file: none" in notice_of(
         upload(ops, world["a"], b"\n\n"))
     assert "client_id" in notice_of(upload(ops, "x", BAD_ROWS))

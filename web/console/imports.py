@@ -10,8 +10,8 @@ and mapped as the import reads it (`peek_header`), the operator may name the fie
 
 Jobs live in memory (`Jobs`, on `app.state.lead_imports`), each tied to the operator's session
 that uploaded it: any other session, any viewer, gets 404 for its id. Limits: MAX_JOBS_PER_SESSION
-per session (the oldest finished one and its files are dropped for a new upload), MAX_JOBS in all,
-MAX_RUNNING imports at once, JOB_TTL_SECONDS after which a finished job and its files are deleted.
+per session (for a new upload, the oldest one not running is dropped with its files), MAX_JOBS in
+all, MAX_RUNNING imports at once, JOB_TTL_SECONDS after which an idle or finished job and its files go.
 They end with the process: a restart forgets them (the leads imported stay, their rejects file goes).
 """
 
@@ -56,6 +56,7 @@ MAX_RUNNING = 2  # imports running at once; the rest wait for the operator to st
 JOB_TTL_SECONDS = 2 * 3600
 REJECTS_SHOWN = 200  # rejected lines listed on the page (the report keeps importer.REPORTED_ROWS, the file all)
 CAMPAIGN_MAX_CHARS = 200
+UPLOAD_FILE = "upload.csv"  # in the job's folder, beside the importer's rejects.csv
 NOT_USED = "-"  # the column-map choice for a column not to import
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
@@ -82,7 +83,7 @@ class Job:
 
     @property
     def upload(self) -> Path:
-        return self.folder / "upload.csv"
+        return self.folder / UPLOAD_FILE
 
     @property
     def status(self) -> dict[str, Any]:
@@ -111,22 +112,24 @@ class Jobs:
             return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: -j.created)
 
     def add(self, job: Job) -> str | None:
-        """Keep `job` (dropping expired ones, then this session's oldest finished ones past the limit);
-        a refusal's reason when every slot holds a job still in use."""
+        """Keep `job`, first dropping expired jobs and this session's oldest ones not running past
+        MAX_JOBS_PER_SESSION (their files too); a refusal's reason when no slot is free."""
         with self._lock:
-            self._drop(lambda j: j.finished is not None and time.monotonic() - j.finished > JOB_TTL_SECONDS)
+            now = time.monotonic()
+            self._drop([j for j in self._jobs.values()
+                        if j.state != "running" and now - (j.finished or j.created) > JOB_TTL_SECONDS])
             mine = sorted((j for j in self._jobs.values() if j.owner == job.owner), key=lambda j: j.created)
-            for old in mine[:max(0, len(mine) - MAX_JOBS_PER_SESSION + 1)]:
-                self._drop(lambda j, old=old: j is old and j.state != "running")
-            if len([j for j in self._jobs.values() if j.owner == job.owner]) >= MAX_JOBS_PER_SESSION:
-                return f"this session already has {MAX_JOBS_PER_SESSION} imports in progress"
+            idle = [j for j in mine if j.state != "running"]
+            self._drop(idle[:max(0, len(mine) + 1 - MAX_JOBS_PER_SESSION)])
+            if sum(j.owner == job.owner for j in self._jobs.values()) >= MAX_JOBS_PER_SESSION:
+                return f"this session has {MAX_JOBS_PER_SESSION} imports running already"
             if len(self._jobs) >= MAX_JOBS:
                 return f"the console holds {MAX_JOBS} imports already: try again once one is done"
             self._jobs[job.id] = job
             return None
 
-    def _drop(self, which: Any) -> None:
-        for job in [j for j in self._jobs.values() if which(j)]:
+    def _drop(self, jobs: list[Job]) -> None:
+        for job in jobs:
             del self._jobs[job.id]
             shutil.rmtree(job.folder, ignore_errors=True)
 
@@ -199,13 +202,13 @@ def _field_of(columns: importer.ColumnMap) -> list[str]:
     return fields
 
 
-jobs_lock = threading.Lock()
+_store_lock = threading.Lock()
 
 
 def jobs_of(request: Request) -> Jobs:
     """The app's job store (made on first use, so the console module owns it entirely)."""
     state = request.app.state
-    with jobs_lock:
+    with _store_lock:
         if getattr(state, "lead_imports", None) is None:
             state.lead_imports = Jobs()
     return state.lead_imports
@@ -279,16 +282,15 @@ def _client_name(engine: Engine, who: Principal, client_id: int) -> str:
     return name
 
 
-def _stage(upload: Any, job: Job) -> str | None:
-    """Copy the upload into the job's private folder and read its header; the engine's refusal, if any."""
-    with job.upload.open("xb") as out:
-        shutil.copyfileobj(upload.file, out, 1 << 20)
+def _stage(upload: Any, target: Path) -> tuple[importer.ColumnMap, int]:
+    """Copy the upload to `target` and read its header and row estimate as the import will
+    (LeadImportError, in the engine's words, when it cannot be read or stored)."""
     try:
-        job.columns = importer.peek_header(job.upload)
-        job.total = importer.estimate_rows(job.upload)
-    except importer.LeadImportError as exc:
-        return str(exc)
-    return None
+        with target.open("xb") as out:
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+    except OSError as exc:
+        raise importer.LeadImportError(f"the upload could not be stored: {exc.strerror or exc}") from None
+    return importer.peek_header(target), importer.estimate_rows(target)
 
 
 @router.post("/imports")
@@ -305,16 +307,19 @@ async def import_upload(form: Upload, who: SignedInOperator, view: SignedInPage,
     upload = form.get("file")
     if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
         return redirect("/imports", "choose a client and a CSV file to import")
+    name = await run_in_threadpool(_client_name, web.engine(), who, client_id)
     campaign = importer.clean_name(text_field(form.get("campaign")))
-    job = Job(secrets.token_urlsafe(16), owner_of(who, session), client_id,
-              await run_in_threadpool(_client_name, web.engine(), who, client_id),
-              campaign[:CAMPAIGN_MAX_CHARS] if campaign else None, _upload_name(upload.filename),
-              Path(tempfile.mkdtemp(prefix="outbound-import-")), importer.map_headers([]), 0)
-    problem = await run_in_threadpool(_stage, upload, job)
-    if problem is None:
+    folder = Path(tempfile.mkdtemp(prefix="outbound-import-"))  # 0700: this process's user only
+    try:
+        columns, total = await run_in_threadpool(_stage, upload, folder / UPLOAD_FILE)
+        job = Job(secrets.token_urlsafe(16), owner_of(who, session), client_id, name,
+                  campaign[:CAMPAIGN_MAX_CHARS] if campaign else None, _upload_name(upload.filename), folder,
+                  columns, total)
         problem = jobs.add(job)
+    except importer.LeadImportError as exc:
+        problem = str(exc)
     if problem is not None:
-        shutil.rmtree(job.folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         return redirect("/imports", f"Nothing imported: {problem}")
     return redirect(f"/imports?job={job.id}")
 
