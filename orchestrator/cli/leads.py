@@ -14,7 +14,7 @@ from rich.text import Text
 from orchestrator.terminal import console as new_console
 from orchestrator.cli.common import database_ready
 from orchestrator.terminal import literal, shown
-from shared.engines.leads.importer import ImportReport, import_csv, open_input
+from shared.engines.leads.importer import ImportReport, estimate_rows, import_csv
 
 SHOWN_REJECTS = 10
 
@@ -25,21 +25,6 @@ leads_app = typer.Typer(help="Leads: import CSV files into a client's lead list.
 def leads_group() -> None:
     # A callback keeps `leads` a command group even while `import` is its only command.
     pass
-
-
-def estimate_rows(path: Path) -> int:
-    """Data rows, counted as newlines minus the header: exact unless values hold line breaks.
-
-    Opened like the import opens it, so a FIFO or a device is refused here, before any read."""
-    newlines = 0
-    last = b""
-    with open_input(path) as handle:
-        while chunk := handle.read(1 << 20):
-            newlines += chunk.count(b"\n")
-            last = chunk
-    if last and not last.endswith(b"\n"):
-        newlines += 1  # a last line without its newline is still a line
-    return max(newlines - 1, 0)
 
 
 @leads_app.command("import")

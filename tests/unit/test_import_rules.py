@@ -14,8 +14,19 @@ from hypothesis import strategies as st
 from nameparser import HumanName
 
 from shared.csvsafe import is_dangerous, safe_cell
-from shared.engines.leads.importer import decode_bytes, email_problem, header_key, map_headers, normalize_domain, parse_rows, read_header, sniff_delimiter, split_full_name
-from shared.errors import MissingEmailColumn
+from shared.engines.leads.importer import (
+    decode_bytes,
+    email_problem,
+    header_key,
+    map_headers,
+    normalize_domain,
+    parse_rows,
+    peek_header,
+    read_header,
+    sniff_delimiter,
+    split_full_name,
+)
+from shared.errors import LeadImportError, MissingEmailColumn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +85,34 @@ def test_headerless_file_gets_a_hint():
 def test_empty_file_has_no_email_column():
     with pytest.raises(MissingEmailColumn, match="none"):
         read_header("\n\n")
+
+
+def test_a_column_map_names_the_field_of_an_unknown_column_and_can_drop_a_known_one():
+    cmap = map_headers(["Contact", "Lead Source", "Company"], {0: "email", 2: None})
+    assert cmap.fields == {"email": (0,)}
+    assert cmap.unknown == ("Lead Source", "Company")
+    header = read_header("Contact;Who\njane@acme.com;Jane Doe\n", {0: "email", 1: "full_name"})
+    assert header.column_map.fields == {"email": (0,), "full_name": (1,)}
+    assert [values[:3] for _line, values, _fields in parse_rows(header, "utf-8").valid] == [
+        ("jane@acme.com", "Jane", "Doe")]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [({5: "email"}, "there is no column 6"),
+                                                    ({0: "password"}, "'password' is not a lead field"),
+                                                    ({-1: "email"}, "there is no column 0")])
+def test_a_column_map_naming_no_column_or_no_field_is_refused(overrides, message):
+    with pytest.raises(LeadImportError, match=message):
+        read_header("Contact,Who\njane@acme.com,Jane\n", overrides)
+
+
+def test_peek_header_maps_a_file_without_an_email_column_and_refuses_an_empty_one(tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_bytes("\ufeffContact;Nom\njane@acme.com;Jane\n".encode("utf-8"))
+    cmap = peek_header(path)
+    assert cmap.header == ("Contact", "Nom") and cmap.fields == {} and cmap.unknown == ("Contact", "Nom")
+    path.write_text("\n\n")
+    with pytest.raises(MissingEmailColumn):
+        peek_header(path)
 
 
 # -- domains ----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@
   one open (an upload, signing out). The event stream opens one per poll (`in_scope`).
 - `PostedForm`: the posted form (capped: `web.bodies`), refused unless it carries the session's CSRF
   token; every POST takes it first, except two that check CSRF in a dependency of their own:
-  sign-in (its pre-session token, web/console/signin.py) and the suppression import (operator
-  first, then its larger cap, web/console/suppressions.py).
+  sign-in (its pre-session token, web/console/signin.py) and the suppression and lead uploads (operator
+  first, then their larger caps, web/console/suppressions.py and imports.py).
 - `Page`: rendering for this request (autoescaped Jinja2, the security headers of web.security).
 """
 

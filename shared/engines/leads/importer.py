@@ -8,8 +8,9 @@ peak for a million rows, most of it the interpreter and libraries; see MEMORY_CE
    one (NUL bytes in every other position), otherwise each line is decoded on its own as
    UTF-8, else cp1252, else latin-1, so undecodable bytes never stop an import.
 2. Sniff the delimiter (`,` `;` tab `|`, or Excel's `sep=;` first line), map the header onto
-   lead fields by name (`map_headers`, which also warns about ambiguous columns), and refuse a
-   file without an email column.
+   lead fields by name (`map_headers`, which also warns about ambiguous columns; a caller's
+   `column_map` can name the field of any column, as the console does for unknown headers), and
+   refuse a file without an email column. `peek_header` reads just the header, as the import does.
 3. Parse every record with its physical line number (header = line 1). Each row is checked on
    its own (width, field length, email); a bad row is rejected with a reason, never its
    neighbours. A quote that never closes would swallow the rows after it: such records are
@@ -39,7 +40,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -106,6 +107,12 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
                      "linkedin profile url"),
     "country": ("country", "country name", "country/region"),
 }
+
+MAPPABLE_FIELDS = tuple(HEADER_ALIASES)
+"""What a column can be read as (`map_headers`' overrides); `full_name` is split into first and last name."""
+
+ColumnOverrides = Mapping[int, str | None]
+"""Column index (0-based) -> the lead field it holds, or None for a column not to use."""
 
 DELIMITERS = (",", ";", "\t", "|")
 """Candidates in tie-break order: comma wins a tie."""
@@ -178,18 +185,30 @@ def header_key(name: str) -> str:
 _ALIAS_TO_FIELD = {header_key(alias): name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
 
 
-def map_headers(header: Sequence[str]) -> ColumnMap:
+def check_overrides(header: Sequence[str], overrides: ColumnOverrides) -> None:
+    """LeadImportError unless every override names a column of `header` and a field of MAPPABLE_FIELDS."""
+    for index, target in overrides.items():
+        if not 0 <= index < len(header):
+            raise LeadImportError(f"column map: there is no column {index + 1} (the header has {len(header)})")
+        if target is not None and target not in MAPPABLE_FIELDS:
+            raise LeadImportError(f"column map: {target!r} is not a lead field (one of {', '.join(MAPPABLE_FIELDS)})")
+
+
+def map_headers(header: Sequence[str], overrides: ColumnOverrides | None = None) -> ColumnMap:
     """Which column feeds which lead field; columns we do not know are listed, not used.
 
-    Ambiguity is never resolved silently: several columns for one field (`Email`, `Work Email`)
-    are read first-non-empty-wins, and a full-name column beside first/last-name columns is used
-    only for rows where first and last name are both empty (never mixed into one person); each
-    such rule in effect is returned as a warning.
+    `overrides` (checked by `check_overrides`) decide a column's field instead of its name
+    (None: the column is not used). Ambiguity is never resolved silently: several columns for
+    one field (`Email`, `Work Email`) are read first-non-empty-wins, and a full-name column beside
+    first/last-name columns is used only for rows where first and last name are both empty
+    (never mixed into one person); each such rule in effect is returned as a warning.
     """
+    overrides = overrides or {}
+    check_overrides(header, overrides)
     fields: dict[str, list[int]] = {}
     unknown: list[str] = []
     for index, name in enumerate(header):
-        target = _ALIAS_TO_FIELD.get(header_key(name))
+        target = overrides[index] if index in overrides else _ALIAS_TO_FIELD.get(header_key(name))
         if target is None:
             unknown.append(name.strip() or f"(column {index + 1}, no name)")
         else:
@@ -362,6 +381,20 @@ class DecodedLines:
             return line
         self._used["latin-1"] = None
         return raw.decode("latin-1")
+
+
+def estimate_rows(path: Path) -> int:
+    """Data rows, counted as newlines minus the header: exact unless values hold line breaks (a
+    progress bar's total). Opened like the import opens it, so a FIFO or a device is refused here, before any read."""
+    newlines = 0
+    last = b""
+    with open_input(path) as handle:
+        while chunk := handle.read(1 << 20):
+            newlines += chunk.count(b"\n")
+            last = chunk
+    if last and not last.endswith(b"\n"):
+        newlines += 1  # a last line without its newline is still a line
+    return max(newlines - 1, 0)
 
 
 def open_input(path: Path) -> io.BufferedReader:
@@ -576,13 +609,28 @@ class CsvHeader:
     """The physical lines after the header, not yet read."""
 
 
-def read_header(source: str | Iterable[str]) -> CsvHeader:
-    """Find the header (first non-blank record), its delimiter and column map.
+def read_header(source: str | Iterable[str], column_map: ColumnOverrides | None = None) -> CsvHeader:
+    """Find the header (first non-blank record), its delimiter and column map (`map_headers` with
+    `column_map`'s overrides).
 
     `source` is the decoded text, or its physical lines (line breaks kept).
     Raises MissingEmailColumn when the file is empty or no column maps to email.
     """
     lines = iter(io.StringIO(source, newline="")) if isinstance(source, str) else iter(source)
+    found = _find_header(lines)
+    if found is None:
+        raise MissingEmailColumn([])
+    delimiter, header, next_line = found
+    cmap = map_headers(header, column_map)
+    if not cmap.email_indexes:
+        looks_like_data = any(_EMAIL_SHAPE.fullmatch(h) for h in header)
+        raise MissingEmailColumn(header, looks_like_data=looks_like_data)
+    return CsvHeader(delimiter, cmap, next_line, lines)
+
+
+def _find_header(lines: Iterator[str]) -> tuple[str, list[str], int] | None:
+    """(delimiter, header cells, physical line after the header) from the first non-blank record;
+    `lines` is left at the first line after it. None when there is no record at all."""
     delimiter: str | None = None
     for line_no, text_line in enumerate(lines, start=1):
         if not text_line.strip():
@@ -594,14 +642,20 @@ def read_header(source: str | Iterable[str]) -> CsvHeader:
         delimiter = delimiter or sniff_delimiter(text_line)
         # A header cell may hold a quoted newline: let the csv reader pull the lines it needs.
         record = next(_records(_chain([text_line], lines), _dialect(delimiter), line_no))
-        header = [h.strip() for h in (record.fields or [text_line])]
-        column_map = map_headers(header)
-        if not column_map.email_indexes:
-            looks_like_data = any(_EMAIL_SHAPE.fullmatch(h) for h in header)
-            raise MissingEmailColumn(header, looks_like_data=looks_like_data)
-        return CsvHeader(delimiter, column_map, line_no + len(record.raw_lines), lines)
-    raise MissingEmailColumn([])
+        return delimiter, [h.strip() for h in (record.fields or [text_line])], line_no + len(record.raw_lines)
+    return None
 
+
+def peek_header(path: Path) -> ColumnMap:
+    """The file's header mapped onto lead fields (`map_headers`), opened and decoded as `import_csv`
+    reads it, whether or not a column is recognised as the email (the caller may then map one).
+
+    Raises NotARegularFile or LeadImportError for an unreadable file, MissingEmailColumn([]) for an empty one."""
+    with open_input(path) as handle:
+        found = _find_header(iter(DecodedLines(handle)))
+    if found is None:
+        raise MissingEmailColumn([])
+    return map_headers(found[1])
 
 
 def _chain(first: Iterable[str], rest: Iterator[str]) -> Iterator[str]:
@@ -796,13 +850,15 @@ def _write_rejects_to(conn: Connection, target: Path, header: Sequence[str]) -> 
 def import_csv(path: Path, *, client_name: str, campaign_name: str | None = None,
                engine: Engine | None = None,
                on_progress: Callable[[int], None] | None = None,
-               rejects_path: Path | None = None) -> ImportReport:
+               rejects_path: Path | None = None,
+               column_map: ColumnOverrides | None = None) -> ImportReport:
     """Import a lead CSV for an existing client (and a campaign, created as a draft if missing).
 
     Raises NotARegularFile or MissingEmailColumn (LeadImportError), or NotFound for the client, before
     writing anything. `on_progress(rows_done)` is called every PROGRESS_EVERY rows and once at the end.
     `rejects_path` defaults to `<input stem>.rejects.csv` next to the input (pass one when the
-    input sits somewhere that must stay clean, such as the bundled sample).
+    input sits somewhere that must stay clean, such as the bundled sample). `column_map` overrides
+    the field of some columns (`map_headers`); a bad one is a LeadImportError before any row is read.
     """
     started = time.perf_counter()
     path = Path(path)
@@ -812,7 +868,7 @@ def import_csv(path: Path, *, client_name: str, campaign_name: str | None = None
     written: list[Path] = []
     with open_input(path) as handle:
         source = DecodedLines(handle)
-        header = read_header(source)  # header problems first: they need no database
+        header = read_header(source, column_map)  # header problems first: they need no database
         with transaction(engine) as conn:  # the leads and the campaign commit together, or nothing does
             client_id = clients.client_id(conn, client_name)
             loaded = _load(conn, client_id, campaign_name, check_rows(header, on_progress, source.overlong),

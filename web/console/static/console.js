@@ -165,3 +165,36 @@ function followBatch(live) {
   source.onerror = () => { hint.textContent = "reconnecting…"; };
   source.onopen = () => { hint.textContent = "live: updates as the batch runs"; };
 }
+
+// A lead import running in the background (the imports page): poll its status, move the progress bar,
+// and when it is done put the server's rendering of the page in place (no reload): the outcome and the job list.
+document.addEventListener("DOMContentLoaded", () => {
+  const job = document.querySelector("[data-import-status]");
+  if (job) followImport(job);
+});
+
+async function followImport(section) {
+  const bar = section.querySelector("progress");
+  const count = section.querySelector("[data-import-count]");
+  const hint = section.querySelector("[data-import-hint]");
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    let status;
+    try {
+      const response = await fetch(section.dataset.importStatus, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(String(response.status));
+      status = await response.json();
+    } catch (error) {
+      hint.textContent = "Could not read the progress (" + error.message + "): reload to try again.";
+      return;
+    }
+    bar.max = Math.max(status.total, 1);
+    bar.value = status.rows_done;
+    count.textContent = status.rows_done + " of about " + status.total + " rows";
+    if (status.finished) break;
+  }
+  const page = await fetch(section.dataset.importPage, { credentials: "same-origin" });
+  const done = new DOMParser().parseFromString(await page.text(), "text/html").querySelector("main");
+  if (page.ok && done) document.querySelector("main").replaceWith(done);
+  else hint.textContent = "Finished: reload to see the outcome.";
+}
