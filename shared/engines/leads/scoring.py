@@ -312,6 +312,13 @@ def load_icp_json(data: bytes | str) -> Any:
         raise IcpError(f"invalid ICP: not valid JSON ({exc})", ["<root>"]) from None
 
 
+def validated_icp(data: bytes | str) -> dict[str, Any]:
+    """ICP JSON text, parsed within the limits and validated (`IcpConfig.parse`); IcpError names the problem."""
+    raw = load_icp_json(data)
+    IcpConfig.parse(raw)
+    return raw
+
+
 def _check_limits(raw: Mapping[str, Any]) -> None:
     """Refuse an ICP beyond the limits above, naming the field; cheap (one walk, no encoding)."""
     budget = [MAX_ICP_BYTES]  # a rough size: characters of keys and strings, 8 per number
