@@ -131,6 +131,8 @@ def test_the_icp_is_edited_with_the_clis_validation_and_a_typo_keeps_what_was_ty
     assert '&#34;industries&#34;' in c.get(page).text or '"industries"' in shown(c.get(page))
     huge = post_form(c, page, f"{page}/icp", {"icp": '{"departments": ["' + "x" * 70_000 + '"]}'})
     assert huge.status_code == 422 and "the limit is" in huge.text
+    nul = post_form(c, page, f"{page}/icp", {"icp": '{"departments": ["sa\\u0000les"]}'})  # jsonb cannot hold it
+    assert nul.status_code == 422 and "field &#39;departments.0&#39; holds a NUL" in nul.text
 
 
 def test_the_schedule_is_set_with_the_engines_checks(app, engine, world):

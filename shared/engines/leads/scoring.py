@@ -319,6 +319,15 @@ def validated_icp(data: bytes | str) -> dict[str, Any]:
     return raw
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # what a jsonb value cannot hold, even escaped
+
+
+def _storable(value: str, where: str) -> None:
+    if _UNSTORABLE.search(value):
+        raise IcpError(f"invalid ICP: field '{where}' holds a NUL or a lone surrogate (Postgres cannot store it)",
+                       [where])
+
+
 def _check_limits(raw: Mapping[str, Any]) -> None:
     """Refuse an ICP beyond the limits above, naming the field; cheap (one walk, no encoding)."""
     budget = [MAX_ICP_BYTES]  # a rough size: characters of keys and strings, 8 per number
@@ -335,6 +344,7 @@ def _check_limits(raw: Mapping[str, Any]) -> None:
                                f"(limit ±{MAX_ICP_NUMBER:,})", [where])
             budget[0] -= 8
         elif isinstance(value, str):
+            _storable(value, where)
             if len(value) > MAX_ICP_STRING_CHARS:
                 raise IcpError(f"invalid ICP: field '{where}': a value of {len(value):,} characters "
                                f"(limit {MAX_ICP_STRING_CHARS})", [where])
@@ -344,6 +354,7 @@ def _check_limits(raw: Mapping[str, Any]) -> None:
                 raise IcpError(f"invalid ICP: field '{where}' has {len(value):,} keys", [where])
             for key, item in value.items():
                 budget[0] -= len(str(key)) + 4
+                _storable(str(key), where)
                 walk(item, f"{path}.{key}" if path else str(key), depth + 1)
         elif isinstance(value, (list, tuple)):
             if len(value) > MAX_ICP_LIST_ITEMS:
