@@ -23,10 +23,10 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from shared import ids
+from shared.engines.campaigns import sequences
 from shared.engines.campaigns import campaigns
 from shared.engines.campaigns import views as q
 from shared.engines.campaigns.campaigns import CampaignStatus
-from shared.engines.campaigns import sequences
 from shared.engines.clients import clients
 from shared.engines.leads.importer import clean_name
 from shared.engines.leads.scoring import IcpError, validated_icp

@@ -17,9 +17,9 @@ from sqlalchemy import Connection, text
 
 from shared.engines.outreach import forecast as forecasting
 from shared import errors
+from shared.engines.outreach.timezones import Window
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import sending, templates
-from shared.engines.outreach.timezones import Window
 
 PREVIEW_LEADS_SHOWN = 200  # leads offered in the preview's select (a campaign can have thousands)
 
