@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.batches.batches import create_batch
-from shared.engines.campaigns.campaigns import CampaignStatus, create_campaign
-from shared.engines.clients.clients import Subscription, create_client
+from shared.engines.campaigns.campaigns import create_campaign
+from shared.engines.clients.clients import create_client
 from shared.engines.mailboxes.mailboxes import add_mailbox
-from shared.status import BatchStatus
+from shared.status import BatchStatus, CampaignStatus, Subscription
 
 
 def client(conn: Connection, name: str = "acme", *, credits: int = 0, status: str = "active") -> int:

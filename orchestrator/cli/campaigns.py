@@ -30,7 +30,7 @@ ICP_HELP = "JSON file with the ideal customer profile (validated: a bad field is
 
 def read_icp(path: Path) -> dict[str, Any]:
     """The ICP file, validated: a missing, special, oversized or invalid file is one line naming it."""
-    from shared.engines.leads.scoring import MAX_ICP_BYTES, IcpConfig, load_icp_json
+    from shared.engines.leads.scoring import MAX_ICP_BYTES, validated_icp
     from shared.errors import IcpError
 
     try:
@@ -47,11 +47,9 @@ def read_icp(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CliError(f"ICP file {path}: {exc.strerror or exc}") from None
     try:
-        raw = load_icp_json(data)
-        IcpConfig.parse(raw)
+        return validated_icp(data)
     except IcpError as exc:
         raise CliError(f"ICP in {path}: {exc}") from None
-    return raw
 
 
 @campaigns_app.command("add")

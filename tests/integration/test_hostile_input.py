@@ -122,7 +122,8 @@ HOSTILE = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
 )
 FORM_FIELDS = ("client_id", "client", "value", "reason", "email", "password", "next", "confirm_shield", "launch",
-               "List-Unsubscribe", "verdict", "note", "kind")
+               "List-Unsubscribe", "verdict", "note", "kind", "name", "icp", "status", "weekday_1", "start_hour",
+               "end_hour", "fallback_timezone")
 EXAMPLES_PER_ROUTE = 12
 
 

@@ -21,6 +21,9 @@ from shared.errors import IcpError
         ({"industries": ["x" * (MAX_ICP_STRING_CHARS + 1)]}, "industries.0"),
         ({"countries": [[[[["deep"]]]]]}, "countries.0.0.0.0"),
         ({"industries": ["y" * MAX_ICP_STRING_CHARS] * MAX_ICP_LIST_ITEMS}, "<root>"),  # 100 KB in total
+        ({"departments": ["sa\x00les"]}, "departments.0"),  # jsonb holds no NUL, not even as \u0000
+        ({"industries": ["\ud800"]}, "industries.0"),  # nor a lone surrogate
+        ({"company_size": {"m\x00in": 1}}, "company_size"),  # a key is stored too
     ],
 )
 def test_out_of_limit_icps_are_refused_naming_the_field(raw, field):

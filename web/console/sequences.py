@@ -21,8 +21,7 @@ from sqlalchemy import Connection
 from shared import ids
 from shared.engines.campaigns import sequences
 from shared.engines.campaigns import views as q
-from shared.engines.outreach.templates import TemplateProblem
-from shared.errors import NotFound, OutboundError
+from shared.errors import NotFound, OutboundError, TemplateProblem
 from web.console.campaigns import _previews as preview_context
 from web.console.deps import PREFIX, Conn, Operator, Page, Pages, PostedForm, form_int, path_id, redirect, text_field
 

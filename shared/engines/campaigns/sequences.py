@@ -21,9 +21,14 @@ from shared.engines.outreach.timezones import Window
 from shared.errors import OutreachError
 from shared.status import DelayUnit, values
 
+# A campaign's schedule until one is set: weekdays (ISO numbers), hours, and the zone for leads without one.
+DEFAULT_WEEKDAYS, DEFAULT_START_HOUR, DEFAULT_END_HOUR, DEFAULT_TIMEZONE = (1, 2, 3, 4, 5), 9, 17, "UTC"
 
-def set_schedule(conn: Connection, client_id: int, campaign_id: int, *, weekdays: Sequence[int] = (1, 2, 3, 4, 5),
-                 start_hour: int = 9, end_hour: int = 17, fallback_timezone: str = "UTC") -> None:
+
+def set_schedule(conn: Connection, client_id: int, campaign_id: int, *, weekdays: Sequence[int] = DEFAULT_WEEKDAYS,
+                 start_hour: int = DEFAULT_START_HOUR, end_hour: int = DEFAULT_END_HOUR,
+                 fallback_timezone: str = DEFAULT_TIMEZONE) -> None:
+    """The campaign's sending window, in each lead's local time (OutreachError names a bad value)."""
     if not timezones.valid_zone(fallback_timezone):
         raise OutreachError(f"fallback timezone {fallback_timezone!r} is not an IANA zone")
     if not weekdays or any(d not in range(1, 8) for d in weekdays):

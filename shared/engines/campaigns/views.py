@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from shared.engines.outreach import forecast as forecasting
 from shared import errors
+from shared.engines.outreach.timezones import Window
 from shared.engines.campaigns import sequences
 from shared.engines.outreach import sending, templates
 from shared.errors import TemplateProblem
@@ -58,6 +59,20 @@ def campaign(conn: Connection, campaign_id: int) -> dict[str, Any] | None:
 
 def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
     return sequences.steps(conn, campaign_id)
+
+
+def settings(conn: Connection, campaign_id: int) -> dict[str, Any]:
+    """What the campaign's forms start from: its ICP (as stored) and its schedule (`set_schedule`'s defaults
+    until one is set: `schedule_set` False)."""
+    icp = conn.execute(text("SELECT icp FROM campaigns WHERE id = :camp"), {"camp": campaign_id}).scalar()
+    try:
+        hours, zone = sequences.window(conn, campaign_id)
+        is_set = True
+    except errors.OutreachError:  # no sequence yet
+        hours = Window(frozenset(sequences.DEFAULT_WEEKDAYS), sequences.DEFAULT_START_HOUR, sequences.DEFAULT_END_HOUR)
+        zone, is_set = sequences.DEFAULT_TIMEZONE, False
+    return {"icp": icp or {}, "weekdays": sorted(hours.weekdays), "start_hour": hours.start_hour,
+            "end_hour": hours.end_hour, "fallback_timezone": zone, "schedule_set": is_set}
 
 
 def preview_leads(conn: Connection, client_id: int, campaign_id: int, *, lead_id: int | None = None,

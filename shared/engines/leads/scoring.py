@@ -305,6 +305,22 @@ def load_icp_json(data: bytes | str) -> Any:
         raise IcpError(f"invalid ICP: not valid JSON ({exc})", ["<root>"]) from None
 
 
+def validated_icp(data: bytes | str) -> dict[str, Any]:
+    """ICP JSON text, parsed within the limits and validated (`IcpConfig.parse`); IcpError names the problem."""
+    raw = load_icp_json(data)
+    IcpConfig.parse(raw)
+    return raw
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # what a jsonb value cannot hold, even escaped
+
+
+def _storable(value: str, where: str) -> None:
+    if _UNSTORABLE.search(value):
+        raise IcpError(f"invalid ICP: field '{where}' holds a NUL or a lone surrogate (Postgres cannot store it)",
+                       [where])
+
+
 def _check_limits(raw: Mapping[str, Any]) -> None:
     """Refuse an ICP beyond the limits above, naming the field; cheap (one walk, no encoding)."""
     budget = [MAX_ICP_BYTES]  # a rough size: characters of keys and strings, 8 per number
@@ -321,6 +337,7 @@ def _check_limits(raw: Mapping[str, Any]) -> None:
                                f"(limit ±{MAX_ICP_NUMBER:,})", [where])
             budget[0] -= 8
         elif isinstance(value, str):
+            _storable(value, where)
             if len(value) > MAX_ICP_STRING_CHARS:
                 raise IcpError(f"invalid ICP: field '{where}': a value of {len(value):,} characters "
                                f"(limit {MAX_ICP_STRING_CHARS})", [where])
@@ -330,6 +347,7 @@ def _check_limits(raw: Mapping[str, Any]) -> None:
                 raise IcpError(f"invalid ICP: field '{where}' has {len(value):,} keys", [where])
             for key, item in value.items():
                 budget[0] -= len(str(key)) + 4
+                _storable(str(key), where)
                 walk(item, f"{path}.{key}" if path else str(key), depth + 1)
         elif isinstance(value, (list, tuple)):
             if len(value) > MAX_ICP_LIST_ITEMS:
