@@ -71,7 +71,7 @@ def setup_database() -> str:
 
 def make_batch(engine: Engine, n: int, *, finished: bool = False, credits: int = 10**9) -> int:
     """A new client with `n` leads on 997 companies and a draft batch over them (`finished`: every item DONE)."""
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         client = seed.client(conn, f"bench-{time.time_ns()}", credits=credits)
         lead_ids = seed.leads(conn, client, n, companies=997)
         batch = seed.finished_batch(conn, client) if finished else seed.batch(conn, client, lead_ids)
@@ -179,11 +179,11 @@ def bench_claim(engine: Engine, filler: int, pending: int = 10_000, claims: int 
         make_batch(engine, filler, finished=True)
     batch = make_batch(engine, pending)
     timings = []
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         total = conn.execute(text("SELECT count(*) FROM work_items")).scalar()
     for _ in range(claims):
         t0 = time.perf_counter()
-        with engine.begin() as conn:
+        with db.transaction(engine) as conn:
             got = workitems.claim(conn, batch, size)
         timings.append((time.perf_counter() - t0) * 1000)
         assert len(got) == size
@@ -223,7 +223,7 @@ def bench_task_per_lead(engine: Engine, n: int) -> dict[str, Any]:
 
 
 def _claim_all(engine: Engine, batch_id: int) -> list[workitems.Claimed]:
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         return workitems.claim(conn, batch_id, 10**9)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from demo.outreach import MAILBOXES, STEPS
+from shared import db
 from shared.engines.campaigns import sequences
 from shared.engines.mailboxes.mailboxes import add_mailbox
 from shared.engines.outreach import forecast as forecasting, timezones
@@ -93,11 +94,11 @@ def _best(fn: Any, repeats: int) -> tuple[float, float, Any]:
 def bench_forecast(engine: Engine, leads: int, *, enrolled: bool, reference: bool,
                    repeats: int = 3) -> dict[str, Any]:
     """Seconds for `forecast.forecast` (reads + simulation), the simulation alone, and the reference."""
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         client, campaign, boxes = _campaign(conn, leads)
         if enrolled:
             _enroll_all(conn, client, campaign, boxes)
-    with engine.connect() as conn:
+    with db.transaction(engine) as conn:
         cpu, wall, result = _best(lambda: forecasting.forecast(conn, client, campaign, now=NOW), repeats)
         reading, _, sim = _best(lambda: forecasting.inputs(conn, client, campaign, now=NOW), repeats)
     copies = iter([copy.deepcopy(sim) for _ in range(repeats)])  # both simulations change their inputs
@@ -110,7 +111,7 @@ def bench_forecast(engine: Engine, leads: int, *, enrolled: bool, reference: boo
         c0 = time.process_time()
         expected = simulate_per_lead(sim)
         out |= {"reference_cpu": time.process_time() - c0, "same_answer": expected == simulate(mine)}
-    with engine.begin() as conn:  # leave the database small for the next run
+    with db.transaction(engine) as conn:  # leave the database small for the next run
         conn.execute(text("DELETE FROM clients WHERE id = :c"), {"c": client})
     return out
 

@@ -31,7 +31,7 @@ MONDAY_10_UTC = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
 def _campaign(engine: Engine, leads: int, mailboxes: int, smtp_port: int) -> tuple[int, int]:
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         client = seed.client(conn, f"bench-outreach-{time.time_ns()}")
         campaign = seed.campaign(conn, client, "seq", status="draft")
         seed.leads(conn, client, leads, campaign_id=campaign, companies=997, country="GB")
@@ -64,7 +64,7 @@ def bench_sends(engine: Engine, leads: int, mailboxes: int, delay_ms: int, worke
 
 def _fill_enrollments(engine: Engine, total: int, active: int) -> int:
     """`total` enrollments of one campaign, `active` of them due now, the rest finished."""
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         client = seed.client(conn, f"bench-sched-{time.time_ns()}")
         campaign = seed.campaign(conn, client, "s")
         sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17)
@@ -80,7 +80,7 @@ def bench_scheduler(engine: Engine, total: int, active: int, limit: int, repeats
     campaign = _fill_enrollments(engine, total, active)
     query, plan_s, planned = [], [], 0
     for _ in range(repeats):
-        with engine.connect() as conn:
+        with db.transaction(engine) as conn:
             t0 = time.perf_counter()
             inputs = store.planning_inputs(conn, MONDAY_10_UTC, campaign_id=campaign, limit=limit)
             t1 = time.perf_counter()
@@ -89,7 +89,7 @@ def bench_scheduler(engine: Engine, total: int, active: int, limit: int, repeats
         query.append(t1 - t0)
         plan_s.append(t2 - t1)
         planned = len(plan.sends)
-    with engine.begin() as conn:  # leave the database small for the next run
+    with db.transaction(engine) as conn:  # leave the database small for the next run
         conn.execute(text("DELETE FROM clients WHERE id = (SELECT client_id FROM campaigns WHERE id = :c)"),
                      {"c": campaign})
     return {"enrollments": total, "active_due": active, "limit": limit, "candidates_read": len(inputs.candidates),

@@ -236,14 +236,14 @@ def _slug(tag: str) -> str:
 
 def new_client(engine: Engine, name: str, credits: int) -> int:
     """A client whose balance comes from a ledger top-up, so balance = ledger sum from the start."""
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         return seed.client(conn, name, credits=credits)
 
 
 def new_batch(engine: Engine, client: int, n: int, *, tag: str, launch: bool = True) -> int:
     """`n` new leads for the client and a batch over them (launched by default, as the trigger path leaves it)."""
     tag = _slug(tag)
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         campaign = seed.campaign(conn, client, f"chaos-{tag}", icp={"seniorities": ["vp", "c_level"]})
         leads = seed.leads(conn, client, n, campaign_id=campaign, domain=f"{tag}-co.example")
         return seed.batch(conn, client, leads, campaign_id=campaign, status="launched" if launch else "draft")
@@ -251,7 +251,7 @@ def new_batch(engine: Engine, client: int, n: int, *, tag: str, launch: bool = T
 
 def progress(engine: Engine, batch_id: int) -> dict[str, int]:
     def read() -> dict[str, int]:
-        with engine.begin() as conn:
+        with db.transaction(engine) as conn:
             return {r.status: r.n for r in conn.execute(
                 text("SELECT status, count(*) AS n FROM work_items WHERE batch_id = :b GROUP BY 1"), {"b": batch_id})}
     return db.retrying(read, what="chaos progress")
@@ -263,7 +263,7 @@ def terminal(engine: Engine, batch_id: int) -> int:
 
 
 def batch_row(engine: Engine, batch_id: int) -> Any:
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         return conn.execute(text("SELECT status, runner_id, heartbeat_at, extract(epoch FROM now() - heartbeat_at) "
                                  "AS age FROM batches WHERE id = :b"), {"b": batch_id}).one()
 
@@ -324,7 +324,7 @@ _INVARIANTS: dict[str, str] = {
 def invariants(engine: Engine, batch_ids: list[int]) -> list[Check]:
     """Every invariant over the given batches, each a count of violations that must be 0."""
     checks = []
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         for name, sql in _INVARIANTS.items():
             bad = int(conn.execute(text(sql), {"b": batch_ids}).scalar_one())
             checks.append(Check(name, bad == 0, f"{bad} violation(s)" if bad else ""))

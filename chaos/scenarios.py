@@ -28,6 +28,7 @@ from chaos.harness import (
     wait_stale,
 )
 from devkit.net import wait_until
+from shared import db
 
 RUN_TIMEOUT = 600.0  # seconds a plain orchestrator run may take before the scenario gives up on it
 
@@ -139,7 +140,7 @@ def two_orchestrators(stage: Stage, scale: Scale, tag: str) -> Outcome:
     batch_id = new_batch(engine, client, scale.two_items, tag=f"two-{tag}")
     runs = [Orchestrator(stage, batch_id, scale.batch_size, f"two-{tag}-{i}").start() for i in range(2)]
     codes = [r.wait(RUN_TIMEOUT) for r in runs]
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         # The engine records its worker (host:pid) when it starts an item: who actually worked the batch.
         workers = conn.execute(text("SELECT DISTINCT split_part(detail, ':', 2) FROM status_history "
                                     "WHERE batch_id = :b AND to_status = 'IN_PROGRESS'"), {"b": batch_id}).scalars().all()
@@ -199,7 +200,7 @@ def exact_credits(stage: Stage, scale: Scale, tag: str) -> Outcome:
     ids = [new_batch(engine, client, half, tag=f"credits-{tag}-{i}") for i in range(2)]
     runs = [Orchestrator(stage, b, scale.batch_size, f"credits-{tag}-{b}").start() for b in ids]
     codes = [r.wait(RUN_TIMEOUT) for r in runs]
-    with engine.begin() as conn:
+    with db.transaction(engine) as conn:
         balance = conn.execute(text("SELECT credit_balance FROM clients WHERE id = :c"), {"c": client}).scalar_one()
         kept = conn.execute(text("SELECT coalesce(-sum(delta), 0) FROM credit_ledger WHERE client_id = :c "
                                  "AND kind IN ('reserve', 'refund')"), {"c": client}).scalar_one()
