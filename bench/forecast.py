@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from demo.outreach import MAILBOXES, STEPS
+from devkit import seed
 from shared import db
 from shared.engines.campaigns import sequences
 from shared.engines.mailboxes.mailboxes import add_mailbox
@@ -39,10 +40,8 @@ def _sample_contacts() -> list[tuple[str, str]]:
 
 def _campaign(conn: Any, leads: int) -> tuple[int, int, list[int]]:
     """A client with the demo's mailboxes, schedule and steps, and `leads` new leads (phone, country)."""
-    client = conn.execute(text("INSERT INTO clients (name, credit_balance) VALUES (:n, 2000) RETURNING id"),
-                          {"n": f"bench-forecast-{time.time_ns()}"}).scalar_one()
-    campaign = conn.execute(text("INSERT INTO campaigns (client_id, name, status) VALUES (:c, 'q4', 'draft') "
-                                 "RETURNING id"), {"c": client}).scalar_one()
+    client = seed.client(conn, f"bench-forecast-{time.time_ns()}", credits=2000)
+    campaign = seed.campaign(conn, client, "q4", status="draft")
     boxes = [add_mailbox(conn, client, smtp_host="127.0.0.1", smtp_port=25, tls_mode="none",
                          ramp_started_at=NOW - timedelta(days=1), **box) for box in MAILBOXES]
     sequences.set_schedule(conn, client, campaign, weekdays=[1, 2, 3, 4, 5], start_hour=9, end_hour=17,
@@ -50,15 +49,10 @@ def _campaign(conn: Any, leads: int) -> tuple[int, int, list[int]]:
     for step, subject, body, delay, unit in STEPS:
         sequences.set_step(conn, client, campaign, step=step, subject=subject, body=body, delay_amount=delay,
                            delay_unit=unit)
-    contacts = _sample_contacts()
-    phones = [contacts[i % len(contacts)][0] or None for i in range(leads)]
-    countries = [contacts[i % len(contacts)][1] or None for i in range(leads)]
-    conn.execute(text(
-        "INSERT INTO leads (client_id, campaign_id, email, first_name, title, phone, country) "
-        "SELECT :c, :camp, 'lead' || g || '@co' || (g % 997) || '.example.com', 'First' || g, 'VP Sales', "
-        "p.phone, p.country FROM unnest(CAST(:phones AS text[]), CAST(:countries AS text[])) "
-        "WITH ORDINALITY AS p(phone, country, g)"),
-        {"c": client, "camp": campaign, "phones": phones, "countries": countries})
+    ids = seed.leads(conn, client, leads, campaign_id=campaign, companies=997)
+    sample = _sample_contacts()
+    seed.contacts(conn, ids, [sample[i % len(sample)][0] or None for i in range(leads)],
+                  [sample[i % len(sample)][1] or None for i in range(leads)])
     return client, campaign, boxes
 
 
@@ -68,15 +62,13 @@ def _enroll_all(conn: Any, client: int, campaign: int, boxes: list[int]) -> None
     rows = conn.execute(text("SELECT id, phone, country FROM leads WHERE campaign_id = :camp ORDER BY id"),
                         {"camp": campaign}).all()
     zone_of: dict[tuple[str | None, str | None], str] = {}
-    zones = [zone_of.setdefault((r.phone, r.country), timezones.resolve(
-        explicit=None, phone=r.phone, country=r.country, fallback="America/New_York").timezone) for r in rows]
-    conn.execute(text(
-        "INSERT INTO enrollments (client_id, campaign_id, lead_id, next_step, next_due_at, timezone, "
-        "timezone_source, mailbox_id, status) SELECT :c, :camp, v.lead, 1 + v.n % 3, "
-        "CAST(:now AS timestamptz) + (v.n % 2880) * interval '1 minute', v.zone, 'bench', "
-        "CASE WHEN v.n % 3 = 0 THEN NULL ELSE (CAST(:boxes AS bigint[]))[1 + v.n % 3] END, 'active' "
-        "FROM unnest(CAST(:leads AS bigint[]), CAST(:zones AS text[])) WITH ORDINALITY AS v(lead, zone, n)"),
-        {"c": client, "camp": campaign, "now": NOW, "boxes": boxes, "leads": [r.id for r in rows], "zones": zones})
+    enrolled = []
+    for n, r in enumerate(rows, start=1):
+        zone = zone_of.setdefault((r.phone, r.country), timezones.resolve(
+            explicit=None, phone=r.phone, country=r.country, fallback="America/New_York").timezone)
+        enrolled.append((r.id, 1 + n % 3, NOW + timedelta(minutes=n % 2880), zone,
+                         None if n % 3 == 0 else boxes[n % 3]))
+    seed.enrollments_at(conn, client, campaign, enrolled)
     conn.execute(text("ANALYZE enrollments"))
 
 

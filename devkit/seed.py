@@ -110,3 +110,24 @@ def enrollments(conn: Connection, client_id: int, campaign_id: int, *, due: date
         "CASE WHEN row_number() OVER (ORDER BY l.id) <= :active THEN 'active' ELSE 'finished' END "
         "FROM leads l WHERE l.client_id = :c"),
         {"c": client_id, "camp": campaign_id, "due": due, "active": active})
+
+
+def contacts(conn: Connection, lead_ids: Sequence[int], phones: Sequence[str | None],
+             countries: Sequence[str | None]) -> None:
+    """Give each lead its phone and country (the zone a forecast resolves from them). One UPDATE."""
+    conn.execute(text(
+        "UPDATE leads l SET phone = v.phone, country = v.country "
+        "FROM unnest(CAST(:ids AS bigint[]), CAST(:phones AS text[]), CAST(:countries AS text[])) AS v(id, phone, country) "
+        "WHERE l.id = v.id"), {"ids": list(lead_ids), "phones": list(phones), "countries": list(countries)})
+
+
+def enrollments_at(conn: Connection, client_id: int, campaign_id: int,
+                   rows: Sequence[tuple[int, int, datetime, str, int | None]]) -> None:
+    """Active enrollments as given: (lead id, next step, due at, time zone, mailbox id or None). One INSERT."""
+    lead, step, due, zone, box = (list(column) for column in zip(*rows)) if rows else ([], [], [], [], [])
+    conn.execute(text(
+        "INSERT INTO enrollments (client_id, campaign_id, lead_id, next_step, next_due_at, timezone, "
+        "timezone_source, mailbox_id, status) SELECT :c, :camp, v.lead, v.step, v.due, v.zone, 'seed', v.box, 'active' "
+        "FROM unnest(CAST(:lead AS bigint[]), CAST(:step AS int[]), CAST(:due AS timestamptz[]), "
+        "CAST(:zone AS text[]), CAST(:box AS bigint[])) AS v(lead, step, due, zone, box)"),
+        {"c": client_id, "camp": campaign_id, "lead": lead, "step": step, "due": due, "zone": zone, "box": box})

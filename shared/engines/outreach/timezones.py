@@ -166,6 +166,12 @@ def next_open(now: datetime, tz: str, window: Window) -> datetime:
     raise ValueError(f"window {window} never opens")  # weekdays is never empty (CHECK constraint)
 
 
+def window_close(now: datetime, tz: str, window: Window) -> datetime:
+    """When the window open at `now` closes (UTC)."""
+    zone = zone_info(tz)
+    return _local_instant(now.astimezone(zone).date(), window.end_hour, zone)
+
+
 def add_delay(start: datetime, amount: int, unit: str, tz: str) -> datetime:
     """`start` plus `amount` days or business days, counted on the lead's local calendar.
 
