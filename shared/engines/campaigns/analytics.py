@@ -52,6 +52,10 @@ RATES = {"reply_rate": ("replied", "contacted"), "positive_rate": ("positive", "
          "complaint_rate": ("complained", "contacted")}
 IN_DOUBT_STATUSES = ("sending", "in_doubt", "unknown")
 MAX_DAYS = 366
+# What a per-step table shows (the CLI's `outbound campaigns stats` and the console's analytics page).
+TABLE_COUNTS = ("enrolled", "sent", "contacted", "replied", "positive", "bounced", "unsubscribed", "complained",
+                "in_doubt", "failed", "deferred")
+TABLE_RATES = ("reply_rate", "bounce_rate", "unsubscribe_rate")
 
 # An inbound row that counts: matched to a send, not stored as unverified, not our own mail.
 _COUNTS_INBOUND = "i.message_pk IS NOT NULL AND i.verified IS NOT FALSE AND i.outcome IS DISTINCT FROM :ours"
@@ -132,6 +136,11 @@ SELECT d.day, count(e.fact) FILTER (WHERE e.fact = 'sent') AS sent,
        count(DISTINCT e.lead_id) FILTER (WHERE e.fact = 'hard_bounce') AS bounced
 FROM days d LEFT JOIN events e ON e.day = d.day GROUP BY d.day ORDER BY d.day
 """
+
+
+def percent(rate: float | None) -> str:
+    """A rate as the tables print it: "12.5 %", or "-" when it is undefined (nothing to divide by)."""
+    return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
 def rates(counts: dict[str, int]) -> dict[str, float | None]:
