@@ -172,7 +172,7 @@ def campaigns_stats(client: str, name: str,
     table = Table("step", *(c.replace("_", " ") for c in counts), *(c.replace("_", " ") for c in pcts),
                   title=literal(f"campaign {stats.campaign} of {stats.client} ({stats.status}); "
                                 "rates are of the leads contacted"))
-    for label, row in [*((str(s["step"]), s) for s in stats.steps), ("total", stats.totals)]:
+    for label, row in stats.table():
         table.add_row(label, *(str(row[c]) for c in counts), *(analytics.percent(row["rates"][c]) for c in pcts))
     out.print(table)
     chart = Table("day", "sent", "replied", "bounced", title=literal(f"the last {days} days ({tz})"))

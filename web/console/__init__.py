@@ -25,7 +25,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from shared.errors import CsrfRefused, Forbidden, FormTooLarge, NotFound, NotSignedIn
-from web.console import batches, campaigns, leads, mailboxes, signin, suppressions
+from web.console import analytics, batches, campaigns, leads, mailboxes, signin, suppressions
 from web.console.auth import SESSION_COOKIE
 from web.console.deps import PREFIX, ConsoleState, render
 
@@ -35,6 +35,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 NOT_FOUND_TEXT = "Not found (or not yours)."  # the same words for an id that does not exist and another client's
 
 ROUTERS = tuple(m.router for m in (signin, batches, leads, campaigns, mailboxes, suppressions))
+ROUTERS += (analytics.router,)
 
 unconfigured = APIRouter(prefix=PREFIX)
 

@@ -164,6 +164,10 @@ class CampaignStats:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def table(self) -> list[tuple[str, dict[str, Any]]]:
+        """The per-step table's rows as (label, figures): each step, then "total"."""
+        return [*((str(s["step"]), s) for s in self.steps), ("total", self.totals)]
+
 
 def _row(counts: Any) -> dict[str, Any]:
     figures = {k: int(counts.get(k, 0) if counts is not None else 0) for k in COUNTS}
