@@ -138,6 +138,9 @@ def test_a_viewer_sees_its_own_campaign_and_another_clients_is_not_found(app, wo
     ({"tz": "Mars/Olympus"}, "unknown timezone &#39;Mars/Olympus&#39; (an IANA name, e.g. Europe/Berlin)"),
     ({"tz": "../../etc/passwd"}, "unknown timezone"),
     ({"tz": "Europe/Berlin\x00"}, "unknown timezone"),
+    ({"tz": "localtime"}, "unknown timezone"),  # files of the zoneinfo directory that Postgres does not know
+    ({"tz": "posix/Europe/Berlin"}, "unknown timezone"),
+    ({"tz": "right/UTC"}, "unknown timezone"),
 ])
 def test_bad_days_or_timezone_is_named_on_the_page_and_the_table_stays(app, world, query, message):
     c = _client(app, world["acc"].operator)

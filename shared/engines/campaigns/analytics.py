@@ -34,9 +34,10 @@ Rates (`rates`) divide by `contacted` (the leads a step or the campaign reached;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import Connection, text
 
@@ -191,9 +192,18 @@ def campaign_stats(conn: Connection, campaign_id: int) -> CampaignStats | None:
                          steps=[{"step": s} | _row(by_step.get(s)) for s in steps])
 
 
+@lru_cache(maxsize=1)
+def _iana_names() -> frozenset[str]:
+    # ZoneInfo also opens any other file of the system's zoneinfo directory ("localtime", "posix/...",
+    # "right/..."), which Postgres (AT TIME ZONE) does not know: only IANA keys are names here.
+    return frozenset(available_timezones() - {"localtime"})
+
+
 def zone(tz: str) -> ZoneInfo:
     """The IANA timezone named `tz`; ValueError naming it when there is none."""
     try:
+        if tz not in _iana_names():
+            raise ValueError(tz)
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown timezone {tz!r} (an IANA name, e.g. Europe/Berlin)") from None
