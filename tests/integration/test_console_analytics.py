@@ -160,3 +160,14 @@ def test_a_campaign_without_sequence_or_sends_shows_zeros_and_dashes(app, engine
     total = _table(page.text)["total"]
     assert {total[k] for k in analytics.TABLE_COUNTS} == {"0"} and {total[r] for r in analytics.TABLE_RATES} == {"-"}
     assert SEGMENT.findall(page.text) == []
+
+
+def test_the_campaign_list_and_page_show_the_analytics_figures(app, world):
+    """One definition of sent / replied / bounced: the list's own query counted L7's copy of our own mail
+    (`ingest.OURS`) as a reply (3); analytics does not (2)."""
+    c = _client(app, world["acc"].operator)
+    listing = c.get("/console/campaigns").text
+    row = listing.split(f'<tr data-campaign="{world["camp_a"]}">')[1].split("</tr>")[0]
+    assert re.findall(r"<td>(\d+)</td>", row)[-3:] == [str(EXPECTED_TOTALS[k]) for k in ("sent", "replied", "bounced")]
+    page = c.get(f"/console/campaigns/{world['camp_a']}").text
+    assert "sent 15 · replied 2 · bounced 1" in page
