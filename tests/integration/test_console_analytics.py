@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from shared import db
 from shared.engines.campaigns import analytics
-from tests.campaign_outcomes import D0, EXPECTED_TOTALS, known_outcomes
+from tests.campaign_outcomes import EXPECTED_TOTALS, into_recent_days, known_outcomes
 from tests.console_helpers import SECRET, accounts, sign_in
 from web.app import create_app
 
@@ -23,24 +23,12 @@ CELL = re.compile(r'<td data-figure="([^"]+)">([^<]*)</td>')
 SEGMENT = re.compile(r'<rect class="seg"[^>]* data-day="([^"]+)" data-series="([^"]+)" data-count="(\d+)"')
 
 
-def _into_the_last_year(conn) -> datetime:
-    """The page's series ends today: move the fixed week of outcomes (whole weeks, so the weekdays and
-    the hours stay) to end within the last fortnight. Returns the moved D0."""
-    weeks = max(0, (datetime.now(UTC) - D0).days - 14) // 7
-    by = timedelta(weeks=weeks)
-    conn.execute(text("UPDATE messages SET reserved_at = reserved_at + :by, sent_at = sent_at + :by, "
-                      "retry_at = retry_at + :by"), {"by": by})
-    conn.execute(text("UPDATE inbound_messages SET received_at = received_at + :by, processed_at = processed_at + :by"),
-                 {"by": by})
-    return D0 + by
-
-
 @pytest.fixture
 def world(engine):
     with engine.begin() as conn:
         a, camp_a = known_outcomes(conn, "alpha")
         b, camp_b = known_outcomes(conn, "bravo")
-        d0 = _into_the_last_year(conn)
+        d0 = into_recent_days(conn)
         other = conn.execute(text("SELECT id FROM campaigns WHERE client_id = :a AND name = 'other'"),
                              {"a": a}).scalar_one()
     return {"camp_a": camp_a, "camp_b": camp_b, "other": other, "d0": d0, "acc": accounts(engine, a, b)}
