@@ -46,6 +46,7 @@ def table(stats: CampaignStats) -> list[dict[str, Any]]:
 
 
 def chart(series: list[dict[str, Any]], days: int, tz: str) -> Any:
+    """The daily series as grouped bars (web/console/charts.py): sent, replied, bounced side by side per day."""
     per_day = {d["day"].isoformat(): {s: d[s] for s in SERIES} for d in series}
     return stacked_bars(per_day, SERIES, grouped=True, title=f"sent, replied and bounced per day, last {days} days",
                         y_label="messages / leads", x_label=f"day ({tz})")
@@ -54,6 +55,7 @@ def chart(series: list[dict[str, Any]], days: int, tz: str) -> Any:
 @router.get("/campaigns/{campaign_id}/analytics")
 def campaign_analytics(campaign_id: CampaignId, view: Page, conn: Conn, days: str | None = None,
                        tz: str | None = None) -> Response:
+    """The table, and the chart of the last `days` days in `tz`; a bad `days` or `tz` is named instead of the chart."""
     stats = analytics.campaign_stats(conn, campaign_id)
     if stats is None:
         raise NotFound()
@@ -68,5 +70,5 @@ def campaign_analytics(campaign_id: CampaignId, view: Page, conn: Conn, days: st
         raise NotFound()
     return view.page("analytics.html", status=400 if problem else 200, stats=stats, rows=table(stats),
                      counts=analytics.TABLE_COUNTS, rate_names=analytics.TABLE_RATES, problem=problem,
-                     days=days if problem else n, tz=zone, tz_given=tz or "", day_choices=DAY_CHOICES,
+                     days=(days or "")[:40] if problem else n, tz=zone, tz_given=tz or "", day_choices=DAY_CHOICES,
                      series=series or [], chart=chart(series, n, zone) if series else None)
