@@ -140,15 +140,6 @@ def score(campaign: str = typer.Option(..., help="Campaign name."),
     typer.echo(f"re-scored {n} leads of campaign {shown(campaign)}")
 
 
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.1f} %"
-
-
-_STEP_COLUMNS = ("enrolled", "sent", "contacted", "replied", "positive", "bounced", "unsubscribed", "complained",
-                 "in_doubt", "failed", "deferred")
-_RATE_COLUMNS = ("reply_rate", "bounce_rate", "unsubscribe_rate")
-
-
 @campaigns_app.command("stats")
 def campaigns_stats(client: str, name: str,
                     days: int = typer.Option(30, help="Days of the daily series, up to today (at most 366)."),
@@ -177,11 +168,12 @@ def campaigns_stats(client: str, name: str,
         typer.echo(json.dumps(stats.as_dict() | {"daily_timezone": tz, "daily": series}, default=str))
         return
     out = console()
-    table = Table("step", *(c.replace("_", " ") for c in _STEP_COLUMNS), *(c.replace("_", " ") for c in _RATE_COLUMNS),
+    counts, pcts = analytics.TABLE_COUNTS, analytics.TABLE_RATES
+    table = Table("step", *(c.replace("_", " ") for c in counts), *(c.replace("_", " ") for c in pcts),
                   title=literal(f"campaign {stats.campaign} of {stats.client} ({stats.status}); "
                                 "rates are of the leads contacted"))
-    for label, row in [*((str(s["step"]), s) for s in stats.steps), ("total", stats.totals)]:
-        table.add_row(label, *(str(row[c]) for c in _STEP_COLUMNS), *(_pct(row["rates"][c]) for c in _RATE_COLUMNS))
+    for label, row in stats.table():
+        table.add_row(label, *(str(row[c]) for c in counts), *(analytics.percent(row["rates"][c]) for c in pcts))
     out.print(table)
     chart = Table("day", "sent", "replied", "bounced", title=literal(f"the last {days} days ({tz})"))
     for d in series:

@@ -61,3 +61,16 @@ def test_labels_are_escaped_and_the_markup_has_no_style_or_script():
 def test_no_days_is_an_empty_axis_not_an_error():
     svg = stacked_bars({})
     assert _segments(svg) == [] and str(svg).startswith("<svg")
+
+
+def test_grouped_bars_stand_side_by_side_from_the_axis_on_the_tallest_single_count():
+    svg = stacked_bars({"2026-01-01": {"sent": 6, "replied": 5, "bounced": 0}}, ["sent", "replied", "bounced"],
+                       grouped=True, y_label="leads")
+    segs = {s.get("data-series"): s for s in _segments(svg)}
+    assert set(segs) == {"sent", "replied"}  # a zero count draws nothing
+    # The scale tops at the tallest single count (nice_max(6) = 10), not at the sum (11 would give 20).
+    assert float(segs["sent"].get("height")) == round(6 * HEIGHT_PX / 10, 1)
+    bottoms = {round(float(s.get("y")) + float(s.get("height")), 1) for s in segs.values()}
+    assert len(bottoms) == 1  # both start at the axis
+    assert float(segs["sent"].get("x")) + float(segs["sent"].get("width")) == float(segs["replied"].get("x"))
+    assert "leads" in [t.text for t in ET.fromstring(str(svg)).findall(".//s:text[@class='axis']", NS)]

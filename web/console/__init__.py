@@ -1,8 +1,9 @@
 """The operator console: server-rendered pages on the same ASGI app as unsubscribe and webhooks.
 
 `mount(app, secret, ...)` adds everything under /console. Each page family is a module with a
-module-level `router` (signin, batches, leads, campaigns, sequences, mailboxes, suppressions, inbox, imports); `ROUTERS` here
-lists them all, in the order they are matched (the nav in base.html lists the pages). What they share is in web/console/deps.py,
+module-level `router` (signin, batches, leads, campaigns, sequences, mailboxes, suppressions, inbox,
+imports, analytics); `ROUTERS` here lists them all, in the order they are matched (the nav in
+base.html lists the pages). What they share is in web/console/deps.py,
 as FastAPI dependencies: the signed-in principal (re-read from Postgres on every request), the
 per-transaction tenant scope, the operator check, CSRF on every form, rendering with autoescaped
 Jinja2 templates and the security headers (web.security: a strict Content-Security-Policy, no
@@ -25,7 +26,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from shared.errors import CsrfRefused, Forbidden, FormTooLarge, NotFound, NotSignedIn
-from web.console import batches, campaigns, imports, inbox, leads, mailboxes, sequences, signin, suppressions
+from web.console import analytics, batches, campaigns, imports, inbox, leads, mailboxes, sequences, signin, suppressions
 from web.console.auth import SESSION_COOKIE
 from web.console.deps import PREFIX, ConsoleState, render
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 NOT_FOUND_TEXT = "Not found (or not yours)."  # the same words for an id that does not exist and another client's
 
-ROUTERS = tuple(m.router for m in (signin, batches, leads, campaigns, sequences, mailboxes, suppressions, inbox, imports))
+ROUTERS = tuple(m.router for m in (signin, batches, leads, campaigns, sequences, mailboxes, suppressions, inbox, imports,
+                                    analytics))
 
 unconfigured = APIRouter(prefix=PREFIX)
 

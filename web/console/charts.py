@@ -39,13 +39,16 @@ def nice_max(value: int) -> int:
 
 
 def bar_chart(per_day: Mapping[str, Mapping[str, int]], series: list[str] | None = None, *,
-              title: str = "sends per day per mailbox") -> dict[str, Any]:
-    """The geometry of stacked bars: one bar per day (sorted), one segment per (day, series) with a count > 0,
-    one colour per series. `series` fixes the colour order (default: sorted names)."""
+              title: str = "sends per day per mailbox", grouped: bool = False,
+              y_label: str = "sends", x_label: str = "day (UTC)") -> dict[str, Any]:
+    """The geometry of one bar per day (sorted), one segment per (day, series) with a count > 0, one colour
+    per series. `series` fixes the colour order (default: sorted names). Stacked, or with `grouped` side
+    by side in the day's slot (each from the axis: for series that are not parts of one whole)."""
     days = sorted(per_day)
     names = series if series is not None else sorted({n for counts in per_day.values() for n in counts})
     colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    top = nice_max(max((sum(per_day[d].values()) for d in days), default=0))
+    tallest = (lambda counts: max(counts, default=0)) if grouped else sum
+    top = nice_max(max((tallest(per_day[d].values()) for d in days), default=0))
     width = max(MIN_WIDTH_PX, LEFT_PX + len(days) * (BAR_PX + GAP_PX) + GAP_PX)
     legend_y = TOP_PX + HEIGHT_PX + BOTTOM_PX
     base = TOP_PX + HEIGHT_PX
@@ -54,26 +57,47 @@ def bar_chart(per_day: Mapping[str, Mapping[str, int]], series: list[str] | None
     bars = []
     for i, day in enumerate(days):
         x = LEFT_PX + GAP_PX + i * (BAR_PX + GAP_PX)
-        y, segments = float(base), []
-        for name in names:
-            n = int(per_day[day].get(name, 0))
-            if n > 0:
-                y -= n * scale
-                segments.append({"y": round(y, 1), "height": round(n * scale, 1), "fill": colours[name],
-                                 "series": name, "count": n})
+        segments = (_side_by_side if grouped else _stacked)(per_day[day], names, colours, x, base, scale)
         label = {"x": round(x + BAR_PX / 2, 1), "y": base + 14, "text": day[5:] if len(day) == 10 else day}
         bars.append({"x": x, "day": day, "segments": segments, "label": label if i % label_every == 0 else None})
     return {"title": title, "width": width, "height": legend_y + LEGEND_ROW_PX * max(1, len(names)) + 8,
             "left": LEFT_PX, "top": TOP_PX, "base": base, "bar_width": BAR_PX, "bottom": BOTTOM_PX,
+            "y_label": y_label, "x_label": x_label,
             "ticks": [{"y": round(base - t * scale, 1), "label": t} for t in sorted({0, top // 2, top})],
             "bars": bars,
             "legend": [{"y": legend_y + i * LEGEND_ROW_PX, "fill": colours[n], "name": n} for i, n in enumerate(names)]}
 
 
+def _segment(name: str, n: int, colours: Mapping[str, str], x: float, y: float, width: float,
+             scale: float) -> dict[str, Any]:
+    return {"x": round(x, 1), "width": round(width, 1), "y": round(y, 1), "height": round(n * scale, 1),
+            "fill": colours[name], "series": name, "count": n}
+
+
+def _stacked(counts: Mapping[str, int], names: list[str], colours: Mapping[str, str], x: float, base: float,
+             scale: float) -> list[dict[str, Any]]:
+    y, segments = float(base), []
+    for name in names:
+        n = int(counts.get(name, 0))
+        if n > 0:
+            y -= n * scale
+            segments.append(_segment(name, n, colours, x, y, BAR_PX, scale))
+    return segments
+
+
+def _side_by_side(counts: Mapping[str, int], names: list[str], colours: Mapping[str, str], x: float, base: float,
+                  scale: float) -> list[dict[str, Any]]:
+    width = BAR_PX / max(1, len(names))
+    return [_segment(name, n, colours, x + k * width, base - n * scale, width, scale)
+            for k, name in enumerate(names) if (n := int(counts.get(name, 0))) > 0]
+
+
 def stacked_bars(per_day: Mapping[str, Mapping[str, int]], series: list[str] | None = None, *,
-                 title: str = "sends per day per mailbox") -> Markup:
+                 title: str = "sends per day per mailbox", **options: Any) -> Markup:
     """`bar_chart` drawn by the chart.html template: each segment a `<rect class="seg">` carrying data-day,
-    data-series and data-count (what tests and the browser read) and a `<title>` tooltip."""
+    data-series and data-count (what tests and the browser read) and a `<title>` tooltip. `options`:
+    `bar_chart`'s (grouped, y_label, x_label)."""
     from web.state import templates
 
-    return Markup(templates().get_template("chart.html").render(chart=bar_chart(per_day, series, title=title)))
+    chart = bar_chart(per_day, series, title=title, **options)
+    return Markup(templates().get_template("chart.html").render(chart=chart))

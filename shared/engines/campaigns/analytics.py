@@ -34,9 +34,10 @@ Rates (`rates`) divide by `contacted` (the leads a step or the campaign reached;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import Connection, text
 
@@ -52,6 +53,10 @@ RATES = {"reply_rate": ("replied", "contacted"), "positive_rate": ("positive", "
          "complaint_rate": ("complained", "contacted")}
 IN_DOUBT_STATUSES = ("sending", "in_doubt", "unknown")
 MAX_DAYS = 366
+# What a per-step table shows (the CLI's `outbound campaigns stats` and the console's analytics page).
+TABLE_COUNTS = ("enrolled", "sent", "contacted", "replied", "positive", "bounced", "unsubscribed", "complained",
+                "in_doubt", "failed", "deferred")
+TABLE_RATES = ("reply_rate", "bounce_rate", "unsubscribe_rate")
 
 # An inbound row that counts: matched to a send, not stored as unverified, not our own mail.
 _COUNTS_INBOUND = "i.message_pk IS NOT NULL AND i.verified IS NOT FALSE AND i.outcome IS DISTINCT FROM :ours"
@@ -134,6 +139,11 @@ FROM days d LEFT JOIN events e ON e.day = d.day GROUP BY d.day ORDER BY d.day
 """
 
 
+def percent(rate: float | None) -> str:
+    """A rate as the tables print it: "12.5 %", or "-" when it is undefined (nothing to divide by)."""
+    return "-" if rate is None else f"{rate * 100:.1f} %"
+
+
 def rates(counts: dict[str, int]) -> dict[str, float | None]:
     """Each rate of `RATES` from one row's counts; None when its denominator is 0."""
     return {name: (counts[num] / counts[den] if counts[den] else None) for name, (num, den) in RATES.items()}
@@ -154,6 +164,10 @@ class CampaignStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def table(self) -> list[tuple[str, dict[str, Any]]]:
+        """The per-step table's rows as (label, figures): each step, then "total"."""
+        return [*((str(s["step"]), s) for s in self.steps), ("total", self.totals)]
 
 
 def _row(counts: Any) -> dict[str, Any]:
@@ -178,9 +192,18 @@ def campaign_stats(conn: Connection, campaign_id: int) -> CampaignStats | None:
                          steps=[{"step": s} | _row(by_step.get(s)) for s in steps])
 
 
+@lru_cache(maxsize=1)
+def _iana_names() -> frozenset[str]:
+    # ZoneInfo also opens any other file of the system's zoneinfo directory ("localtime", "posix/...",
+    # "right/..."), which Postgres (AT TIME ZONE) does not know: only IANA keys are names here.
+    return frozenset(available_timezones() - {"localtime"})
+
+
 def zone(tz: str) -> ZoneInfo:
     """The IANA timezone named `tz`; ValueError naming it when there is none."""
     try:
+        if tz not in _iana_names():
+            raise ValueError(tz)
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown timezone {tz!r} (an IANA name, e.g. Europe/Berlin)") from None

@@ -2,7 +2,8 @@
 
 Run inside `shared.db.transaction(role=who)`: a viewer's transaction sees only its client's rows
 (row-level security), so another client's campaign or mailbox id reads as "not found". Every
-figure that the engines already compute comes from them: rendering (`outreach.templates`), the
+figure that the engines already compute comes from them: sent / replied / bounced
+(`campaigns.analytics`), rendering (`outreach.templates`), the
 forecast (`outreach.forecast`), today's cap and ramp (`mailboxes.list_mailboxes` →
 `capacity`), bounce and complaint rates (`replies.shield.rates`).
 """
@@ -17,8 +18,8 @@ from sqlalchemy import Connection, text
 
 from shared.engines.outreach import forecast as forecasting
 from shared import errors
+from shared.engines.campaigns import analytics, sequences
 from shared.engines.outreach.timezones import Window
-from shared.engines.campaigns import sequences
 from shared.engines.outreach import sending, templates
 from shared.errors import TemplateProblem
 
@@ -29,15 +30,7 @@ _CAMPAIGNS = """
            (SELECT count(*) FROM sequence_steps st WHERE st.campaign_id = c.id AND st.client_id = c.client_id) AS steps,
            (SELECT coalesce(jsonb_object_agg(x.status, x.n), '{}'::jsonb) FROM (
                 SELECT e.status, count(*) AS n FROM enrollments e
-                WHERE e.campaign_id = c.id AND e.client_id = c.client_id GROUP BY e.status) x) AS enrollments,
-           (SELECT count(*) FROM messages s
-            WHERE s.campaign_id = c.id AND s.client_id = c.client_id AND s.status = 'sent') AS sent,
-           (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
-            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'human_reply'
-              AND i.verified IS NOT FALSE) AS replied,
-           (SELECT count(DISTINCT i.lead_id) FROM inbound_messages i
-            WHERE i.campaign_id = c.id AND i.client_id = c.client_id AND i.kind = 'hard_bounce'
-              AND i.verified IS NOT FALSE) AS bounced
+                WHERE e.campaign_id = c.id AND e.client_id = c.client_id GROUP BY e.status) x) AS enrollments
     FROM campaigns c JOIN clients cl ON cl.id = c.client_id
     WHERE (CAST(:client AS bigint) IS NULL OR c.client_id = :client)
       AND (CAST(:campaign AS bigint) IS NULL OR c.id = :campaign)
@@ -45,16 +38,26 @@ _CAMPAIGNS = """
 """
 
 
+SHOWN_FIGURES = ("sent", "replied", "bounced")  # analytics' totals, the one definition of each
+
+
+def _with_figures(conn: Connection, row: Any) -> dict[str, Any]:
+    stats = analytics.campaign_stats(conn, row.id)
+    totals = stats.totals if stats is not None else dict.fromkeys(SHOWN_FIGURES, 0)  # None: deleted meanwhile
+    return dict(row._mapping) | {k: totals[k] for k in SHOWN_FIGURES}
+
+
 def list_campaigns(conn: Connection, *, client_id: int | None = None) -> list[dict[str, Any]]:
-    """Every visible campaign with its steps, enrollments by state, and sent / replied / bounced counts."""
+    """Every visible campaign with its steps, enrollments by state, and `SHOWN_FIGURES` as analytics counts
+    them (`analytics.campaign_stats`: two statements per campaign)."""
     rows = conn.execute(text(_CAMPAIGNS), {"client": client_id, "campaign": None})
-    return [dict(r._mapping) for r in rows]
+    return [_with_figures(conn, r) for r in rows]
 
 
 def campaign(conn: Connection, campaign_id: int) -> dict[str, Any] | None:
     """One campaign's row (as in the list); None: missing or not the viewer's."""
     row = conn.execute(text(_CAMPAIGNS), {"client": None, "campaign": campaign_id}).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else _with_figures(conn, row)
 
 
 def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
