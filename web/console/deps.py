@@ -16,18 +16,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PureWindowsPath
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.datastructures import FormData
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment
 from sqlalchemy import Connection, Engine
 
 from shared import db, ids
+from shared.engines.leads.importer import clean_name
 from shared.engines.users import users
 from shared.engines.users.users import Principal
 from shared.errors import Forbidden, FormTooLarge, NotFound, NotSignedIn, default_message
@@ -156,6 +159,31 @@ async def read_form(request: Request, limit: int = FORM_MAX_BYTES, **options: An
 def check_csrf(console: ConsoleState, session: Session, form: Any) -> None:
     """The form's `csrf` field is the session's token (CsrfRefused otherwise)."""
     console.sessions.check_csrf(session.sid, text_field(form.get("csrf")))
+
+
+def upload_form(max_bytes: Callable[[], int]) -> Any:
+    """The dependency of a one-file upload route: operator first (nothing read for a viewer), then the
+    size (None when over `max_bytes()`, read per request, counted as it arrives), then CSRF; the form
+    (its spooled file too) is closed once the route is done."""
+    async def upload(request: Request, _who: SignedInOperator, console: Console,
+                     session: SessionDep) -> AsyncIterator[FormData | None]:
+        try:
+            form = await read_form(request, max_bytes(), max_files=1, max_fields=8)
+        except FormTooLarge:
+            yield None
+            return
+        try:
+            check_csrf(console, session, form)
+            yield form
+        finally:
+            await form.close()
+
+    return Annotated[FormData | None, Depends(upload, scope="function")]
+
+
+def upload_name(filename: str | None, default: str) -> str:
+    """An upload's base name (a browser may send a full Windows path), as a one-line label."""
+    return (clean_name(PureWindowsPath(filename or "").name) or default)[:100]
 
 
 async def checked_form(request: Request, console: Console, session: SessionDep) -> dict[str, Any]:

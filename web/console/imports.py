@@ -24,14 +24,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.datastructures import FormData
 from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
@@ -40,10 +38,10 @@ from shared.engines.clients import clients
 from shared.engines.leads import importer
 from shared.engines.outreach.suppression_list import client_name  # in the scope: None when not visible
 from shared.engines.users.users import Principal
-from shared.errors import FormTooLarge, LeadImportError, MissingEmailColumn, NotFound, OutboundError
-from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Console, Operator, Page, Pages, PostedForm, SessionDep,
-                              SignedInOperator, SignedInPage, Viewer, check_csrf, form_int, operator_only, read_form,
-                              redirect, text_field)
+from shared.errors import LeadImportError, MissingEmailColumn, NotFound, OutboundError
+from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Operator, Page, Pages, PostedForm, SessionDep,
+                              SignedInOperator, SignedInPage, Viewer, form_int, operator_only, redirect, text_field,
+                              upload_form, upload_name)
 from web.console.auth import Session
 from web.state import Web
 
@@ -175,11 +173,6 @@ def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
-def _upload_name(filename: str | None) -> str:
-    """The upload's base name (a browser may send a full Windows path), as a one-line label."""
-    return (importer.clean_name(PureWindowsPath(filename or "").name) or "upload.csv")[:100]
-
-
 def _rejects_name(filename: str) -> str:
     """`<upload stem>.rejects.csv` in filename-safe ASCII: nothing for a header to trip on."""
     stem = re.sub(r"[^A-Za-z0-9_]+", "-", Path(filename).stem).strip("-_")[:60] or "leads"
@@ -255,23 +248,7 @@ def import_rejects(who: Viewer, jobs: AllJobs, session: SessionDep, job: str | N
                         headers=dict(SECURITY_HEADERS))
 
 
-async def _upload(request: Request, _who: SignedInOperator, console: Console,
-                  session: SessionDep) -> AsyncIterator[FormData | None]:
-    """The upload's form: operator first (nothing read for a viewer), then the size (None when over
-    UPLOAD_MAX_BYTES, counted as it arrives), then CSRF; closed (its spooled file too) once the route is done."""
-    try:
-        form = await read_form(request, UPLOAD_MAX_BYTES, max_files=1, max_fields=8)
-    except FormTooLarge:
-        yield None
-        return
-    try:
-        check_csrf(console, session, form)
-        yield form
-    finally:
-        await form.close()
-
-
-Upload = Annotated[FormData | None, Depends(_upload, scope="function")]
+Upload = upload_form(lambda: UPLOAD_MAX_BYTES)
 
 
 def _client_name(engine: Engine, who: Principal, client_id: int) -> str:
@@ -296,7 +273,7 @@ def _stage(upload: Any, target: Path) -> tuple[importer.ColumnMap, int]:
 @router.post("/imports")
 async def import_upload(form: Upload, who: SignedInOperator, view: SignedInPage, web: Web, jobs: AllJobs,
                         session: SessionDep) -> Response:
-    """A CSV upload (`_upload`: operator, size, CSRF), staged for its column map; nothing is imported yet."""
+    """A CSV upload (`deps.upload_form`: operator, size, CSRF), staged for its column map; nothing is imported yet."""
     if form is None:
         return view.message(413, "Too large", f"Nothing imported: the file is larger than {_size(UPLOAD_MAX_BYTES)}; "
                                               "split it, or use `outbound leads import`.")
@@ -313,7 +290,7 @@ async def import_upload(form: Upload, who: SignedInOperator, view: SignedInPage,
     try:
         columns, total = await run_in_threadpool(_stage, upload, folder / UPLOAD_FILE)
         job = Job(secrets.token_urlsafe(16), owner_of(who, session), client_id, name,
-                  campaign[:CAMPAIGN_MAX_CHARS] if campaign else None, _upload_name(upload.filename), folder,
+                  campaign[:CAMPAIGN_MAX_CHARS] if campaign else None, upload_name(upload.filename, "upload.csv"), folder,
                   columns, total)
         problem = jobs.add(job)
     except LeadImportError as exc:

@@ -16,14 +16,11 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import AsyncIterator
-from pathlib import PureWindowsPath
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.datastructures import FormData
 from fastapi.responses import Response
 from sqlalchemy import Connection, Engine
 
@@ -33,10 +30,10 @@ from shared.engines.leads.importer import clean_name
 from shared.engines.outreach import suppression
 from shared.engines.outreach import suppression_list as queries
 from shared.engines.users.users import Principal
-from shared.errors import FormTooLarge, NotFound
+from shared.errors import NotFound
 from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Console, Operator, Page, Pages, PostedForm,
-                              SessionDep, SignedInOperator, SignedInPage, check_csrf, client_filter, form_int,
-                              in_scope, read_form, redirect, session_of)
+                              SignedInOperator, SignedInPage, client_filter, form_int, in_scope, redirect, session_of,
+                              upload_form, upload_name)
 from web.state import Web
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
@@ -52,11 +49,6 @@ def _str(value: Any) -> str:
 def _reason(raw: Any, default: str) -> str:
     """One line, no control characters, no formula prefix, bounded: it is shown and exported."""
     return (clean_name(_str(raw)) or default)[:REASON_MAX_CHARS]
-
-
-def _upload_name(filename: str | None) -> str:
-    """The upload's base name (a browser may send a full Windows path), as a one-line label."""
-    return (clean_name(PureWindowsPath(filename or "").name) or "upload")[:100]
 
 
 def _download_name(client: str, client_id: int) -> str:
@@ -143,28 +135,12 @@ def _import(engine: Engine, who: Principal, client_id: int, upload: Any, reason:
         return outcome, _listing(conn, who, client_id, "", 1)
 
 
-async def _upload(request: Request, _who: SignedInOperator, console: Console,
-                  session: SessionDep) -> AsyncIterator[FormData | None]:
-    """The import's form: operator first (nothing read for a viewer), then the size (None when over
-    IMPORT_MAX_BYTES), then CSRF; closed (its spooled file too) once the route is done."""
-    try:
-        form = await read_form(request, IMPORT_MAX_BYTES, max_files=1, max_fields=8)
-    except FormTooLarge:
-        yield None
-        return
-    try:
-        check_csrf(console, session, form)
-        yield form
-    finally:
-        await form.close()
-
-
-Upload = Annotated[FormData | None, Depends(_upload, scope="function")]
+Upload = upload_form(lambda: IMPORT_MAX_BYTES)
 
 
 @router.post("/suppressions/import")
 async def suppression_import(form: Upload, who: SignedInOperator, view: SignedInPage, web: Web) -> Response:
-    """A CSV upload (`_upload`: operator, size, CSRF), then the engine's parser."""
+    """A CSV upload (`deps.upload_form`: operator, size, CSRF), then the engine's parser."""
     if form is None:
         return view.message(413, "Too large", f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; "
                                               "split it, or use `outbound suppressions import`.")
@@ -175,7 +151,7 @@ async def suppression_import(form: Upload, who: SignedInOperator, view: SignedIn
     upload = form.get("file")
     if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
         return redirect("/suppressions", "choose a client and a CSV file to import")
-    filename = _upload_name(upload.filename)
+    filename = upload_name(upload.filename, "upload")
     outcome, data = await run_in_threadpool(_import, web.engine(), who, client_id, upload,
                                             _reason(form.get("reason"), "imported"), filename)
     return _render(view, data, client=client_id, text="", imported={"filename": filename, **outcome},
