@@ -32,6 +32,7 @@ ENUM_COLUMNS: dict[tuple[str, str], type[StrEnum]] = {
     ("inbound_messages", "kind"): status.InboundKind,
     ("inbound_messages", "match_kind"): status.MatchKind,
     ("console_users", "role"): status.Role,
+    ("lead_verdicts", "verdict"): status.Verdict,
 }
 
 # `status IN ('a', 'b')` (the models' text) or `(status = ANY (ARRAY['a'::text, 'b'::text]))` (Postgres's).

@@ -81,7 +81,7 @@ def create_batch(conn: Connection, *, client: int, campaign: int | None = None,
     conn.execute(
         text("INSERT INTO work_items (batch_id, lead_id, client_id, max_attempts) "
              "SELECT :b, l.id, l.client_id, :m FROM leads l WHERE l.id = ANY(:ids) AND l.client_id = :c "
-             "ON CONFLICT (batch_id, lead_id) DO NOTHING"),
+             "ORDER BY l.id ON CONFLICT (batch_id, lead_id) DO NOTHING"),  # items in lead order: runs are repeatable
         {"b": batch, "ids": ids, "m": max_attempts or get_settings().max_attempts, "c": client},
     )
     return int(batch)
