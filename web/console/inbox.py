@@ -22,10 +22,9 @@ from shared.engines.campaigns import campaigns
 from shared.engines.clients import clients
 from shared.engines.mailboxes import mailboxes
 from shared.engines.replies import inbox
-from shared.engines.replies.classify import KINDS
 from shared.engines.users.users import Principal
 from shared.errors import InboxRefused, NotFound
-from shared.status import Verdict
+from shared.status import InboundKind, Verdict, values
 from web.console.deps import PREFIX, Conn, Operator, Page, PostedForm, client_filter, path_id, redirect, text_field
 
 router = APIRouter(prefix=PREFIX)
@@ -77,7 +76,7 @@ def inbox_list(view: Page, conn: Conn, kind: str | None = None, campaign: str | 
                "unverified": bool(unverified)}
     cursor = inbox.parse_cursor(before)  # a value that is not a cursor: the first page
     page = _page(conn, filters, cursor, problems)
-    return view.page("inbox.html", rows=page.rows, filters=filters, kinds=KINDS, paged=cursor is not None,
+    return view.page("inbox.html", rows=page.rows, filters=filters, kinds=values(InboundKind), paged=cursor is not None,
                      older_link=_link(filters, page.next) if page.next else None, newest_link=_link(filters),
                      notice="; ".join(([notice] if notice else []) + problems) or None, **_choices(conn, client_id))
 
@@ -91,7 +90,7 @@ def _found(conn: Connection, inbound_id: int) -> dict[str, Any]:
 
 @router.get("/inbox/{inbound_id}")
 def inbox_message(inbound_id: InboundId, view: Page, conn: Conn, notice: str | None = None) -> Response:
-    return view.page("inbox_message.html", m=_found(conn, inbound_id), kinds=KINDS, verdicts=VERDICTS,
+    return view.page("inbox_message.html", m=_found(conn, inbound_id), kinds=values(InboundKind), verdicts=VERDICTS,
                      notice=notice)
 
 
