@@ -45,7 +45,8 @@ def _any_login(server, session, envelope, mechanism, auth_data) -> AuthResult:  
 def _only(password: str):  # noqa: ANN202
     """An authenticator that takes only `password` (a connection test's wrong password is refused, 535)."""
     def check(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
-        return AuthResult(success=getattr(auth_data, "password", b"") == password.encode())
+        ok = getattr(auth_data, "password", b"") == password.encode()
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
     return check
 
 
