@@ -154,6 +154,8 @@ def test_operator_adds_edits_and_tests_a_mailbox(app, world, engine, server):
     ({"tls_mode": "ssl"}, "tls mode must be starttls, tls or none, got 'ssl'"),
     ({"smtp_port": "99999"}, "port must be a whole number from 1 to 65535, got '99999'"),
     ({"daily_cap": "-3"}, "daily cap must be a whole number from 0 to 100000, got '-3'"),
+    ({"min_gap_seconds": "²"}, "gap must be a whole number from 0 to 604800, got '²'"),
+    ({"ramp_start": "9" * 30}, "ramp start must be a whole number from 0 to 100000, got '" + "9" * 30 + "'"),
     ({"smtp_host": " "}, "an SMTP host is required (--host)"),
     ({"username": "a\r\nRCPT TO:<x@y>"}, "username 'a\\r\\nRCPT TO:<x@y>' holds a line break or control character"),
 ])

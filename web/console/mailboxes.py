@@ -98,7 +98,7 @@ def _number(form: dict[str, Any], name: str, label: str, low: int, high: int) ->
     raw = (text_field(form.get(name)) or "").strip()
     if not raw:
         return DEFAULTS.get(name)
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:  # "²".isdigit()
         raise errors.OutreachError(f"{label} must be a whole number from {low} to {high}, got {raw[:40]!r}")
     return int(raw)
 
