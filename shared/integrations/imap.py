@@ -48,6 +48,12 @@ class ImapSettings:
     timeout_s: float = TIMEOUT_S
 
 
+def mailbox_login(host: str, port: int | None, username: str | None, from_address: str, password: str, tls_mode: str,
+                  timeout_s: float = TIMEOUT_S) -> ImapSettings:
+    """How a mailbox logs in to IMAP: its SMTP username (else its from address), port 993 unless it names one."""
+    return ImapSettings(host, port or 993, username or from_address, password, tls=TlsMode(tls_mode), timeout_s=timeout_s)
+
+
 class Cursor(NamedTuple):
     """Where the last fetch of one folder stopped."""
 

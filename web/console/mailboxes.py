@@ -23,9 +23,9 @@ from shared.engines.replies import shield
 from shared.errors import NotFound
 from shared.settings import Settings
 from web.console.campaigns import confirmed
-from web.console.deps import (PREFIX, Conn, Operator, Page, PostedForm, client_filter, form_int, path_id, redirect,
-                              text_field)
-from web.state import SettingsDep
+from web.console.deps import (PREFIX, Conn, Operator, Page, PostedForm, SessionDep, SignedInOperator, SignedInPage,
+                              client_filter, form_int, in_scope, path_id, redirect, text_field)
+from web.state import SettingsDep, Web
 
 REASON_MAX_CHARS = 500  # a pause reason is a sentence, not a document
 # The settings form's numbers: (field, label, smallest, largest); the CLI's option names in the labels.
@@ -142,12 +142,14 @@ def mailbox_edit(mailbox_id: MailboxId, form: PostedForm, _who: Operator, conn: 
 
 
 @router.post("/mailboxes/{mailbox_id}/test")
-def mailbox_test(mailbox_id: MailboxId, _form: PostedForm, _who: Operator, view: Page, conn: Conn,
-                 settings: SettingsDep) -> Response:
-    box = views.mailbox(conn, mailbox_id)
-    if box is None:
-        raise NotFound()
-    current = mailboxes.mailbox_settings(conn, box["client_id"], mailbox_id=mailbox_id)
+def mailbox_test(mailbox_id: MailboxId, _form: PostedForm, _who: SignedInOperator, view: SignedInPage, web: Web,
+                 session: SessionDep, settings: SettingsDep) -> Response:
+    """Read in a transaction of its own, then probe with none open: a slow server holds no database connection."""
+    with in_scope(web.engine(), session) as (conn, _):
+        box = views.mailbox(conn, mailbox_id)
+        if box is None:
+            raise NotFound()
+        current = mailboxes.mailbox_settings(conn, box["client_id"], mailbox_id=mailbox_id)
+        data = _health(conn, settings, None, mailbox_id)
     probes = mailboxes.probe_connection(current)
-    return view.page("mailboxes.html", client=None, notice=None, single=True, probes=probes, settings=current,
-                     **_health(conn, settings, None, mailbox_id))
+    return view.page("mailboxes.html", client=None, notice=None, single=True, probes=probes, settings=current, **data)

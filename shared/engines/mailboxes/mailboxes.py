@@ -14,7 +14,6 @@ from sqlalchemy import Connection, text
 from shared.engines.outreach.capacity import HOLDS_SLOT, limits_from_row
 from shared.errors import OutreachError
 from shared.integrations import imap, smtp
-from shared.status import TlsMode
 
 
 MAILBOX_COLUMNS = ("from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username", "secret_name",
@@ -106,9 +105,8 @@ def probe_connection(box: dict[str, Any], timeout: float = smtp.PROBE_TIMEOUT_S)
         if password is None:
             probes.append(smtp.Probe((where, f"secret {box['secret_name']!r} is not set: not logged in"), "secret"))
         else:
-            probes.append(imap.probe(imap.ImapSettings(box["imap_host"], box["imap_port"] or 993,
-                                                       box["username"] or box["from_address"], password,
-                                                       tls=TlsMode(box["imap_tls_mode"]), timeout_s=timeout)))
+            probes.append(imap.probe(imap.mailbox_login(box["imap_host"], box["imap_port"], box["username"],
+                                                        box["from_address"], password, box["imap_tls_mode"], timeout)))
     return probes
 
 
