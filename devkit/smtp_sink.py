@@ -42,11 +42,21 @@ def _any_login(server, session, envelope, mechanism, auth_data) -> AuthResult:  
     return AuthResult(success=True)
 
 
+def _only(password: str):  # noqa: ANN202
+    """An authenticator that takes only `password` (a connection test's wrong password is refused, 535)."""
+    def check(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+        ok = getattr(auth_data, "password", b"") == password.encode()
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+    return check
+
+
 @contextmanager
-def smtp_sink(delay_seconds: float = 0.0) -> Iterator[tuple[Sink, int]]:
+def smtp_sink(delay_seconds: float = 0.0, *, password: str | None = None) -> Iterator[tuple[Sink, int]]:
+    """The sink on a free port; every login is accepted, or with `password` only that one."""
     sink = Sink(delay_seconds)
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=_any_login, auth_require_tls=False)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, authenticator=_any_login if password is None
+                            else _only(password), auth_require_tls=False)
     controller.start()
     try:
         yield sink, port

@@ -127,6 +127,27 @@ def mailboxes_check(
         fail(f"{problems} record(s) missing or wrong; docs/deploy.md#our-own-mail-spf-dkim-dmarc says what to publish")
 
 
+@mailboxes_app.command("test")
+def mailboxes_test(address: str, client: str = typer.Option(..., help="Client name.")) -> None:
+    """Log in to the mailbox's SMTP server (and IMAP when set) with its secret; print each answer (exit 1 on a failure).
+
+    No mail is sent: connect, EHLO, STARTTLS or TLS, AUTH; for IMAP, LOGIN and a read-only look at INBOX."""
+    from shared.engines.mailboxes.mailboxes import mailbox_settings, probe_connection
+
+    with db.transaction() as conn:
+        box = mailbox_settings(conn, _client(conn, client), address=address)
+    if box is None:
+        fail(f"client {client} has no mailbox {address}")
+    probes = probe_connection(box)
+    for probe in probes:
+        for line in probe.lines:
+            typer.echo(line)
+    failed = [p.failure for p in probes if not p.ok]
+    if failed:
+        fail(f"connection test failed ({', '.join(failed)})")
+    typer.echo(f"mailbox {box['from_address']}: connection ok")
+
+
 @mailboxes_app.command("list")
 def mailboxes_list(client: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Mailboxes with today's cap (ramp applied), sends in the last 24 h and status."""

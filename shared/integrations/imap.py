@@ -1,6 +1,6 @@
 """IMAP access for reply recovery and the Sent-folder reconciler: new messages by UID, Message-ID lookups.
 
-Built on imap-tools. Three rules the callers rely on:
+Built on imap-tools (and `probe`, the console's connection test). Three rules the callers rely on:
 - Only UIDs above the cursor's `last_uid` are returned. imap-tools' `UID N:*` search answers
   with the last message even when N is past it (RFC 3501: `*` is the highest UID), so the result
   is filtered here.
@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from imap_tools import AND, H, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
+from imap_tools.errors import MailboxLoginError
 from imap_tools.mailbox import BaseMailBox
 
 from shared.errors import ImapError
+from shared.integrations.smtp import Probe, probe_failure
 from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,12 @@ class ImapSettings:
     password: str = field(repr=False)
     tls: TlsMode = TlsMode.TLS
     timeout_s: float = TIMEOUT_S
+
+
+def mailbox_login(host: str, port: int | None, username: str | None, from_address: str, password: str, tls_mode: str,
+                  timeout_s: float = TIMEOUT_S) -> ImapSettings:
+    """How a mailbox logs in to IMAP: its SMTP username (else its from address), port 993 unless it names one."""
+    return ImapSettings(host, port or 993, username or from_address, password, tls=TlsMode(tls_mode), timeout_s=timeout_s)
 
 
 class Cursor(NamedTuple):
@@ -203,3 +211,38 @@ def sent_folder(settings: ImapSettings) -> str:
         if common in names:
             return names[common]
     return "Sent"
+
+
+def _answer(lines: list[str], step: str, result: tuple) -> None:
+    kind, data = result
+    for item in data or [b""]:
+        text = item.decode(errors="replace") if isinstance(item, bytes) else str(item)
+        lines.append(f"{step}: {kind} {text}".rstrip())
+
+
+def _probe_steps(box: BaseMailBox, settings: ImapSettings, lines: list[str], step: list[str]) -> None:
+    _answer(lines, "connect", ("OK", [box.client.welcome]))
+    step[0] = "LOGIN"
+    box.login(settings.username, settings.password, initial_folder=None)
+    _answer(lines, "LOGIN", box.login_result)
+    step[0] = "EXAMINE"
+    _answer(lines, "EXAMINE INBOX", box.folder.set("INBOX", readonly=True))
+
+
+def probe(settings: ImapSettings) -> Probe:
+    """Connect (TLS as set), LOGIN, open INBOX read-only: the server's answers, or the failure's class
+    (`smtp.probe_failure`: refused, timeout, TLS, auth). Nothing changes on the server."""
+    lines = [f"IMAP {settings.host}:{settings.port} ({settings.tls})"]
+    step = ["connect"]
+    box: BaseMailBox | None = None
+    try:
+        box = _mailbox(settings)
+        _probe_steps(box, settings, lines, step)
+    except Exception as exc:  # imap-tools' and imaplib's errors carry the server's words, never the password
+        failure = "auth" if isinstance(exc, MailboxLoginError) else probe_failure(exc, step[0])
+        lines.append(f"{failure}: {step[0]}: {type(exc).__name__}: {exc}"[:300])
+        return Probe(tuple(lines), failure)
+    finally:
+        if box is not None:
+            _logout(box)
+    return Probe(tuple(lines))

@@ -17,6 +17,7 @@ the answer, so the send engine never has to guess:
 `Session` keeps one connection open across messages (RSET between them, still one message per
 transaction) and classifies each message exactly as a connection of its own would; `send` is one
 message on a session of its own.
+`probe` is the operators' connection test (EHLO, TLS, AUTH; never MAIL): each reply line, or what failed.
 
 Passwords come from the environment or `.env` under the mailbox's secret *name*; they never
 appear in a log line or an exception message.
@@ -228,3 +229,89 @@ def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, rec
     """Deliver `message` to one recipient on a connection of its own (`Session.send` says the rest)."""
     with Session(account, timeout=timeout) as session:
         return session.send(message, envelope_from=envelope_from, recipient=recipient, on_data=on_data, raw=raw)
+
+
+PROBE_TIMEOUT_S = 15.0  # a connection test the operator waits for
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A connection test's answer: the server's replies line by line, and the failure class when it failed
+    (`refused`, `timeout`, `TLS`, `auth`, `secret`, or `error`); `ok` when every step was answered as hoped."""
+
+    lines: tuple[str, ...]
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def probe_failure(exc: BaseException, step: str) -> str:
+    """What kind of failure a connection test met at `step` (pure; the classes `Probe.failure` names)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError) or step == "STARTTLS":
+        return "TLS"
+    if step in ("AUTH", "LOGIN"):
+        return "auth"
+    return "error"
+
+
+def _said(lines: list[str], step: str, code: int, reply: bytes | str) -> None:
+    for line in _text(reply).splitlines() or [""]:
+        lines.append(f"{step}: {code} {line}")
+
+
+def _probe_steps(client: smtplib.SMTP, account: SmtpAccount, lines: list[str], step: list[str]) -> None:
+    """Each step of `probe`, its name in `step[0]` while it runs (the failure's class depends on it)."""
+    step[0] = "connect"
+    _said(lines, "connect", *client.connect(account.host, account.port))
+    step[0] = "EHLO"
+    _said(lines, "EHLO", *client.ehlo())
+    if account.tls_mode == "starttls":
+        step[0] = "STARTTLS"
+        _said(lines, "STARTTLS", *client.starttls(context=ssl.create_default_context()))
+        step[0] = "EHLO"
+        _said(lines, "EHLO", *client.ehlo())
+    password = account.password()
+    if account.username and account.secret_name and password is None:
+        raise _NoSecret(account.secret_name)
+    if account.username and password:
+        step[0] = "AUTH"
+        _said(lines, "AUTH", *client.login(account.username, password))
+    else:
+        lines.append("no username: not logged in")
+
+
+class _NoSecret(Exception):
+    """The mailbox names a secret that is not set (its name only; there is no value to show)."""
+
+
+def probe(account: SmtpAccount, timeout: float = PROBE_TIMEOUT_S) -> Probe:
+    """Connect, EHLO, STARTTLS or implicit TLS as the mailbox says, AUTH with its secret: no mail is sent.
+
+    The password is looked up by the secret's name as `send` does and only ever passed to login()."""
+    lines: list[str] = [f"SMTP {account.host}:{account.port} ({account.tls_mode})"]
+    step = ["connect"]
+    if account.tls_mode == "tls":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=timeout, context=ssl.create_default_context())
+    else:
+        client = smtplib.SMTP(timeout=timeout)
+    try:
+        _probe_steps(client, account, lines, step)
+    except _NoSecret as exc:
+        lines.append(f"secret {str(exc)!r} is not set: not logged in")
+        return Probe(tuple(lines), "secret")
+    except (smtplib.SMTPException, OSError) as exc:
+        failure = probe_failure(exc, step[0])
+        lines.append(f"{failure}: {step[0]}: {_describe(exc)}")
+        return Probe(tuple(lines), failure)
+    finally:
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
+    return Probe(tuple(lines))

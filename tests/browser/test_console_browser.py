@@ -138,7 +138,6 @@ def test_campaign_preview_forecast_chart_and_mailbox_health(console_url, new_pag
     page.get_by_role("link", name="Mailboxes").click()
     expect(page.get_by_test_id("mailboxes")).to_contain_text("maria@northwind.example")
     expect(page.get_by_test_id("mailbox-reason")).to_contain_text("warming up a new domain")
-    shot(page, "mailboxes")
 
 
 def test_suppressions_import_add_search_and_export(console_url, new_page, world, tmp_path):

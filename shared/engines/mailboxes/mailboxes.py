@@ -1,4 +1,4 @@
-"""Mailboxes: add one (settings checked, the secret by name only), list them with today's cap, pause or resume.
+"""Mailboxes: add or edit one (settings checked, the secret by name only), list them with today's cap, pause or resume.
 
 Every function takes the client id and filters on it: no query reaches another client's rows.
 """
@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 
 from shared.engines.outreach.capacity import HOLDS_SLOT, limits_from_row
 from shared.errors import OutreachError
+from shared.integrations import imap, smtp
 
 
 MAILBOX_COLUMNS = ("from_address", "from_name", "smtp_host", "smtp_port", "tls_mode", "username", "secret_name",
@@ -27,8 +28,8 @@ _ONE_LINE_FIELDS = ("from_address", "from_name", "smtp_host", "username", "secre
 _DKIM_SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
-def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
-    """Create or update a mailbox (keyed by its from address within the client)."""
+def checked_settings(fields: dict[str, Any]) -> dict[str, Any]:
+    """A mailbox's settings (MAILBOX_COLUMNS) from `fields`, defaults filled in; OutreachError naming a bad one."""
     values = {k: fields.get(k) for k in MAILBOX_COLUMNS}
     for key in _ONE_LINE_FIELDS:  # they go into headers and SMTP commands: a CR/LF would fail every send
         value = values[key]
@@ -51,6 +52,12 @@ def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
             raise OutreachError(f"DKIM selector {fields.get('dkim_selector')!r} is not a DNS label (letters, digits, -)")
     if (values["dkim_selector"] is None) != (values["dkim_secret_name"] is None):
         raise OutreachError("DKIM signing needs both a selector and the name of the secret holding the private key")
+    return values
+
+
+def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
+    """Create or update a mailbox (keyed by its from address within the client)."""
+    values = checked_settings(fields)
     cols = ", ".join(MAILBOX_COLUMNS)
     params = ", ".join(f":{k}" for k in MAILBOX_COLUMNS)
     updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in MAILBOX_COLUMNS[1:])
@@ -61,6 +68,46 @@ def add_mailbox(conn: Connection, client_id: int, **fields: Any) -> int:
              f"ON CONFLICT (client_id, from_address) DO UPDATE SET {updates} RETURNING id"),
         values | {"client": client_id, "ramp_at": ramp_at},
     ).scalar_one())
+
+
+def update_mailbox(conn: Connection, client_id: int, mailbox_id: int, **fields: Any) -> None:
+    """Change an existing mailbox's settings (checked as `add_mailbox` checks them); its status and ramp start stay.
+
+    OutreachError when the mailbox is not the client's, or when its new from address is another mailbox's."""
+    values = checked_settings(fields)
+    updates = ", ".join(f"{k} = :{k}" for k in MAILBOX_COLUMNS)
+    taken = conn.execute(text("SELECT 1 FROM mailboxes WHERE client_id = :c AND from_address = :a AND id <> :m"),
+                         {"c": client_id, "a": values["from_address"], "m": mailbox_id}).first()
+    if taken is not None:
+        raise OutreachError(f"mailbox {values['from_address']!r} already exists for this client")
+    row = conn.execute(text(f"UPDATE mailboxes SET {updates} WHERE client_id = :client AND id = :mailbox RETURNING id"),
+                       values | {"client": client_id, "mailbox": mailbox_id}).first()
+    if row is None:
+        raise OutreachError(f"mailbox {mailbox_id} does not exist for this client")
+
+
+def mailbox_settings(conn: Connection, client_id: int, *, mailbox_id: int | None = None,
+                     address: str | None = None) -> dict[str, Any] | None:
+    """One mailbox's id and settings (MAILBOX_COLUMNS), found by id or by from address; None: not the client's."""
+    row = conn.execute(text(f"SELECT id, {', '.join(MAILBOX_COLUMNS)} FROM mailboxes WHERE client_id = :c "
+                            "AND (id = :m OR from_address = :a)"),
+                       {"c": client_id, "m": mailbox_id, "a": (address or "").strip().lower() or None}).first()
+    return None if row is None else dict(row._mapping)
+
+
+def probe_connection(box: dict[str, Any], timeout: float = smtp.PROBE_TIMEOUT_S) -> list[smtp.Probe]:
+    """Log in to the mailbox's SMTP server (and IMAP when set) with the secret its name points to; send nothing."""
+    account = smtp.SmtpAccount(box["smtp_host"], box["smtp_port"], box["tls_mode"], box["username"], box["secret_name"])
+    probes = [smtp.probe(account, timeout)]
+    if box["imap_host"]:
+        where = f"IMAP {box['imap_host']}:{box['imap_port'] or 993} ({box['imap_tls_mode']})"
+        password = smtp.lookup_secret(box["secret_name"])
+        if password is None:
+            probes.append(smtp.Probe((where, f"secret {box['secret_name']!r} is not set: not logged in"), "secret"))
+        else:
+            probes.append(imap.probe(imap.mailbox_login(box["imap_host"], box["imap_port"], box["username"],
+                                                        box["from_address"], password, box["imap_tls_mode"], timeout)))
+    return probes
 
 
 def list_mailboxes(conn: Connection, client_id: int, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from shared.engines.outreach import sending
 from shared.errors import ImapError
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
-from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +55,8 @@ def reconcile(engine: Engine, *, client_id: int | None = None, stale_after_secon
                 result.unchecked[r.id] = why
             log.warning("mailbox_id=%s: %d in-doubt messages not checked: %s", mailbox_id, len(group), why)
             continue
-        settings = imap.ImapSettings(box.imap_host, box.imap_port or 993, box.username or box.from_address, password,
-                                     tls=TlsMode(box.imap_tls_mode))
+        settings = imap.mailbox_login(box.imap_host, box.imap_port, box.username, box.from_address, password,
+                                      box.imap_tls_mode)
         try:
             folder = box.sent_folder or imap.sent_folder(settings)
             found = imap.find_message_ids(settings, folder, [r.message_id for r in group])

@@ -26,7 +26,6 @@ from shared.errors import ImapError, MalformedMessage
 from shared.integrations import imap
 from shared.integrations.smtp import lookup_secret
 from shared.settings import Settings, get_settings
-from shared.status import TlsMode
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +90,8 @@ def recover_mailbox(mailbox_id: int, *, engine: Engine | None = None, settings: 
         result.error = f"secret {box.secret_name!r} is not set"
         log.warning("mailbox_id=%s not recovered: %s", mailbox_id, result.error)
         return result
-    account = imap.ImapSettings(box.imap_host, box.imap_port or 993, box.username or box.from_address, password,
-                                tls=TlsMode(box.imap_tls_mode))
+    account = imap.mailbox_login(box.imap_host, box.imap_port, box.username, box.from_address, password,
+                                 box.imap_tls_mode)
     # Leftovers of an earlier crash between store and act are acted on first.
     ingest.process_pending(engine, settings=settings, now=now, client_id=box.client_id)
     try:
