@@ -53,8 +53,10 @@ def leads_file(tmp_path):
 
 
 def _add_mailbox_through_the_engine(engine, client: int, port: int) -> int:
-    """The mailbox on the test SMTP server, added as `outbound mailboxes add` does: the console's
-    mailbox add/test page is not on main yet (branch `mailboxpage`). Warmed up, no gaps: one pass sends all."""
+    """The mailbox on the test SMTP server, added as `outbound mailboxes add` does, warmed up, with no gap
+    and no jitter so one outreach pass sends to every lead: the console's add form sets no jitter (its
+    default spreads sends over minutes). Adding and testing a mailbox in the console is
+    tests/browser/test_mailboxes_browser.py's walk."""
     with engine.begin() as conn:
         return mailboxes.add_mailbox(conn, client, from_address="nora@northwind.example", from_name="Nora Rep",
                                      smtp_host="127.0.0.1", smtp_port=port, tls_mode="none", daily_cap=50,
