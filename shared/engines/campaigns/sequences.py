@@ -171,11 +171,18 @@ def all_variants(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
              "ORDER BY step, variant"), {"camp": campaign_id}).mappings()]
 
 
+def variant_sent_counts(conn: Connection, campaign_id: int) -> dict[tuple[int, str], int]:
+    """How many leads a message of each (step, variant) names, in any status (a failed or deferred send is
+    tried again with the variant it recorded); variants no message names are absent."""
+    rows = conn.execute(text("SELECT step, variant, count(DISTINCT lead_id) AS n FROM messages "
+                             "WHERE campaign_id = :camp AND variant IS NOT NULL GROUP BY step, variant"),
+                        {"camp": campaign_id})
+    return {(r.step, r.variant): r.n for r in rows}
+
+
 def _check_variant_unsent(conn: Connection, campaign_id: int, step: int, label: str, doing: str) -> None:
-    """OutreachError when a message of the campaign names this variant (any status: a failed or deferred
-    send is tried again with the variant it recorded)."""
-    n = conn.execute(text("SELECT count(DISTINCT lead_id) FROM messages WHERE campaign_id = :camp AND step = :s "
-                          "AND variant = :v"), {"camp": campaign_id, "s": step, "v": label}).scalar_one()
+    """OutreachError when a message of the campaign names this variant."""
+    n = variant_sent_counts(conn, campaign_id).get((step, label), 0)
     if n:
         raise OutreachError(f"cannot {doing}: step {step} variant {label} was already sent (or is being sent) "
                             f"to {n} lead{'s' if n != 1 else ''}")
