@@ -430,6 +430,31 @@ class SequenceStep(Base):
     created_at: Mapped[datetime] = _created()
 
 
+VARIANT_LABEL = "variant ~ '^[A-Z][A-Z0-9]{0,7}$'"  # 'A' is the step's own subject and body
+
+
+class StepVariant(Base):
+    """Another subject and body for a sequence step (A/B testing): each lead gets one variant, by a stable hash."""
+
+    __tablename__ = "step_variants"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "step", "variant", name="uq_step_variants_campaign_step_variant"),
+        ForeignKeyConstraint(["campaign_id", "client_id"], ["campaigns.id", "campaigns.client_id"],
+                             name="fk_step_variants_campaign_client", ondelete="CASCADE"),
+        ForeignKeyConstraint(["campaign_id", "step"], ["sequence_steps.campaign_id", "sequence_steps.step"],
+                             name="fk_step_variants_step", ondelete="CASCADE", onupdate="CASCADE"),
+        CheckConstraint(f"{VARIANT_LABEL} AND variant <> 'A'", name="label"),
+    )
+    id: Mapped[int] = _id()
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(Text)
+    subject_template: Mapped[str] = mapped_column(Text)
+    body_template: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
 class Enrollment(Base):
     """A lead in a campaign's sequence: its next step, when it is due, its resolved timezone."""
 
@@ -484,6 +509,7 @@ class Message(Base):
         CheckConstraint("status <> 'deferred' OR (retry_at IS NOT NULL AND error IS NOT NULL)",
                         name="deferred_has_retry"),
         CheckConstraint("deferrals >= 0", name="deferrals_not_negative"),
+        CheckConstraint(f"variant IS NULL OR {VARIANT_LABEL}", name="variant_label"),
         Index("ix_messages_mailbox_reserved", "mailbox_id", "reserved_at"),
         Index("ix_messages_in_doubt", "mailbox_id", postgresql_where=text("status IN ('sending', 'in_doubt')")),
         Index("ix_messages_lead_id", "lead_id"),
@@ -509,6 +535,7 @@ class Message(Base):
     deferrals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     retry_at: Mapped[datetime | None] = mapped_column(TS)
     updated_at: Mapped[datetime] = _created()
+    variant: Mapped[str | None] = mapped_column(Text)  # the step variant sent ('A', 'B', ...); NULL: the step had none
 
 
 class Suppression(Base):

@@ -71,6 +71,10 @@ def known_outcomes(conn, name):
     s1 = {i: _send(conn, client, camp, L[i], 1, "sent", box, day[0]) for i in range(1, 9)}
     s1[9] = _send(conn, client, camp, L[9], 1, "failed", box, day[0])
     s1[10] = _send(conn, client, camp, L[10], 1, "in_doubt", box, day[0])
+    # Step 1 is an A/B test: the odd leads got its own text (A), the even ones variant B.
+    sequences.set_variant(conn, client, camp, 1, "B", "Hi again", "Hello there")
+    conn.execute(text("UPDATE messages SET variant = CASE WHEN lead_id = ANY(:odd) THEN 'A' ELSE 'B' END "
+                      "WHERE id = ANY(:ids)"), {"odd": L[1::2], "ids": list(s1.values())})
     s2 = {i: _send(conn, client, camp, L[i], 2, "sent", box, day[2]) for i in range(1, 6)}
     for i, status in ((6, "deferred"), (7, "unknown"), (8, "sending")):
         s2[i] = _send(conn, client, camp, L[i], 2, status, box, day[2])
@@ -114,11 +118,16 @@ def figures(**kw):
 
 EXPECTED_STEPS = [
     {"step": 1} | figures(enrolled=10, contacted=8, sent=8, replied=2, positive=2, unsubscribed=2, complained=1,
-                           in_doubt=1, failed=1),
-    {"step": 2} | figures(enrolled=8, contacted=5, sent=5, replied=1, positive=1, bounced=1, unsubscribed=1,
-                           in_doubt=2, deferred=1),
-    {"step": 3} | figures(enrolled=5, contacted=2, sent=2, failed=1),
-    {"step": 4} | figures(enrolled=2),
+                           in_doubt=1, failed=1) | {"variants": [
+        # A: L1 (replied, interested), L3, L5, L7 sent, L9 failed; `enrolled`: the leads assigned the variant.
+        {"variant": "A"} | figures(enrolled=5, contacted=4, sent=4, replied=1, positive=1, failed=1),
+        # B: L2 (replied, interested), L4, L6 (unsubscribed), L8 (complained) sent; L10 in doubt, one-click.
+        {"variant": "B"} | figures(enrolled=5, contacted=4, sent=4, replied=1, positive=1, unsubscribed=2,
+                                   complained=1, in_doubt=1)]},
+    {"step": 2, "variants": []} | figures(enrolled=8, contacted=5, sent=5, replied=1, positive=1, bounced=1,
+                                          unsubscribed=1, in_doubt=2, deferred=1),
+    {"step": 3, "variants": []} | figures(enrolled=5, contacted=2, sent=2, failed=1),
+    {"step": 4, "variants": []} | figures(enrolled=2),
 ]
 EXPECTED_TOTALS = figures(enrolled=10, contacted=8, sent=15, replied=2, positive=2, bounced=1, unsubscribed=3,
                            complained=1, in_doubt=3, failed=2, deferred=1)

@@ -246,6 +246,30 @@ def sequences_step(client: str, campaign: str, step: int,
     typer.echo(f"step {step} of {campaign} saved")
 
 
+@sequences_app.command("variant")
+def sequences_variant(client: str, campaign: str, step: int, label: str,
+                      subject: Optional[str] = typer.Option(None, help="Jinja2 subject of this variant."),
+                      body_file: Optional[Path] = typer.Option(None, help="File with this variant's Jinja2 body."),
+                      delete: bool = typer.Option(False, "--delete", help="Remove the variant instead.")) -> None:
+    """Add, replace or (--delete) an A/B variant of a step: label B, C, ... (A is the step's own text).
+    Each lead gets one variant of the step, the same on every run; a variant already sent is fixed."""
+    from shared.errors import OutreachError, TemplateProblem
+    from shared.engines.campaigns.sequences import delete_variant, set_variant
+
+    if not delete and (subject is None or body_file is None):
+        _usage("--subject and --body-file are required (or --delete)")
+    with db.transaction() as conn:
+        client_id, campaign_id = _campaign(conn, client, campaign)
+        try:
+            if delete:
+                delete_variant(conn, client_id, campaign_id, step, label)
+            else:
+                set_variant(conn, client_id, campaign_id, step, label, subject, body_file.read_text())
+        except (OutreachError, TemplateProblem, OSError) as exc:
+            _usage(str(exc))
+    typer.echo(f"step {step} variant {label} of {campaign} {'deleted' if delete else 'saved'}")
+
+
 @sequences_app.command("activate")
 def sequences_activate(client: str, campaign: str) -> None:
     """Enroll the campaign's leads, dry-render every lead for every step, and activate if all render."""

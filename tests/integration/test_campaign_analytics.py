@@ -122,6 +122,10 @@ def test_the_cli_prints_the_step_table_and_the_daily_series(engine, known):
     assert cells["total"] == ["10", "15", "8", "2", "2", "1", "3", "1", "3", "2", "1", "25.0 %", "12.5 %", "37.5 %"]
     assert cells["1"] == ["10", "8", "8", "2", "2", "0", "2", "1", "1", "1", "0", "25.0 %", "0.0 %", "25.0 %"]
     assert cells["4"] == ["2", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "-", "-", "-"]
+    # Step 1's A/B variants, each under the step: the same figures over the sends of that variant.
+    assert cells["1 A"] == ["5", "4", "4", "1", "1", "0", "0", "0", "0", "1", "0", "25.0 %", "0.0 %", "0.0 %"]
+    assert cells["1 B"] == ["5", "4", "4", "1", "1", "0", "2", "1", "1", "0", "0", "25.0 %", "0.0 %", "50.0 %"]
+    assert "2 A" not in cells  # a step without variants has no variant rows
     assert "the last 3 days (UTC)" in table.output
     unknown = runner.invoke(app, ["campaigns", "stats", "alpha", "nope"])
     assert unknown.exit_code == 1 and "nope" in unknown.output
@@ -181,7 +185,7 @@ def test_figures_of_a_real_outreach_pass_replies_and_one_click_unsubscribe(engin
     with db.transaction(engine) as conn:
         stats = analytics.campaign_stats(conn, camp)
     assert stats is not None
-    assert stats.steps == [{"step": 1} | figures(enrolled=5, contacted=5, sent=5, replied=1, bounced=1,
-                                                  unsubscribed=1),
-                           {"step": 2} | figures(enrolled=5, contacted=2, sent=2)]
+    assert stats.steps == [{"step": 1, "variants": []} | figures(enrolled=5, contacted=5, sent=5, replied=1, bounced=1,
+                                                                 unsubscribed=1),
+                           {"step": 2, "variants": []} | figures(enrolled=5, contacted=2, sent=2)]
     assert stats.totals == figures(enrolled=5, contacted=5, sent=7, replied=1, bounced=1, unsubscribed=1)

@@ -67,8 +67,9 @@ def test_every_number_on_the_page_is_the_engines(app, engine, world):
         series = analytics.daily(conn, camp, 366, tz=stats.timezone)
     assert stats is not None and series is not None and stats.totals == EXPECTED_TOTALS
     shown = _table(page.text)
-    assert list(shown) == ["1", "2", "3", "4", "total"]
-    assert shown == {str(s["step"]): _as_shown(s) for s in stats.steps} | {"total": _as_shown(stats.totals)}
+    assert list(shown) == ["1", "1 A", "1 B", "2", "3", "4", "total"]  # step 1's A/B variants under it
+    assert shown == {label: _as_shown(row) for label, row in stats.table()}
+    assert shown["1 B"] == _as_shown(stats.steps[0]["variants"][1]) and shown["1 B"]["unsubscribed"] == "2"
     assert shown["total"]["reply_rate"] == "25.0 %" and shown["4"]["bounce_rate"] == "-"  # as the CLI prints them
     # The chart: one bar per (day, series) with a count, the engine's daily series in the fallback timezone.
     want = {(d["day"].isoformat(), s): d[s] for d in series for s in ("sent", "replied", "bounced") if d[s]}

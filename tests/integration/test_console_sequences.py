@@ -227,3 +227,68 @@ def test_viewers_read_only_and_not_another_clients(app, world):
     assert other.get(_page(world)).status_code == 404
     assert "Bravo secret subject" not in other.get(_page(world)).text
     assert other.get(f"/console/campaigns/{world['camp_b']}/sequence").status_code == 200
+
+
+# -- A/B variants ----------------------------------------------------------------------------------
+def test_the_operator_adds_edits_and_deletes_a_variant_with_its_preview(app, engine, world):
+    c = _client(app, world["acc"].operator)
+    page, camp = _page(world), world["camp"]
+    assert 'data-testid="new-variant"' in c.get(page).text
+    added = post_form(c, page, f"{page}/variant", {"step": "1", "label": "B", "subject": "Quick one, {{ first_name }}",
+                                                   "body": "B body for {{ company_name }}."})
+    assert added.status_code == 303 and "variant+B+saved" in added.headers["location"].replace("%20", "+")
+    shown = c.get(page).text
+    assert 'data-variant="B"' in shown and "Quick one, First1" in shown and "B body for Example Inc." in shown
+    edited = post_form(c, page, f"{page}/variant", {"step": "1", "label": "B", "subject": "Edited {{ first_name }}",
+                                                    "body": "B2"})
+    assert edited.status_code == 303
+    with engine.connect() as conn:
+        assert sequences.variants(conn, camp, 1) == [{"variant": "B", "subject_template": "Edited {{ first_name }}",
+                                                      "body_template": "B2"}]
+    gone = post_form(c, page, f"{page}/variant/delete", {"step": "1", "label": "B"})
+    assert gone.status_code == 303 and "variant+B+deleted" in gone.headers["location"].replace("%20", "+")
+    with engine.connect() as conn:
+        assert sequences.variants(conn, camp, 1) == []
+
+
+def test_variant_refusals_and_bad_input_are_said_on_the_page(app, engine, world):
+    c = _client(app, world["acc"].operator)
+    page, camp = _page(world), world["camp"]
+    with engine.begin() as conn:
+        sequences.set_variant(conn, world["a"], camp, 2, "B", "s", "Two B")
+        _send(conn, world["a"], camp, world["leads"][0], world["box"], 2)
+        conn.execute(text("UPDATE messages SET variant = 'B' WHERE step = 2"))
+    assert "sent to 1 lead: fixed" in c.get(page).text
+    for data, words in (({"step": "2", "label": "B", "subject": "s", "body": "rewrite"},
+                         "variant not saved: cannot change step 2 variant B: step 2 variant B was already sent"),
+                        ({"step": "1", "label": "A", "subject": "s", "body": "b"},
+                         "variant not saved: variant A is step 1&#39;s own subject and body"),
+                        ({"step": "1", "label": "b b", "subject": "s", "body": "b"}, "a variant label is a capital"),
+                        ({"step": "1", "label": "C", "subject": "s", "body": "{% if %}"},
+                         "variant not saved: step 1 variant C body: line 1:"),
+                        ({"step": "7", "label": "C", "subject": "s", "body": "b"}, "step 7 does not exist"),
+                        ({"step": "zero", "label": "C"}, "step: &#39;zero&#39; is not a number")):
+        r = post_form(c, page, f"{page}/variant", data)
+        assert r.status_code == 400 and words in r.text, (data, r.text[-2000:])
+    refused = post_form(c, page, f"{page}/variant/delete", {"step": "2", "label": "B"})
+    assert "variant+not+deleted" in refused.headers["location"].replace("%20", "+")
+    with engine.connect() as conn:
+        assert [v["body_template"] for v in sequences.all_variants(conn, camp)] == ["Two B"]
+
+
+def test_viewers_read_variants_only_and_not_another_clients(app, engine, world):
+    with engine.begin() as conn:
+        sequences.set_variant(conn, world["a"], world["camp"], 1, "B", "Viewer sees {{ first_name }}", "vb")
+    own = _client(app, world["acc"].viewer_a)
+    page = own.get(_page(world))
+    assert page.status_code == 200 and "Viewer sees {{ first_name }}" in page.text and "Viewer sees First1" in page.text
+    assert 'data-testid="variant-form"' not in page.text and "/sequence/variant" not in page.text
+    token = csrf_of(page.text)
+    for action in ("variant", "variant/delete"):
+        r = own.post(f"{_page(world)}/{action}", data={"csrf": token, "step": "1", "label": "B", "body": "x"})
+        assert r.status_code == 403, action
+    other = _client(app, world["acc"].viewer_b)
+    assert "Viewer sees" not in other.get(_page(world)).text
+    operator = _client(app, world["acc"].operator)
+    missing = "/console/campaigns/99999999/sequence"
+    assert post_form(operator, _page(world), f"{missing}/variant", {"step": "1", "label": "B"}).status_code == 404

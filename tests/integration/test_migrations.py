@@ -57,3 +57,26 @@ def test_the_databases_checks_accept_exactly_each_enums_values(database_url, eng
     assert set(found) == set(ENUM_COLUMNS)
     for key, enum in ENUM_COLUMNS.items():
         assert found[key] == frozenset(values(enum)), f"{key}: database {sorted(found[key])}, enum {values(enum)}"
+
+
+def _columns(url, table):
+    eng = create_engine(url, poolclass=pool.NullPool)
+    try:
+        return {c["name"] for c in inspect(eng).get_columns(table)}
+    finally:
+        eng.dispose()
+
+
+def test_0016_step_variants_go_down_to_0015_and_back(database_url, engine):
+    """0016 adds `step_variants` and `messages.variant`; its downgrade removes exactly those."""
+    engine.dispose()
+    assert "step_variants" in _tables(database_url) and "variant" in _columns(database_url, "messages")
+    migrate.downgrade("0015", database_url)
+    try:
+        assert _tables(database_url) == set(Base.metadata.tables) - {"step_variants"}
+        assert "variant" not in _columns(database_url, "messages")
+    finally:
+        migrate.upgrade("head", database_url)
+    assert _tables(database_url) == set(Base.metadata.tables)
+    assert {"variant", "subject_template", "body_template", "step", "campaign_id", "client_id"} <= \
+        _columns(database_url, "step_variants")

@@ -112,6 +112,10 @@ def seed(conn: psycopg2.extensions.connection) -> dict[str, int]:
                         (client, mailbox, f"<r-{name}@example>", message, lead, campaign))
             cur.execute("INSERT INTO imap_cursors (mailbox_id, folder, client_id, uidvalidity, last_uid) "
                         "VALUES (%s, 'INBOX', %s, 1, 1)", (mailbox, client))
+            # A/B variants (0016): a second subject and body for step 1.
+            cur.execute("INSERT INTO step_variants (client_id, campaign_id, step, variant, subject_template, "
+                        "body_template) SELECT %s, %s, step, 'B', 'Hey', 'B body' FROM sequence_steps "
+                        "WHERE campaign_id = %s AND step = 1", (client, campaign, campaign))
             # The inbox (0015): an operator's verdict on the lead, decided on that reply.
             cur.execute("INSERT INTO lead_verdicts (client_id, lead_id, inbound_message_id, verdict, decided_by) "
                         "SELECT %s, %s, id, 'interested', 'ops@agency.test' FROM inbound_messages WHERE client_id = %s",
@@ -355,7 +359,8 @@ def test_tenant_sees_only_its_own_rows_in_every_table(database_url, engine):
             assert _denied(_attempt(cur, "UPDATE batches SET status = 'launched'"))
         assert set(visible) == {"clients", "campaigns", "leads", "batches", "work_items", "status_history",
                                 "enrichment_attempts", "credit_ledger", "mailboxes", "sequences", "sequence_steps",
-                                "enrollments", "messages", "suppressions", "inbound_messages", "lead_verdicts"}
+                                "enrollments", "messages", "suppressions", "inbound_messages", "lead_verdicts",
+                                "step_variants"}
 
         with _as_tenant(conn, None) as cur:  # no client set: nothing at all
             cur.execute("SELECT count(*) FROM leads")

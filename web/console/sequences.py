@@ -7,6 +7,9 @@ operator types and puts the returned fragment in place; the page itself renders 
 
 Every change goes through the engine (`campaigns.sequences`: `edit_step`, `delete_step`,
 `move_step`), which refuses to change a step some lead already got and says which and how many.
+A step's A/B variants (labels B, C, ...; the step's own text is A) are listed under it, each with
+its preview and, for operators, a form to change or delete it (`sequences.set_variant`,
+`delete_variant`: a variant some message names is fixed), and one to add another.
 Viewers see the steps and their previews, read-only; every POST is operator-only, CSRF-checked.
 """
 
@@ -132,3 +135,37 @@ def sequence_delete(campaign_id: CampaignId, form: PostedForm, _who: Operator, c
     except (OutboundError, ValueError) as exc:
         return _back(campaign_id, form, f"not deleted: {exc}")
     return _back(campaign_id, form, f"step {step} deleted")
+
+
+def _variant_of(form: dict[str, Any]) -> tuple[int, str]:
+    """(step, label) as posted (BadNumber for a step that is not a number; the engine checks the label)."""
+    step = form_int(form, "step")
+    if step is None:
+        raise ids.BadNumber("step: missing")
+    return step, (text_field(form.get("label")) or "").strip()
+
+
+@router.post("/campaigns/{campaign_id}/sequence/variant")
+def sequence_variant_save(campaign_id: CampaignId, form: PostedForm, _who: Operator, view: Page,
+                          conn: Conn) -> Response:
+    """Add or change a step's variant; refused, with the reason on the page, when the engine says no."""
+    camp = _campaign(conn, campaign_id)
+    try:
+        step, label = _variant_of(form)
+        with conn.begin_nested():
+            sequences.set_variant(conn, camp["client_id"], campaign_id, step, label,
+                                  text_field(form.get("subject")) or "", text_field(form.get("body")) or "")
+    except (OutboundError, TemplateProblem, ValueError) as exc:
+        return _page(view, conn, camp, _lead_of(form), notice=f"variant not saved: {exc}", status=400)
+    return _back(campaign_id, form, f"step {step} variant {label} saved")
+
+
+@router.post("/campaigns/{campaign_id}/sequence/variant/delete")
+def sequence_variant_delete(campaign_id: CampaignId, form: PostedForm, _who: Operator, conn: Conn) -> Response:
+    camp = _campaign(conn, campaign_id)
+    try:
+        step, label = _variant_of(form)
+        sequences.delete_variant(conn, camp["client_id"], campaign_id, step, label)
+    except (OutboundError, ValueError) as exc:
+        return _back(campaign_id, form, f"variant not deleted: {exc}")
+    return _back(campaign_id, form, f"step {step} variant {label} deleted")

@@ -27,6 +27,10 @@ What each figure counts (per step; the totals row counts the same facts over eve
   campaign's: the suppression row names the address, not the message, and a suppressed address
   gets nothing later, so that send carried the link. `complained`: counting complaints.
 
+Per variant (a step's `variants`, when it has A/B variants or a send names one): the same figures
+over the step's sends that recorded that variant (`messages.variant`) and what came back to them;
+`enrolled` there is the leads with a send of that variant (any status): the leads it was assigned to.
+
 Rates (`rates`) divide by `contacted` (the leads a step or the campaign reached; per step this is
 `sent`) and are None when nothing was sent; `positive_rate` divides by `replied`.
 """
@@ -42,6 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach.suppression import ONE_CLICK_SOURCE
+from shared.engines.outreach.variants import OWN
 from shared.engines.replies import inbox
 from shared.engines.replies.ingest import OURS
 from shared.status import Verdict
@@ -68,7 +73,9 @@ _POSITIVE_LEADS = (f"positive_leads AS (SELECT lead_id FROM ({inbox.LATEST_VERDI
 _CAMPAIGN = """
     SELECT c.id, c.client_id, cl.name AS client, c.name, c.status, coalesce(sq.fallback_timezone, 'UTC') AS timezone,
            coalesce((SELECT array_agg(st.step ORDER BY st.step) FROM sequence_steps st
-                     WHERE st.campaign_id = c.id AND st.client_id = c.client_id), '{}') AS steps
+                     WHERE st.campaign_id = c.id AND st.client_id = c.client_id), '{}') AS steps,
+           coalesce((SELECT json_agg(json_build_array(v.step, v.variant)) FROM step_variants v
+                     WHERE v.campaign_id = c.id AND v.client_id = c.client_id), '[]') AS variants
     FROM campaigns c JOIN clients cl ON cl.id = c.client_id
     LEFT JOIN sequences sq ON sq.campaign_id = c.id AND sq.client_id = c.client_id
     WHERE c.id = :camp
@@ -76,15 +83,15 @@ _CAMPAIGN = """
 
 _FACTS = """
 WITH sends AS (
-    SELECT s.id, s.lead_id, s.step, s.status FROM messages s WHERE s.campaign_id = :camp AND s.client_id = :c
+    SELECT s.id, s.lead_id, s.step, s.status, s.variant FROM messages s WHERE s.campaign_id = :camp AND s.client_id = :c
 ), {positive}, answers AS (
-    SELECT s.step, i.lead_id, i.kind AS fact FROM inbound_messages i
+    SELECT s.step, s.variant, i.lead_id, i.kind AS fact FROM inbound_messages i
     JOIN sends s ON s.id = i.message_pk
     WHERE i.client_id = :c AND i.campaign_id = :camp AND {counts}
       AND i.kind IN ('human_reply', 'hard_bounce', 'unsubscribe_request', 'complaint')
 ), one_click AS (
-    SELECT last.step, last.lead_id FROM (
-        SELECT DISTINCT ON (l.id) l.id AS lead_id, m.step, m.campaign_id
+    SELECT last.step, last.variant, last.lead_id FROM (
+        SELECT DISTINCT ON (l.id) l.id AS lead_id, m.step, m.variant, m.campaign_id
         FROM suppressions u
         JOIN leads l ON l.client_id = u.client_id AND l.email = u.value
         JOIN messages m ON m.lead_id = l.id AND m.client_id = l.client_id AND m.status NOT IN ('failed', 'deferred')
@@ -92,18 +99,21 @@ WITH sends AS (
         ORDER BY l.id, m.reserved_at DESC, m.id DESC) last
     WHERE last.campaign_id = :camp
 ), facts AS (
-    SELECT 1 AS step, e.lead_id, 'enrolled' AS fact FROM enrollments e WHERE e.campaign_id = :camp AND e.client_id = :c
-    UNION ALL SELECT s.step + 1, s.lead_id, 'enrolled' FROM sends s
+    SELECT 1 AS step, CAST(NULL AS text) AS variant, e.lead_id, 'enrolled' AS fact FROM enrollments e
+        WHERE e.campaign_id = :camp AND e.client_id = :c
+    UNION ALL SELECT s.step + 1, NULL, s.lead_id, 'enrolled' FROM sends s
         WHERE s.status = 'sent' AND s.step + 1 = ANY(CAST(:steps AS int[]))
-    UNION ALL SELECT s.step, s.lead_id, CASE WHEN s.status = ANY(CAST(:in_doubt AS text[])) THEN 'in_doubt'
-                                             ELSE s.status END FROM sends s
-    UNION ALL SELECT step, lead_id, fact FROM answers
-    UNION ALL SELECT a.step, a.lead_id, 'positive' FROM answers a JOIN positive_leads p ON p.lead_id = a.lead_id
-        WHERE a.fact = 'human_reply'
-    UNION ALL SELECT step, lead_id, 'unsubscribe_request' FROM one_click
+    UNION ALL SELECT s.step, s.variant, s.lead_id, 'assigned' FROM sends s WHERE s.variant IS NOT NULL
+    UNION ALL SELECT s.step, s.variant, s.lead_id, CASE WHEN s.status = ANY(CAST(:in_doubt AS text[])) THEN 'in_doubt'
+                                                        ELSE s.status END FROM sends s
+    UNION ALL SELECT step, variant, lead_id, fact FROM answers
+    UNION ALL SELECT a.step, a.variant, a.lead_id, 'positive' FROM answers a
+        JOIN positive_leads p ON p.lead_id = a.lead_id WHERE a.fact = 'human_reply'
+    UNION ALL SELECT step, variant, lead_id, 'unsubscribe_request' FROM one_click
 )
-SELECT step,
+SELECT step, variant, GROUPING(variant) = 0 AS per_variant,
        count(DISTINCT lead_id) FILTER (WHERE fact = 'enrolled') AS enrolled,
+       count(DISTINCT lead_id) FILTER (WHERE fact = 'assigned') AS assigned,
        count(DISTINCT lead_id) FILTER (WHERE fact = 'sent') AS contacted,
        count(*) FILTER (WHERE fact = 'sent') AS sent,
        count(DISTINCT lead_id) FILTER (WHERE fact = 'human_reply') AS replied,
@@ -114,7 +124,7 @@ SELECT step,
        count(*) FILTER (WHERE fact = 'in_doubt') AS in_doubt,
        count(*) FILTER (WHERE fact = 'failed') AS failed,
        count(*) FILTER (WHERE fact = 'deferred') AS deferred
-FROM facts GROUP BY GROUPING SETS ((step), ())
+FROM facts GROUP BY GROUPING SETS ((step), (step, variant), ())
 """
 
 _DAILY = """
@@ -166,8 +176,11 @@ class CampaignStats:
         return asdict(self)
 
     def table(self) -> list[tuple[str, dict[str, Any]]]:
-        """The per-step table's rows as (label, figures): each step, then "total"."""
-        return [*((str(s["step"]), s) for s in self.steps), ("total", self.totals)]
+        """The per-step table's rows as (label, figures): each step followed by its variants ("2 B"), then "total"."""
+        rows = []
+        for s in self.steps:
+            rows += [(str(s["step"]), s), *((f"{s['step']} {v['variant']}", v) for v in s["variants"])]
+        return [*rows, ("total", self.totals)]
 
 
 def _row(counts: Any) -> dict[str, Any]:
@@ -185,11 +198,24 @@ def campaign_stats(conn: Connection, campaign_id: int) -> CampaignStats | None:
     rows = conn.execute(text(sql), {"camp": camp.id, "c": camp.client_id, "steps": list(camp.steps),
                                     "in_doubt": list(IN_DOUBT_STATUSES), "ours": OURS,
                                     "one_click": ONE_CLICK_SOURCE}).mappings().all()
-    by_step = {r["step"]: r for r in rows}
+    by_step = {r["step"]: r for r in rows if not r["per_variant"]}
+    by_variant = {(r["step"], r["variant"]): dict(r) | {"enrolled": r["assigned"]}
+                  for r in rows if r["per_variant"] and r["variant"] is not None}
     steps = sorted(set(camp.steps) | {s for s in by_step if s is not None})
     return CampaignStats(camp.id, camp.client_id, camp.client, camp.name, camp.status, camp.timezone,
                          totals=_row(by_step.get(None)),
-                         steps=[{"step": s} | _row(by_step.get(s)) for s in steps])
+                         steps=[{"step": s} | _row(by_step.get(s)) | {"variants": _variant_rows(s, camp.variants,
+                                                                                                 by_variant)}
+                                for s in steps])
+
+
+def _variant_rows(step: int, defined: list[list[Any]], by_variant: dict[tuple[int, str], Any]) -> list[dict[str, Any]]:
+    """One row per variant of the step: 'A' and every defined one, and any label a send of the step names;
+    empty when the step has none of either."""
+    labels = {label for s, label in defined if s == step} | {label for s, label in by_variant if s == step}
+    if not labels:
+        return []
+    return [{"variant": label} | _row(by_variant.get((step, label))) for label in sorted(labels | {OWN})]
 
 
 @lru_cache(maxsize=1)

@@ -118,7 +118,7 @@ def campaign_id(conn: Connection, client: int, name: str) -> int:
 
 
 def activation_problems(conn: Connection, client_id: int, campaign_id: int) -> list[str]:
-    """Dry-render every enrolled lead for every step; every line is one blocking problem."""
+    """Dry-render every enrolled lead for every step and every variant; every line is one blocking problem."""
     step_rows = sequences.steps(conn, campaign_id)
     if not step_rows:
         return ["the campaign has no steps"]
@@ -131,6 +131,8 @@ def activation_problems(conn: Connection, client_id: int, campaign_id: int) -> l
              "WHERE e.campaign_id = :camp AND e.client_id = :c AND e.status IN ('active', 'held') ORDER BY l.id"),
         {"camp": campaign_id, "c": client_id}).mappings()
     compiled = [templates.StepTemplate(s["step"], s["subject_template"], s["body_template"]) for s in step_rows]
+    compiled += [templates.StepTemplate(v["step"], v["subject_template"], v["body_template"], v["variant"])
+                 for v in sequences.all_variants(conn, campaign_id)]
     return problems + templates.dry_render(leads, compiled)
 
 

@@ -7,6 +7,12 @@ Messages name their step by number, so a step that went out to a lead is fixed: 
 `delete_step` and `move_step` (the console's sequence editor) refuse to change what any step
 already sent (or possibly sent: a send in flight or in doubt) is, naming the step and how many
 leads got it. `set_step` (the CLI) writes as it always has.
+
+A/B variants (`set_variant`, `delete_variant`, `variants`): a step's other subjects and bodies under
+labels 'B', 'C', ... (the step's own text is 'A'); each lead gets one by `outreach.variants.variant_for`
+and its message records which. A variant some message names (sent, being sent, or to be retried)
+is fixed: changing or deleting it is refused. Adding one to a step already sent is allowed: the
+leads who got the step keep what they got, the others are split over the new set of labels.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from shared.engines.outreach import templates, timezones
+from shared.engines.outreach.variants import LABEL, OWN
 from shared.engines.outreach.timezones import Window
 from shared.errors import OutreachError
 from shared.status import DelayUnit, values
@@ -148,6 +155,72 @@ def steps(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(
         text("SELECT step, delay_amount, delay_unit, subject_template, body_template FROM sequence_steps "
              "WHERE campaign_id = :camp ORDER BY step"), {"camp": campaign_id}).mappings()]
+
+
+def variants(conn: Connection, campaign_id: int, step: int) -> list[dict[str, Any]]:
+    """The step's variants other than its own text ('A'), by label: label, subject_template, body_template."""
+    return [dict(r) for r in conn.execute(
+        text("SELECT variant, subject_template, body_template FROM step_variants WHERE campaign_id = :camp "
+             "AND step = :s ORDER BY variant"), {"camp": campaign_id, "s": step}).mappings()]
+
+
+def all_variants(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
+    """Every step's variants (as `variants`, with the step), by step then label."""
+    return [dict(r) for r in conn.execute(
+        text("SELECT step, variant, subject_template, body_template FROM step_variants WHERE campaign_id = :camp "
+             "ORDER BY step, variant"), {"camp": campaign_id}).mappings()]
+
+
+def variant_sent_counts(conn: Connection, campaign_id: int) -> dict[tuple[int, str], int]:
+    """How many leads a message of each (step, variant) names, in any status (a failed or deferred send is
+    tried again with the variant it recorded); variants no message names are absent."""
+    rows = conn.execute(text("SELECT step, variant, count(DISTINCT lead_id) AS n FROM messages "
+                             "WHERE campaign_id = :camp AND variant IS NOT NULL GROUP BY step, variant"),
+                        {"camp": campaign_id})
+    return {(r.step, r.variant): r.n for r in rows}
+
+
+def _check_variant_unsent(conn: Connection, campaign_id: int, step: int, label: str, doing: str) -> None:
+    """OutreachError when a message of the campaign names this variant."""
+    n = variant_sent_counts(conn, campaign_id).get((step, label), 0)
+    if n:
+        raise OutreachError(f"cannot {doing}: step {step} variant {label} was already sent (or is being sent) "
+                            f"to {n} lead{'s' if n != 1 else ''}")
+
+
+def _check_label(conn: Connection, client_id: int, campaign_id: int, step: int, label: str) -> None:
+    if label == OWN:
+        raise OutreachError(f"variant {OWN} is step {step}'s own subject and body: edit the step instead")
+    if not LABEL.fullmatch(label):
+        raise OutreachError(f"a variant label is a capital letter then up to 7 capitals or digits, got {label!r}")
+    _require(_numbers(conn, client_id, campaign_id), step)
+
+
+def set_variant(conn: Connection, client_id: int, campaign_id: int, step: int, label: str, subject: str,
+                body: str) -> None:
+    """Add or replace variant `label` of step `step`; refused when it would change a variant already sent."""
+    _check_label(conn, client_id, campaign_id, step, label)
+    templates.check_syntax(subject, where=f"step {step} variant {label} subject")
+    templates.check_syntax(body, where=f"step {step} variant {label} body")
+    old = next((v for v in variants(conn, campaign_id, step) if v["variant"] == label), None)
+    if old is not None and (old["subject_template"], old["body_template"]) != (subject, body):
+        _check_variant_unsent(conn, campaign_id, step, label, f"change step {step} variant {label}")
+    conn.execute(
+        text("INSERT INTO step_variants (client_id, campaign_id, step, variant, subject_template, body_template) "
+             "VALUES (:c, :camp, :s, :v, :subj, :body) ON CONFLICT (campaign_id, step, variant) DO UPDATE SET "
+             "subject_template = EXCLUDED.subject_template, body_template = EXCLUDED.body_template"),
+        {"c": client_id, "camp": campaign_id, "s": step, "v": label, "subj": subject, "body": body})
+
+
+def delete_variant(conn: Connection, client_id: int, campaign_id: int, step: int, label: str) -> None:
+    """Remove variant `label` of step `step`; refused when it does not exist or was already sent."""
+    _check_label(conn, client_id, campaign_id, step, label)
+    _check_variant_unsent(conn, campaign_id, step, label, f"delete step {step} variant {label}")
+    gone = conn.execute(text("DELETE FROM step_variants WHERE campaign_id = :camp AND client_id = :c AND step = :s "
+                             "AND variant = :v RETURNING id"),
+                        {"camp": campaign_id, "c": client_id, "s": step, "v": label}).first()
+    if gone is None:
+        raise OutreachError(f"step {step} has no variant {label}")
 
 
 def window(conn: Connection, campaign_id: int) -> tuple[Window, str]:

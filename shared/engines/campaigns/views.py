@@ -167,11 +167,18 @@ def draft_preview(step: int, subject: str, body: str, first_subject: str | None,
 
 def editor_steps(conn: Connection, campaign_id: int, lead: Mapping[str, Any] | None,
                  sender: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The campaign's steps for the sequence editor: each with how many leads got it and its `draft_preview`."""
+    """The campaign's steps for the sequence editor: each with how many leads got it and its `draft_preview`,
+    and its A/B `variants` (each with how many leads got it and its own preview)."""
     rows = sequences.steps(conn, campaign_id)
     sent = sequences.sent_counts(conn, campaign_id)
+    variant_sent = sequences.variant_sent_counts(conn, campaign_id)
+    by_step: dict[int, list[dict[str, Any]]] = {}
     first = rows[0]["subject_template"] if rows else None
-    return [s | {"sent": sent.get(s["step"], 0),
+    for v in sequences.all_variants(conn, campaign_id):
+        by_step.setdefault(v["step"], []).append(v | {
+            "sent": variant_sent.get((v["step"], v["variant"]), 0),
+            "preview": draft_preview(v["step"], v["subject_template"], v["body_template"], first, lead, sender)})
+    return [s | {"sent": sent.get(s["step"], 0), "variants": by_step.get(s["step"], []),
                  "preview": draft_preview(s["step"], s["subject_template"], s["body_template"], first, lead, sender)}
             for s in rows]
 

@@ -5,7 +5,7 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
 2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
    replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
    already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
-   'sending' — committed *before* any SMTP command. Few round trips: the lease renewal, one
+   'sending' (with the step's A/B variant the lead gets, `chosen_variant`) — committed *before* any SMTP command. Few round trips: the lease renewal, one
    context query (which locks the enrollment and the mailbox row, the slot's lock, and reads a
    message already made for the step), the suppression check, the slot UPDATE, and the INSERT
    with its headers;
@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, text
 from shared import leases, liveness, mailids, workitems
 from shared.db import get_engine, transaction
 from shared.engines.outreach import capacity, retry, suppression, templates, timezones
+from shared.engines.outreach.variants import OWN, variant_for
 from shared.engines.replies import ingest
 from shared.errors import BOUNCED, DEFERRED, IN_DOUBT, REFUSED, NoSlot, OutreachConfigError, SmtpError
 from shared.integrations import mailauth, smtp
@@ -108,6 +109,7 @@ _CONTEXT = text(
     SET LOCAL join_collapse_limit = 1;
     SELECT {", ".join(f"m.{c}" for c in capacity.LOCKED_COLUMNS)},
            ex.id AS existing_id, ex.status AS existing_status, ex.message_id AS existing_message_id,
+           ex.variant AS existing_variant,
            nextval(pg_get_serial_sequence('messages', 'id')) AS new_message_pk,
            w.id AS item_id, w.step, w.mailbox_id, w.client_id, b.campaign_id,
            c.subscription_status, camp.status AS campaign_status, camp.name AS campaign_name,
@@ -118,6 +120,8 @@ _CONTEXT = text(
            m.status AS mailbox_status, m.status_reason AS mailbox_reason,
            m.keeps_verp, m.dkim_selector, m.dkim_secret_name,
            st.subject_template, st.body_template,
+           (SELECT json_agg(json_build_array(v.variant, v.subject_template, v.body_template))
+            FROM step_variants v WHERE v.campaign_id = b.campaign_id AND v.step = w.step) AS variants,
            nx.delay_amount AS next_delay, nx.delay_unit AS next_unit,
            sq.weekdays, sq.start_hour, sq.end_hour
     FROM work_items w
@@ -216,12 +220,25 @@ def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, fi
 
 _INSERT_SENDING = text(
     "INSERT INTO messages (id, client_id, campaign_id, lead_id, step, mailbox_id, work_item_id, attempt, message_id, "
-    "in_reply_to, subject, status, reserved_at, headers) VALUES (:id, :c, :camp, :l, :s, :m, :w, :a, :mid, :irt, "
-    ":subj, 'sending', :now, CAST(:h AS jsonb))")
+    "in_reply_to, subject, variant, status, reserved_at, headers) VALUES (:id, :c, :camp, :l, :s, :m, :w, :a, :mid, "
+    ":irt, :subj, :v, 'sending', :now, CAST(:h AS jsonb))")
 _RETRY_SENDING = text(
     "UPDATE messages SET status = 'sending', error = NULL, retry_at = NULL, mailbox_id = :m, work_item_id = :w, "
     "attempt = :a, reserved_at = :now, headers = CAST(:h AS jsonb), updated_at = now() WHERE id = :id "
     "AND status IN ('failed', 'deferred') RETURNING id")
+
+
+def chosen_variant(ctx: Any) -> tuple[str | None, templates.StepTemplate]:
+    """The variant this send renders, and its template: a retry keeps the one its message recorded; a first
+    send of a step with variants takes `variants.variant_for` over 'A' (the step's own text) and theirs; a
+    step without variants sends its own text and records none (NULL)."""
+    others = {label: (subject, body) for label, subject, body in ctx.variants or []}
+    if ctx.existing_id is not None:
+        label = ctx.existing_variant
+    else:
+        label = variant_for(ctx.lead_id, ctx.campaign_id, ctx.step, [OWN, *others]) if others else None
+    subject, body = others.get(label, (ctx.subject_template, ctx.body_template))
+    return label, templates.StepTemplate(ctx.step, subject, body, None if label in (None, OWN) else label)
 
 
 def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
@@ -248,8 +265,8 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
         capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now, locked=ctx)
     except NoSlot as exc:
         return None, exc.reason, ctx
-    rendered = templates.render(templates.StepTemplate(ctx.step, ctx.subject_template, ctx.body_template),
-                                templates.lead_context(ctx._mapping, ctx._mapping))
+    variant, template = chosen_variant(ctx)
+    rendered = templates.render(template, templates.lead_context(ctx._mapping, ctx._mapping))
     domain = ctx.from_address.rpartition("@")[2]
     # A retry keeps the stored id (an old uuid5 one too): the Sent-folder reconciler looks for that one.
     pk = ctx.new_message_pk if ctx.existing_id is None else ctx.existing_id
@@ -264,7 +281,7 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
            "h": json.dumps({k: str(v) for k, v in msg.items()})}
     if ctx.existing_id is None:
         conn.execute(_INSERT_SENDING, {**row, "c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id,
-                                       "s": ctx.step, "mid": mid, "irt": parent,
+                                       "s": ctx.step, "mid": mid, "irt": parent, "v": variant,
                                        "subj": rendered.subject if first_subject is None else first_subject})
     else:  # a send that failed or was deferred is tried again under the same row and Message-ID
         conn.execute(_RETRY_SENDING, row).scalar_one()

@@ -89,6 +89,7 @@ class StepTemplate:
     step: int
     subject: str
     body: str
+    variant: str | None = None  # an A/B variant's label ('B', ...); None: the step's own text
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +188,15 @@ def missing_variable(exc: UndefinedError) -> str:
     return found.group(1) if found else str(exc.message)
 
 
-def describe_problem(exc: Exception, step: int) -> str:
-    """Why step `step` did not render, as the activation report and the console's preview say it."""
+def describe_problem(exc: Exception, step: int, variant: str | None = None) -> str:
+    """Why step `step` (its variant `variant`, if any) did not render, as the activation report and the console's
+    preview say it."""
+    where = f"step {step}" if variant is None else f"step {step} variant {variant}"
     if isinstance(exc, UndefinedError):
-        return f"step {step} needs {{{{ {missing_variable(exc)} }}}}"
+        return f"{where} needs {{{{ {missing_variable(exc)} }}}}"
     if isinstance(exc, RenderTooLarge):
-        return f"step {step}: {exc}"
-    return f"step {step}: {type(exc).__name__}: {exc}"
+        return f"{where}: {exc}"
+    return f"{where}: {type(exc).__name__}: {exc}"
 
 
 def render_step(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
@@ -201,7 +204,7 @@ def render_step(template: StepTemplate, ctx: Mapping[str, Any]) -> Rendered:
     try:
         return render(template, ctx)
     except Exception as exc:  # noqa: BLE001 - every render failure blocks this lead the same way
-        raise TemplateProblem(describe_problem(exc, template.step)) from None
+        raise TemplateProblem(describe_problem(exc, template.step, template.variant)) from None
 
 
 def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate],
@@ -217,5 +220,5 @@ def dry_render(leads: Iterable[Mapping[str, Any]], steps: Iterable[StepTemplate]
                 _render_capped(subject, ctx)
                 _render_capped(body, ctx)
             except Exception as exc:  # a sandbox refusal or a filter error is just as blocking as a missing variable
-                problems.append(f"lead {lead['id']} {lead['email']}: {describe_problem(exc, step.step)}")
+                problems.append(f"lead {lead['id']} {lead['email']}: {describe_problem(exc, step.step, step.variant)}")
     return problems
