@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 import httpx
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from shared.engines.users import users
@@ -48,3 +49,10 @@ def post_form(client: httpx.Client, page: str, action: str, data: dict | None = 
     """POST `action` with the csrf token read from `page` (as a browser submitting that page's form)."""
     token = csrf_of(client.get(page).text)
     return client.post(action, data={"csrf": token, **(data or {})}, **kwargs)
+
+
+def signed_in(app, email: str) -> TestClient:
+    """A test client of `app`, signed in as `email` (redirects not followed: tests read them)."""
+    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
+    assert sign_in(c, email).status_code == 303
+    return c

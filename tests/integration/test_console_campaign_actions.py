@@ -9,7 +9,6 @@ import re
 from urllib.parse import unquote
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from shared.engines.campaigns import sequences
@@ -18,7 +17,7 @@ from shared.engines.mailboxes import mailboxes
 from shared.engines.outreach import store
 from shared.errors import IcpError
 from tests import factories
-from tests.console_helpers import SECRET, accounts, post_form, sign_in
+from tests.console_helpers import SECRET, accounts, post_form, signed_in
 from web.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -47,12 +46,6 @@ def world(engine):
 @pytest.fixture
 def app(engine):
     return create_app(engine=engine, secret="unsub-secret", console_secret=SECRET)
-
-
-def signed_in(app, email: str) -> TestClient:
-    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
-    assert sign_in(c, email).status_code == 303
-    return c
 
 
 def row(engine, campaign_id: int):

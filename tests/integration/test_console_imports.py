@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from shared.csvsafe import is_dangerous
 from tests import factories
-from tests.console_helpers import SECRET, accounts, csrf_of, sign_in
+from tests.console_helpers import SECRET, accounts, csrf_of, signed_in
 from web.app import create_app
 from web.console import imports as page
 
@@ -40,12 +40,6 @@ def world(engine):
 @pytest.fixture
 def app(engine):
     return create_app(engine=engine, secret="unsub-secret", console_secret=SECRET)
-
-
-def signed_in(app, email: str) -> TestClient:
-    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
-    assert sign_in(c, email).status_code == 303
-    return c
 
 
 def leads_of(engine, client_id: int) -> list[str]:

@@ -10,13 +10,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from shared.engines.replies import ingest
 from shared.engines.replies.webhooks import parse_message
 from shared.settings import get_settings
-from tests.console_helpers import SECRET, accounts, csrf_of, post_form, sign_in
+from tests.console_helpers import SECRET, accounts, csrf_of, post_form, signed_in
 from tests.integration.test_hostile_input import HOSTILE_VALUES
 from tests.integration.test_inbox import NOW, _reply, mail, world  # noqa: F401  (fixtures)
 from tests.replies_mail import reply
@@ -37,12 +36,6 @@ def app(engine):
 @pytest.fixture
 def acc(engine, world):
     return accounts(engine, world["A"]["client"], world["B"]["client"])
-
-
-def signed_in(app, email: str) -> TestClient:
-    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
-    assert sign_in(c, email).status_code == 303
-    return c
 
 
 def ids_of(page_html: str) -> list[int]:

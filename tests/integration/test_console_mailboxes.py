@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -15,7 +14,7 @@ from shared.engines.mailboxes import mailboxes
 from shared.integrations import imap, smtp
 from shared.status import TlsMode
 from tests import factories
-from tests.console_helpers import SECRET, accounts, post_form, sign_in
+from tests.console_helpers import SECRET, accounts, post_form, signed_in
 from tests.email_servers import DEMO_PASSWORD, DEMO_USER, imap_server  # noqa: F401  (fixture)
 from web.app import create_app
 
@@ -45,12 +44,6 @@ def world(engine, env, server):
 @pytest.fixture
 def app(engine):
     return create_app(engine=engine, secret="unsub-secret", console_secret=SECRET)
-
-
-def signed_in(app, email: str) -> TestClient:
-    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
-    assert sign_in(c, email).status_code == 303
-    return c
 
 
 def form(port: int, **over) -> dict:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from shared.engines.outreach import sending, suppression
 from tests import factories
-from tests.console_helpers import SECRET, accounts, csrf_of, post_form, sign_in
+from tests.console_helpers import SECRET, accounts, csrf_of, post_form, signed_in
 from tests.integration.test_outreach import MONDAY_10_UTC, _queue_all, outreach, sink  # noqa: F401  (fixtures)
 from web.app import create_app
 from web.console import suppressions as page
@@ -41,12 +41,6 @@ def world(engine):
 @pytest.fixture
 def app(engine):
     return create_app(engine=engine, secret="unsub-secret", console_secret=SECRET)
-
-
-def signed_in(app, email: str) -> TestClient:
-    c = TestClient(app, base_url="http://testserver", follow_redirects=False)
-    assert sign_in(c, email).status_code == 303
-    return c
 
 
 def rows_of(page_html: str) -> list[list[str]]:
