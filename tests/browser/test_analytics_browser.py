@@ -33,7 +33,9 @@ def test_operator_opens_a_campaigns_analytics_and_switches_the_day_range(console
     page.wait_for_url(re.compile(rf"/console/campaigns/{world['camp']}/analytics$"))
 
     table = page.get_by_test_id("analytics-table")
-    expect(table.locator("tbody tr")).to_have_count(len(EXPECTED_STEPS) + 1)
+    # A row per step, one per variant of a step that has variants (step 1: A and B), and the total.
+    rows = len(EXPECTED_STEPS) + sum(len(step["variants"]) for step in EXPECTED_STEPS) + 1
+    expect(table.locator("tbody tr")).to_have_count(rows)
     total = table.locator('tr[data-row="total"]')
     for name in analytics.TABLE_COUNTS:
         expect(total.locator(f'[data-figure="{name}"]')).to_have_text(str(EXPECTED_TOTALS[name]))
