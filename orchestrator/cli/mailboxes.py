@@ -258,14 +258,20 @@ def sequences_variant(client: str, campaign: str, step: int, label: str,
 
     if not delete and (subject is None or body_file is None):
         _usage("--subject and --body-file are required (or --delete)")
+    body = None
+    if not delete:
+        try:  # read before the transaction opens: no file I/O while it holds the campaign's rows
+            body = body_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            _usage(f"--body-file {body_file}: {getattr(exc, 'strerror', None) or exc}")
     with db.transaction() as conn:
         client_id, campaign_id = _campaign(conn, client, campaign)
         try:
             if delete:
                 delete_variant(conn, client_id, campaign_id, step, label)
             else:
-                set_variant(conn, client_id, campaign_id, step, label, subject, body_file.read_text())
-        except (OutreachError, TemplateProblem, OSError) as exc:
+                set_variant(conn, client_id, campaign_id, step, label, subject, body)
+        except (OutreachError, TemplateProblem) as exc:
             _usage(str(exc))
     typer.echo(f"step {step} variant {label} of {campaign} {'deleted' if delete else 'saved'}")
 

@@ -200,6 +200,18 @@ def text_field(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def posted_upload(form: Any) -> tuple[int, Any] | str:
+    """An upload form's client id and file part, or the message to show when either is missing or bad."""
+    try:
+        client_id = form_int(dict(form.items()), "client_id")
+    except ValueError as exc:
+        return str(exc)
+    upload = form.get("file")
+    if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
+        return "choose a client and a CSV file to import"
+    return client_id, upload
+
+
 def form_int(form: dict[str, Any], name: str) -> int | None:
     """An optional id from a form field (`shared.ids.field_id`): BadNumber, a ValueError naming the field."""
     return ids.field_id(text_field(form.get(name)), name)

@@ -40,8 +40,8 @@ from shared.engines.outreach.suppression_list import client_name  # in the scope
 from shared.engines.users.users import Principal
 from shared.errors import LeadImportError, MissingEmailColumn, NotFound, OutboundError
 from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Operator, Page, Pages, PostedForm, SessionDep,
-                              SignedInOperator, SignedInPage, Viewer, form_int, operator_only, redirect, text_field,
-                              upload_form, upload_name)
+                              SignedInOperator, SignedInPage, Viewer, operator_only, posted_upload, redirect,
+                              text_field, upload_form, upload_name)
 from web.console.auth import Session
 from web.state import Web
 
@@ -277,13 +277,10 @@ async def import_upload(form: Upload, who: SignedInOperator, view: SignedInPage,
     if form is None:
         return view.message(413, "Too large", f"Nothing imported: the file is larger than {_size(UPLOAD_MAX_BYTES)}; "
                                               "split it, or use `outbound leads import`.")
-    try:
-        client_id = form_int(dict(form.items()), "client_id")
-    except ValueError as exc:
-        return redirect("/imports", str(exc))
-    upload = form.get("file")
-    if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
-        return redirect("/imports", "choose a client and a CSV file to import")
+    parts = posted_upload(form)
+    if isinstance(parts, str):
+        return redirect("/imports", parts)
+    client_id, upload = parts
     name = await run_in_threadpool(_client_name, web.engine(), who, client_id)
     campaign = importer.clean_name(text_field(form.get("campaign")))
     folder = Path(tempfile.mkdtemp(prefix="outbound-import-"))  # 0700: this process's user only

@@ -32,8 +32,8 @@ from shared.engines.outreach import suppression_list as queries
 from shared.engines.users.users import Principal
 from shared.errors import NotFound
 from web.console.deps import (PREFIX, SECURITY_HEADERS, Conn, Console, Operator, Page, Pages, PostedForm,
-                              SignedInOperator, SignedInPage, client_filter, form_int, in_scope, redirect, session_of,
-                              upload_form, upload_name)
+                              SignedInOperator, SignedInPage, client_filter, form_int, in_scope, posted_upload, redirect,
+                              session_of, upload_form, upload_name)
 from web.state import Web
 
 IMPORT_MAX_BYTES = 20 * 1024 * 1024  # a whole upload request; `outbound suppressions import` has no limit
@@ -144,13 +144,10 @@ async def suppression_import(form: Upload, who: SignedInOperator, view: SignedIn
     if form is None:
         return view.message(413, "Too large", f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB; "
                                               "split it, or use `outbound suppressions import`.")
-    try:
-        client_id = form_int(dict(form.items()), "client_id")
-    except ValueError as exc:
-        return redirect("/suppressions", str(exc))
-    upload = form.get("file")
-    if client_id is None or upload is None or isinstance(upload, str):  # a form value is a str or a file
-        return redirect("/suppressions", "choose a client and a CSV file to import")
+    parts = posted_upload(form)
+    if isinstance(parts, str):
+        return redirect("/suppressions", parts)
+    client_id, upload = parts
     filename = upload_name(upload.filename, "upload")
     outcome, data = await run_in_threadpool(_import, web.engine(), who, client_id, upload,
                                             _reason(form.get("reason"), "imported"), filename)
