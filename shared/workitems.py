@@ -30,6 +30,7 @@ class Started:
     batch_id: int
     attempt: int
     client_id: int
+    mailbox_id: int | None = None  # a send item's mailbox (None for enrichment items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +102,12 @@ _START = text(
         SET status = 'IN_PROGRESS', attempts = attempts + 1, started_at = now(), updated_at = now(),
             lease_until = now() + make_interval(secs => :lease_seconds), worker_id = :worker_id
         WHERE id = ANY(:ids) AND status = 'QUEUED' AND attempts < max_attempts
-        RETURNING id, lead_id, batch_id, attempts, client_id
+        RETURNING id, lead_id, batch_id, attempts, client_id, mailbox_id
     ), logged AS (
         INSERT INTO status_history (work_item_id, batch_id, client_id, from_status, to_status, attempt, detail)
         SELECT id, batch_id, client_id, 'QUEUED', 'IN_PROGRESS', attempts, :worker_id FROM moved
     )
-    SELECT id, lead_id, batch_id, attempts, client_id FROM moved ORDER BY id
+    SELECT id, lead_id, batch_id, attempts, client_id, mailbox_id FROM moved ORDER BY id
     """
 )
 
@@ -118,7 +119,7 @@ def start(
     rows = conn.execute(
         _START, {"ids": list(item_ids), "worker_id": worker_id, "lease_seconds": lease_seconds}
     ).all()
-    started = [Started(r.id, r.lead_id, r.batch_id, r.attempts, r.client_id) for r in rows]
+    started = [Started(r.id, r.lead_id, r.batch_id, r.attempts, r.client_id, r.mailbox_id) for r in rows]
     got = {s.id for s in started}
     return started, [i for i in item_ids if i not in got]
 

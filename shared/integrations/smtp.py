@@ -15,8 +15,8 @@ the answer, so the send engine never has to guess:
 - `in_doubt`: no reply after the final dot.
 
 `Session` keeps one connection open across messages (RSET between them, still one message per
-transaction) and classifies each message exactly as a connection of its own would; `send` is one
-message on a session of its own.
+transaction) and classifies each message exactly as a connection of its own would; `SessionPool`
+keeps idle sessions between chunks; `send` is one message on a session of its own.
 `probe` is the operators' connection test (EHLO, TLS, AUTH; never MAIL): each reply line, or what failed.
 
 Passwords come from the environment or `.env` under the mailbox's secret *name*; they never
@@ -25,10 +25,13 @@ appear in a log line or an exception message.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import smtplib
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
@@ -222,6 +225,46 @@ class Session:
             return f"{code} {_text(reply)}"
         except (smtplib.SMTPException, OSError) as exc:
             raise _failed(stage, exc) from None
+
+
+class SessionPool:
+    """Sessions kept open between chunks in one process (a local worker, a warm Modal container), each
+    used by one sender at a time: `take` gives an idle session to the account (or a new, unopened one),
+    `give` puts it back. A session idle longer than `idle_seconds` is closed instead of reused (servers
+    drop idle clients; one dropped sooner is found dead at RSET and replaced before anything is offered)."""
+
+    def __init__(self, *, idle_seconds: float = 30.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._idle: dict[tuple[SmtpAccount, float], list[tuple[float, Session]]] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def take(self, account: SmtpAccount, *, timeout: float) -> Session:
+        now, stale, found = time.monotonic(), [], None
+        with self._lock:
+            idle = self._idle.get((account, timeout), [])
+            while idle and found is None:
+                returned_at, session = idle.pop()
+                if now - returned_at <= self.idle_seconds:
+                    found = session
+                else:
+                    stale.append(session)
+        for session in stale:
+            session.close()
+        return found or Session(account, timeout=timeout)
+
+    def give(self, session: Session) -> None:
+        if session.client is None:  # closed after an error: nothing to keep
+            return
+        with self._lock:
+            self._idle.setdefault((session.account, session.timeout), []).append((time.monotonic(), session))
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for sessions in idle.values():
+            for _, session in sessions:
+                session.close()
 
 
 def send(account: SmtpAccount, message: EmailMessage, *, envelope_from: str, recipient: str, timeout: float,

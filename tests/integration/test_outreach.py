@@ -459,7 +459,7 @@ def test_an_attempt_that_lost_its_item_to_recovery_does_not_send(engine, sink, o
         factories.expire(conn, [items[lead]])
         workitems.recover(conn, queue_timeout_seconds=3600)  # the lease ran out: recovery takes it
     report = sending.SendReport()
-    sending._send_one(started, MONDAY_10_UTC, engine, get_settings(), report, None)
+    sending._send_round([started], MONDAY_10_UTC, engine, get_settings(), report)
     assert report.fenced == 1 and report.sent == 0 and s.messages == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 0

@@ -10,6 +10,7 @@ Overlapping runs and many Modal containers all go through it.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,16 +71,18 @@ LOCKED_COLUMNS = ("daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "ramp_
 
 
 _LOCK = text(f"SELECT {', '.join(LOCKED_COLUMNS)} FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE")
-# Runs after the row lock, so (READ COMMITTED) it sees every reservation committed before ours.
+# Runs after the row locks, so (READ COMMITTED) it sees every reservation committed before ours.
+# One slot for each listed mailbox (each at most once), its cap and gap given per mailbox.
 _RESERVE = text(
     f"""
     UPDATE mailboxes m
-    SET last_sent_at = :now, next_send_at = CAST(:now AS timestamptz) + make_interval(secs => :gap)
-    WHERE m.id = :m AND m.client_id = :c AND m.status = 'active'
+    SET last_sent_at = :now, next_send_at = CAST(:now AS timestamptz) + make_interval(secs => v.gap)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:caps AS integer[]), CAST(:gaps AS double precision[])) AS v(id, cap, gap)
+    WHERE m.id = v.id AND m.client_id = :c AND m.status = 'active'
       AND (m.next_send_at IS NULL OR m.next_send_at <= :now)
       AND (SELECT count(*) FROM messages s
            WHERE s.mailbox_id = m.id AND {HOLDS_SLOT}
-             AND s.reserved_at > CAST(:now AS timestamptz) - interval '24 hours' AND s.reserved_at <= :now) < :cap
+             AND s.reserved_at > CAST(:now AS timestamptz) - interval '24 hours' AND s.reserved_at <= :now) < v.cap
     RETURNING m.id
     """
 )
@@ -89,16 +92,31 @@ def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
             rng: random.Random | None = None, locked: object | None = None) -> None:
     """Take one slot (raises NoSlot otherwise). The caller inserts its `messages` row in the same
     transaction, which is what the next reservation counts. `locked`: the mailbox's LOCKED_COLUMNS,
-    already read FOR UPDATE in this transaction (the send engine's context query), instead of locking here."""
+    already read FOR UPDATE in this transaction, instead of locking here."""
     row: Any = locked if locked is not None else conn.execute(_LOCK, {"m": mailbox_id, "c": client_id}).first()
     if row is None:
         raise NoSlot("mailbox_missing")
-    if row.status != "active":
-        raise NoSlot("mailbox_paused")
-    if row.smtp_retry_at is not None and row.smtp_retry_at > now:
-        raise NoSlot("mailbox_backing_off")
-    limits = limits_from_row(row)
-    got = conn.execute(_RESERVE, {"m": mailbox_id, "c": client_id, "now": now, "cap": effective_cap(limits, now),
-                                  "gap": limits.min_gap_seconds + jitter(limits, rng)}).first()
-    if got is None:
-        raise NoSlot("mailbox_at_capacity")
+    reason = reserve_many(conn, client_id=client_id, locked={mailbox_id: row}, now=now, rng=rng).get(mailbox_id)
+    if reason is not None:
+        raise NoSlot(reason)
+
+
+def reserve_many(conn: Connection, *, client_id: int, locked: Mapping[int, Any], now: datetime,
+                 rng: random.Random | None = None) -> dict[int, str | None]:
+    """One slot in each mailbox of `locked` (id → its LOCKED_COLUMNS, read FOR UPDATE in this transaction),
+    in one statement: id → None when it got its slot, else why not (`NoSlot`'s reasons)."""
+    why: dict[int, str | None] = {}
+    asked: list[tuple[int, int, float]] = []
+    for mailbox_id, row in locked.items():
+        if row.status != "active":
+            why[mailbox_id] = "mailbox_paused"
+        elif row.smtp_retry_at is not None and row.smtp_retry_at > now:
+            why[mailbox_id] = "mailbox_backing_off"
+        else:
+            limits = limits_from_row(row)
+            asked.append((mailbox_id, effective_cap(limits, now), limits.min_gap_seconds + jitter(limits, rng)))
+    if asked:
+        got = set(conn.execute(_RESERVE, {"c": client_id, "now": now, "ids": [a[0] for a in asked],
+                                          "caps": [a[1] for a in asked], "gaps": [a[2] for a in asked]}).scalars())
+        why.update({mailbox_id: None if mailbox_id in got else "mailbox_at_capacity" for mailbox_id, _, _ in asked})
+    return why

@@ -1,18 +1,20 @@
 """The send engine: what a worker (Modal or a local thread) does for one chunk of send items.
 
-Per item, in this order, so that each (campaign, lead, step) is sent at most once:
-1. start it (QUEUED → IN_PROGRESS, fenced by attempt), as enrichment items are;
-2. in ONE transaction: the just-in-time checks on fresh rows (lead unsubscribed, suppressed,
-   replied, bounced or invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
-   already sent), the mailbox slot (guarded UPDATE) and the `messages` row inserted as
-   'sending' (with the step's A/B variant the lead gets, `chosen_variant`) — committed *before* any SMTP command. Few round trips: the lease renewal, one
-   context query (which locks the enrollment and the mailbox row, the slot's lock, and reads a
-   message already made for the step), the suppression check, the slot UPDATE, and the INSERT
-   with its headers;
-3. SMTP, one message per transaction, on the chunk's connection to that mailbox's server
-   (`smtp.Session`: RSET between messages; a connection found dead at RSET is replaced before
-   anything is offered, and any error that leaves the session unknown closes it), each reply
-   taken as the definite answer it is (RFC 5321,
+A chunk is started (QUEUED → IN_PROGRESS, fenced by attempt, as enrichment items are), then worked in
+rounds of at most one item per mailbox (`rounds`), so that each (campaign, lead, step) is sent at
+most once and each mailbox's messages still go one at a time. Per round:
+1. in ONE transaction, a fixed number of statements whatever the round's size: the lease renewal, one
+   context query (which locks each enrollment and mailbox row, in mailbox order, and reads a message
+   already made for the step and a follow-up's thread), the suppression check for every address, the
+   just-in-time checks on those fresh rows (lead unsubscribed, suppressed, replied, bounced or
+   invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
+   already sent; outside the lead's window), one guarded UPDATE for the mailbox slots
+   (`capacity.reserve_many`) and one INSERT of the `messages` rows as 'sending' (with the step's A/B
+   variant the lead gets, `chosen_variant`, and their headers) — committed *before* any SMTP command;
+2. SMTP, one message per transaction, each mailbox account's on one pooled connection (`SESSIONS`,
+   `smtp.Session`: RSET between messages; a connection found dead at RSET is replaced before anything
+   is offered, and any error that leaves the session unknown closes it), the round's accounts side by
+   side on threads; each reply taken as the definite answer it is (RFC 5321,
    `errors.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
    the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
    'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
@@ -21,10 +23,10 @@ Per item, in this order, so that each (campaign, lead, step) is sent at most onc
    server's words after `retry.PAUSE_AFTER` permanent failures. Only no reply after the final
    dot marks it 'in_doubt' and holds the enrollment: never resent automatically (the reconciler
    decides);
-4. right after the 250: the message 'sent' with the server's reply, the enrollment advanced
-   (one statement, `mark_sent`), the item DONE — one transaction, committed before the chunk's
-   next message is prepared (a chunk's messages go one at a time, so no 'sent' commit waits on
-   another message's DATA).
+3. after the round's 250s: the messages 'sent' with the servers' replies and the enrollments advanced
+   (one statement, `mark_sent_many`), the items DONE — one transaction, committed before any of those
+   mailboxes' next message is prepared. A worker lost between a 250 and that commit leaves the row
+   'sending': in doubt, never resent (recovery and the reconciler settle it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -48,7 +51,7 @@ from shared.db import get_engine, transaction
 from shared.engines.outreach import capacity, retry, suppression, templates, timezones
 from shared.engines.outreach.variants import OWN, variant_for
 from shared.engines.replies import ingest
-from shared.errors import BOUNCED, DEFERRED, IN_DOUBT, REFUSED, NoSlot, OutreachConfigError, SmtpError
+from shared.errors import BOUNCED, DEFERRED, IN_DOUBT, REFUSED, OutreachConfigError, SmtpError
 from shared.integrations import mailauth, smtp
 from shared.leases import SEND_LEASE_SECONDS
 from shared.settings import Settings, get_settings
@@ -98,11 +101,13 @@ class SendReport:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-# Everything the JIT checks, the slot and the message need, in one statement: the enrollment and the
-# mailbox locked (the slot's lock, `capacity.reserve(locked=...)`), a message already made for this
-# step (a retry keeps its row and Message-ID) and the id a new one will take (its unsubscribe token
-# goes in the headers the INSERT writes).
-# A dozen joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work item first,
+# Everything the JIT checks, the slots and the messages of a round need, in one statement: each
+# enrollment and mailbox locked (the slots' locks, `capacity.reserve_many(locked=...)`; in mailbox-id
+# order, so concurrent rounds never wait on each other in a cycle), a message already made for the
+# step (a retry keeps its row and Message-ID), the id a new one will take (its unsubscribe token
+# goes in the headers the INSERT writes) and, for a follow-up, its thread (RFC 5322 §3.6.4:
+# References = the parent's References + the parent's Message-ID; step 1's subject).
+# A dozen joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work items first,
 # then one row per join by key) so planning is cheap; the SET LOCAL goes in the same round trip.
 _CONTEXT = text(
     f"""
@@ -123,7 +128,8 @@ _CONTEXT = text(
            (SELECT json_agg(json_build_array(v.variant, v.subject_template, v.body_template))
             FROM step_variants v WHERE v.campaign_id = b.campaign_id AND v.step = w.step) AS variants,
            nx.delay_amount AS next_delay, nx.delay_unit AS next_unit,
-           sq.weekdays, sq.start_hour, sq.end_hour
+           sq.weekdays, sq.start_hour, sq.end_hour,
+           th.first_subject, th.parent_message_id, th.thread_references
     FROM work_items w
     JOIN batches b ON b.id = w.batch_id AND b.client_id = w.client_id
     JOIN clients c ON c.id = w.client_id
@@ -135,17 +141,25 @@ _CONTEXT = text(
     LEFT JOIN sequence_steps st ON st.campaign_id = b.campaign_id AND st.step = w.step
     LEFT JOIN sequence_steps nx ON nx.campaign_id = b.campaign_id AND nx.step = w.step + 1
     LEFT JOIN messages ex ON ex.campaign_id = b.campaign_id AND ex.lead_id = w.lead_id AND ex.step = w.step
-    WHERE w.id = :item AND w.client_id = :client
+    LEFT JOIN LATERAL (
+        SELECT (array_agg(t.subject ORDER BY t.step))[1] AS first_subject,
+               (array_agg(t.message_id ORDER BY t.step DESC))[1] AS parent_message_id,
+               string_agg(t.message_id, ' ' ORDER BY t.step) AS thread_references
+        FROM messages t WHERE w.step > 1 AND t.campaign_id = b.campaign_id AND t.lead_id = w.lead_id
+          AND t.step < w.step AND t.status IN ('sent', 'in_doubt', 'unknown')) th ON true
+    WHERE w.id = ANY(:items) AND w.client_id = :client
+    ORDER BY m.id, w.id
     FOR UPDATE OF e, m
     """
 )
 
 
-def jit_skip_reason(ctx: Any, conn: Connection, now: datetime) -> str | None:
-    """The checks right before a send, on rows read in the sending transaction; None means go."""
+def jit_skip_reason(ctx: Any, now: datetime, suppressed: str | None) -> str | None:
+    """The checks right before a send, on rows read in the sending transaction (`suppressed`: the
+    suppression entry's reason for the lead's address, read there too); None means go."""
     if ctx.lead_status in STOP_LEAD_STATUSES:
         return STOP_LEAD_STATUSES[ctx.lead_status]
-    if suppression.is_suppressed(conn, ctx.client_id, ctx.email):
+    if suppressed is not None:
         return "suppressed"
     if ctx.subscription_status not in ACTIVE_SUBSCRIPTIONS:
         return "subscription_inactive"
@@ -179,18 +193,23 @@ class Prepared:
     raw: bytes | None = None  # the exact bytes to send when we DKIM-sign (the signature covers them)
 
 
-def _thread(conn: Connection, campaign_id: int, lead_id: int, step: int) -> tuple[str | None, str | None, str | None]:
-    """(step 1's subject, the parent's Message-ID, References) for a follow-up; Nones for step 1."""
-    if step == 1:
-        return None, None, None
-    rows = conn.execute(
-        text("SELECT step, message_id, subject FROM messages WHERE campaign_id = :camp AND lead_id = :l "
-             "AND step < :s AND status IN ('sent', 'in_doubt', 'unknown') ORDER BY step"),
-        {"camp": campaign_id, "l": lead_id, "s": step}).all()
-    if not rows:
-        return None, None, None
-    # RFC 5322 §3.6.4: References = the parent's References + the parent's Message-ID.
-    return rows[0].subject, rows[-1].message_id, " ".join(r.message_id for r in rows)
+@dataclass(slots=True)
+class Turn:
+    """One item's part in a round: its context row, then either what to deliver or why not."""
+
+    item: Started
+    ctx: Any = None
+    prepared: Prepared | None = None
+    skip: str | None = None
+    error: str | None = None  # preparing it raised: the item fails, the round goes on
+    reply: str | SmtpError | None = None  # the server's answer to the final dot, or the failure
+
+    @property
+    def log(self) -> SendLog:
+        extra = {"lead_id": self.item.lead_id, "item_id": self.item.id, "batch_id": self.item.batch_id}
+        if self.prepared is not None:
+            extra.update(message_pk=self.prepared.message_pk, mailbox_id=self.ctx.mailbox_id)
+        return SendLog(log, extra)
 
 
 def follow_up_subject(first_subject: str) -> str:
@@ -241,30 +260,75 @@ def chosen_variant(ctx: Any) -> tuple[str | None, templates.StepTemplate]:
     return label, templates.StepTemplate(ctx.step, subject, body, None if label in (None, OWN) else label)
 
 
-def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
-                         settings: Settings) -> tuple[Prepared | None, str | None, Any]:
-    """One transaction: JIT checks, a mailbox slot, the 'sending' row. Returns (prepared, skip, ctx)."""
+# JIT reasons that stop the lead's enrollment for good, not just this send.
+STOPS_ENROLLMENT = frozenset({"unsubscribed", "replied", "bounced", "invalid_lead", "suppressed"})
+_STOP = text("UPDATE enrollments e SET status = 'stopped', stop_reason = v.reason FROM unnest(CAST(:ids AS bigint[]), "
+             "CAST(:reasons AS text[])) AS v(id, reason) WHERE e.id = v.id AND e.status = 'active'")
+
+
+def _prepare_round(conn: Connection, turns: Sequence[Turn], now: datetime, settings: Settings) -> None:
+    """One transaction for a round (at most one item per mailbox): the JIT checks, the mailbox slots and
+    the 'sending' rows, in a fixed number of statements whatever the round's size. Fills each turn's
+    `ctx` and `prepared`, or its `skip` / `error`; the caller commits before any SMTP command."""
     # Still ours? A slow chunk (SMTP timeouts) may have outlived its lease and been recovered:
-    # renew it item by item, and stop here if recovery took it.
-    if workitems.extend_lease(conn, [(item.id, item.attempt)], lease_seconds=SEND_LEASE_SECONDS).lost:
-        return None, FENCED, None
-    ctx = conn.execute(_CONTEXT, {"item": item.id, "client": item.client_id}).first()
-    if ctx is None:
-        return None, "not_enrolled", None
-    reason = jit_skip_reason(ctx, conn, now)
-    if reason is not None:
-        if reason in ("unsubscribed", "replied", "bounced", "invalid_lead", "suppressed") and ctx.enrollment_id:
-            conn.execute(text("UPDATE enrollments SET status = 'stopped', stop_reason = :r WHERE id = :e "
-                              "AND status = 'active'"), {"r": reason, "e": ctx.enrollment_id})
-        return None, reason, ctx
-    # The messages row is written only under the enrollment's lock, and the writes below are guarded
+    # renew it round by round, and drop what recovery took.
+    lost = set(workitems.extend_lease(conn, [(t.item.id, t.item.attempt) for t in turns],
+                                      lease_seconds=SEND_LEASE_SECONDS).lost)
+    live = [t for t in turns if t.item.id not in lost]
+    for t in turns:
+        if t.item.id in lost:
+            t.skip = FENCED
+    if not live:
+        return
+    client = live[0].item.client_id
+    rows = {r.item_id: r for r in conn.execute(_CONTEXT, {"items": [t.item.id for t in live], "client": client})}
+    suppressed = suppression.reasons(conn, client, [r.email for r in rows.values()])
+    stops: list[tuple[int, str]] = []
+    for t in live:
+        t.ctx = ctx = rows.get(t.item.id)
+        t.skip = "not_enrolled" if ctx is None else _checked(ctx, now, suppressed.get(ctx.email))
+        if t.skip in STOPS_ENROLLMENT and ctx.enrollment_id:
+            stops.append((ctx.enrollment_id, t.skip))
+    if stops:
+        conn.execute(_STOP, {"ids": [e for e, _ in stops], "reasons": [r for _, r in stops]})
+    # Rendered before the slots are taken: a send that cannot be prepared takes no slot.
+    writes: dict[int, dict[str, Any]] = {}
+    for t in live:
+        if t.skip is None:
+            try:
+                t.prepared, writes[t.item.id] = _prepared(t.ctx, t.item, now, settings)
+            except Exception as exc:  # noqa: BLE001 - this item fails with the reason; the round goes on
+                t.error = f"prepare: {type(exc).__name__}: {exc}"[:500]
+                t.log.exception("could not prepare the send")
+    ready = [t for t in live if t.prepared is not None]
+    slots = capacity.reserve_many(conn, client_id=client, locked={t.ctx.mailbox_id: t.ctx for t in ready}, now=now)
+    for t in ready:
+        t.skip = slots[t.ctx.mailbox_id]
+        if t.skip is not None:
+            t.prepared = None
+    # The messages rows are written only under the enrollments' locks, and the writes are guarded
     # (the unique (campaign, lead, step), `status IN ('failed', 'deferred')`): nothing sends twice.
-    if ctx.existing_id is not None and ctx.existing_status not in ("failed", "deferred"):
-        return None, "already_sent" if ctx.existing_status == "sent" else f"message_{ctx.existing_status}", ctx
-    try:
-        capacity.reserve(conn, mailbox_id=ctx.mailbox_id, client_id=ctx.client_id, now=now, locked=ctx)
-    except NoSlot as exc:
-        return None, exc.reason, ctx
+    fresh = [writes[t.item.id] for t in ready if t.prepared is not None and t.ctx.existing_id is None]
+    if fresh:
+        conn.execute(_INSERT_SENDING, fresh)
+    for t in ready:  # a send that failed or was deferred is tried again under the same row and Message-ID
+        if t.prepared is not None and t.ctx.existing_id is not None:
+            conn.execute(_RETRY_SENDING, writes[t.item.id]).scalar_one()
+    workitems.finish(conn, [Outcome(t.item.id, t.item.attempt, ItemStatus.FAILED, error=t.error) if t.error else
+                            Outcome(t.item.id, t.item.attempt, ItemStatus.SKIPPED, skip_reason=t.skip)
+                            for t in live if t.error or (t.skip is not None and t.prepared is None)])
+
+
+def _checked(ctx: Any, now: datetime, suppressed: str | None) -> str | None:
+    """The JIT checks, then a message already made for the step: None means go."""
+    reason = jit_skip_reason(ctx, now, suppressed)
+    if reason is None and ctx.existing_id is not None and ctx.existing_status not in ("failed", "deferred"):
+        return "already_sent" if ctx.existing_status == "sent" else f"message_{ctx.existing_status}"
+    return reason
+
+
+def _prepared(ctx: Any, item: Started, now: datetime, settings: Settings) -> tuple[Prepared, dict[str, Any]]:
+    """The message for one checked send (rendered, threaded, signed) and the row its 'sending' write takes."""
     variant, template = chosen_variant(ctx)
     rendered = templates.render(template, templates.lead_context(ctx._mapping, ctx._mapping))
     domain = ctx.from_address.rpartition("@")[2]
@@ -272,24 +336,22 @@ def _reserve_and_prepare(conn: Connection, item: Started, now: datetime,
     pk = ctx.new_message_pk if ctx.existing_id is None else ctx.existing_id
     mid = ctx.existing_message_id if ctx.existing_id is not None else \
         mailids.message_id(ctx.campaign_id, ctx.lead_id, ctx.step, domain, settings.message_id_key())
-    first_subject, parent, refs = _thread(conn, ctx.campaign_id, ctx.lead_id, ctx.step)
+    first_subject, parent = ctx.first_subject, ctx.parent_message_id
     secret = settings.outreach_secret.get_secret_value() if settings.outreach_secret else ""
     url = f"{settings.public_base_url.rstrip('/')}/u/{suppression.make_token(pk, secret)}"
     msg = build_message(ctx=ctx, rendered=rendered, message_id=mid, first_subject=first_subject, in_reply_to=parent,
-                        references=refs, unsubscribe_url=url, unsubscribe_mailto=settings.unsubscribe_mailto, now=now)
+                        references=ctx.thread_references, unsubscribe_url=url,
+                        unsubscribe_mailto=settings.unsubscribe_mailto, now=now)
     row = {"id": pk, "m": ctx.mailbox_id, "w": item.id, "a": item.attempt, "now": now,
            "h": json.dumps({k: str(v) for k, v in msg.items()})}
     if ctx.existing_id is None:
-        conn.execute(_INSERT_SENDING, {**row, "c": ctx.client_id, "camp": ctx.campaign_id, "l": ctx.lead_id,
-                                       "s": ctx.step, "mid": mid, "irt": parent, "v": variant,
-                                       "subj": rendered.subject if first_subject is None else first_subject})
-    else:  # a send that failed or was deferred is tried again under the same row and Message-ID
-        conn.execute(_RETRY_SENDING, row).scalar_one()
+        row.update(c=ctx.client_id, camp=ctx.campaign_id, l=ctx.lead_id, s=ctx.step, mid=mid, irt=parent, v=variant,
+                   subj=rendered.subject if first_subject is None else first_subject)
     account = smtp.SmtpAccount(ctx.smtp_host, ctx.smtp_port, ctx.tls_mode, ctx.username, ctx.secret_name)
     # A relay that rewrites MAIL FROM (keeps_verp false) gets our own address; its bounces then come back
     # to the mailbox and are known by the keyed Message-ID they quote (reply recovery reads them).
     envelope = mailids.verp_address(pk, domain, secret) if ctx.keeps_verp else ctx.from_address
-    return Prepared(pk, msg, envelope, account, _dkim_signed(ctx, msg, domain)), None, ctx
+    return Prepared(pk, msg, envelope, account, _dkim_signed(ctx, msg, domain)), row
 
 
 def _dkim_signed(ctx: Any, msg: EmailMessage, domain: str) -> bytes | None:
@@ -330,11 +392,16 @@ def preflight(settings: Settings | None = None) -> None:
         raise OutreachConfigError(f"OUTREACH_CHUNK_SIZE must be at least 1, got {settings.outreach_chunk_size}")
 
 
+# Idle SMTP sessions kept between chunks in this process (a warm Modal container, a local worker).
+SESSIONS = smtp.SessionPool()
+MAX_DELIVERY_THREADS = 32  # a chunk's mailbox accounts delivered side by side, at most this many at once
+
+
 def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
                engine: Engine | None = None, settings: Settings | None = None,
                after_reply: Callable[[int], None] | None = None) -> SendReport:
-    """Work one chunk of QUEUED send items to a terminal status. `now` is the scheduler's clock
-    (real time when None); `after_reply` is a test seam run between the 250 and the commit."""
+    """Work one chunk of QUEUED send items to a terminal status, round by round (`rounds`). `now` is the
+    scheduler's clock (real time when None); `after_reply` is a test seam run between the 250 and the commit."""
     t0 = time.perf_counter()
     settings = settings or get_settings()
     preflight(settings)  # before starting anything: a misconfigured worker leaves its items QUEUED
@@ -347,59 +414,99 @@ def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_i
         started, not_startable = workitems.start(conn, item_ids, worker_id=worker_id,
                                                  lease_seconds=SEND_LEASE_SECONDS)
     report.started, report.not_startable = len(started), len(not_startable)
-    sessions: dict[smtp.SmtpAccount, smtp.Session] = {}  # one connection per mailbox account for the chunk
-    try:
-        with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer:
-            for item in started:
-                _send_one(item, now or datetime.now(UTC), engine, settings, report, after_reply, sessions)
+    width = min(MAX_DELIVERY_THREADS, len({i.mailbox_id for i in started}))
+    with leases.Renewer(engine, [(i.id, i.attempt) for i in started], lease_seconds=SEND_LEASE_SECONDS) as renewer, \
+            ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="smtp") as threads:
+        for items in rounds(started):
+            _send_round(items, now or datetime.now(UTC), engine, settings, report, after_reply,
+                        threads if width > 1 else None)
+            for item in items:
                 renewer.drop(item.id)
-    finally:
-        for session in sessions.values():
-            session.close()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _send_one(item: Started, now: datetime, engine: Engine, settings: Settings, report: SendReport,
-              after_reply: Callable[[int], None] | None,
-              sessions: dict[smtp.SmtpAccount, smtp.Session] | None = None) -> None:
-    ilog = SendLog(log, {"lead_id": item.lead_id, "item_id": item.id, "batch_id": item.batch_id})
+def rounds(started: Sequence[Started]) -> list[list[Started]]:
+    """The chunk's items in rounds of at most one item per mailbox, in order (one client each). A round is
+    checked, reserved and written 'sending' in one transaction, delivered (its mailboxes side by side), and
+    its sent messages committed in one more: a mailbox's next message is prepared only after its previous
+    one is committed, so the JIT checks stay one SMTP exchange from each send."""
+    out: dict[tuple[int, int], list[Started]] = {}
+    depth: dict[tuple[int, int | None], int] = {}
+    for item in started:
+        key = (item.client_id, item.mailbox_id)
+        depth[key] = depth.get(key, -1) + 1
+        out.setdefault((item.client_id, depth[key]), []).append(item)
+    return list(out.values())
+
+
+def _send_round(items: Sequence[Started], now: datetime, engine: Engine, settings: Settings, report: SendReport,
+                after_reply: Callable[[int], None] | None = None, threads: ThreadPoolExecutor | None = None) -> None:
+    turns = [Turn(item) for item in items]
     try:
         with transaction(engine) as conn:
-            prepared, skip, ctx = _reserve_and_prepare(conn, item, now, settings)
-            if skip is not None and skip != FENCED:
-                workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.SKIPPED, skip_reason=skip)])
-        # committed: the 'sending' row exists before any SMTP command
+            _prepare_round(conn, turns, now, settings)
+        # committed: the 'sending' rows exist before any SMTP command
     except Exception as exc:
-        ilog.exception("could not prepare the send")
+        log.exception("item_ids=%s could not prepare the round's sends", ",".join(str(i.id) for i in items))
         with transaction(engine) as conn:
-            workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.FAILED,
-                                            error=f"prepare: {type(exc).__name__}: {exc}"[:500])])
-        report.failed += 1
+            workitems.finish(conn, [Outcome(i.id, i.attempt, ItemStatus.FAILED,
+                                            error=f"prepare: {type(exc).__name__}: {exc}"[:500]) for i in items])
+        report.failed += len(items)
         return
-    if skip == FENCED:
-        ilog.warning("lease lost to recovery before sending; not sent")
-        report.fenced += 1
-        return
-    if skip is not None or prepared is None:
-        ilog.info("skipped: %s", skip)
-        report.skip(skip or "?")
-        return
-    ilog.extra = dict(ilog.extra or {}, message_pk=prepared.message_pk, mailbox_id=ctx.mailbox_id)
-    try:
-        reply = _deliver(prepared, ctx.email, settings, sessions)
-    except SmtpError as exc:
-        _after_failure(engine, item, prepared.message_pk, ctx, exc, report, ilog, now)
-        return
-    if after_reply is not None:
-        after_reply(prepared.message_pk)
-    with transaction(engine) as conn:
-        mark_sent(conn, prepared.message_pk, reply=reply, sent_at=now, ctx=ctx)
-        moved = workitems.finish(conn, [Outcome(item.id, item.attempt, ItemStatus.DONE)])
-    report.sent += 1
-    report.done += len(moved.moved)
-    report.fenced += len(moved.lost)
-    ilog.info("sent step %d to %s via %s: %s", ctx.step, ctx.email, ctx.from_address, reply)
+    for t in turns:
+        if t.skip == FENCED:
+            t.log.warning("lease lost to recovery before sending; not sent")
+            report.fenced += 1
+        elif t.error is not None:
+            report.failed += 1
+        elif t.prepared is None:
+            t.log.info("skipped: %s", t.skip)
+            report.skip(t.skip or "?")
+    ready = [t for t in turns if t.prepared is not None]
+    _deliver(ready, settings, threads)
+    sent = [t for t in ready if isinstance(t.reply, str)]
+    if sent:
+        if after_reply is not None:
+            for t in sent:
+                after_reply(t.prepared.message_pk)
+        with transaction(engine) as conn:
+            mark_sent_many(conn, [(t.prepared.message_pk, t.reply, t.ctx) for t in sent], sent_at=now)
+            moved = workitems.finish(conn, [Outcome(t.item.id, t.item.attempt, ItemStatus.DONE) for t in sent])
+        report.sent += len(sent)
+        report.done += len(moved.moved)
+        report.fenced += len(moved.lost)
+        for t in sent:
+            t.log.info("sent step %d to %s via %s: %s", t.ctx.step, t.ctx.email, t.ctx.from_address, t.reply)
+    for t in ready:
+        if isinstance(t.reply, SmtpError):
+            _after_failure(engine, t.item, t.prepared.message_pk, t.ctx, t.reply, report, t.log, now)
+
+
+def _deliver(ready: Sequence[Turn], settings: Settings, threads: ThreadPoolExecutor | None) -> None:
+    """SMTP for a round's prepared messages: each mailbox account's in order on one pooled session,
+    the accounts side by side on `threads`. Each turn gets its reply, or the SmtpError."""
+    by_account: dict[smtp.SmtpAccount, list[Turn]] = {}
+    for t in ready:
+        by_account.setdefault(t.prepared.account, []).append(t)
+
+    def deliver(turns: list[Turn]) -> None:
+        session = SESSIONS.take(turns[0].prepared.account, timeout=settings.smtp_timeout_seconds)
+        try:
+            for t in turns:
+                p = t.prepared
+                try:
+                    t.reply = session.send(p.message, envelope_from=p.envelope_from, recipient=t.ctx.email, raw=p.raw)
+                except SmtpError as exc:
+                    t.reply = exc
+        finally:
+            SESSIONS.give(session)
+
+    if threads is None or len(by_account) == 1:
+        for turns in by_account.values():
+            deliver(turns)
+    else:
+        list(threads.map(deliver, by_account.values()))
 
 
 _STEP_AFTER = text(
@@ -407,45 +514,48 @@ _STEP_AFTER = text(
     "FROM messages s JOIN enrollments e ON e.campaign_id = s.campaign_id AND e.lead_id = s.lead_id "
     "AND e.client_id = s.client_id LEFT JOIN sequence_steps nx ON nx.campaign_id = s.campaign_id "
     "AND nx.step = s.step + 1 WHERE s.id = :id")
-# One statement: the message sent, its mailbox's failures over (its server took a message), the
-# lead's enrollment moved to its next step.
+# One statement for a round: the messages sent, their mailboxes' failures over (their servers took a
+# message), the leads' enrollments moved to their next steps.
 _MARK_SENT = text(
     """
-    WITH sent AS (
-        UPDATE messages SET status = 'sent', smtp_reply = :r, sent_at = :t, error = NULL, updated_at = now()
-        WHERE id = :id AND status IN ('sending', 'in_doubt', 'unknown') RETURNING step, mailbox_id
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:replies AS text[]), CAST(:dues AS timestamptz[]),
+                             CAST(:lasts AS boolean[]), CAST(:enrollments AS bigint[]))
+                      AS v(id, reply, due, last, enrollment_id)
+    ), sent AS (
+        UPDATE messages s SET status = 'sent', smtp_reply = v.reply, sent_at = :t, error = NULL, updated_at = now()
+        FROM v WHERE s.id = v.id AND s.status IN ('sending', 'in_doubt', 'unknown') RETURNING s.id, s.step, s.mailbox_id
     ), healed AS (
-        UPDATE mailboxes m SET smtp_failures = 0, smtp_last_error = NULL, smtp_retry_at = NULL FROM sent
-        WHERE m.id = sent.mailbox_id AND (m.smtp_failures > 0 OR m.smtp_retry_at IS NOT NULL)
+        UPDATE mailboxes m SET smtp_failures = 0, smtp_last_error = NULL, smtp_retry_at = NULL
+        FROM (SELECT DISTINCT mailbox_id FROM sent) h
+        WHERE m.id = h.mailbox_id AND (m.smtp_failures > 0 OR m.smtp_retry_at IS NOT NULL)
     )
-    UPDATE enrollments e SET next_step = greatest(e.next_step, sent.step + 1), last_sent_at = :t, next_due_at = :due,
+    UPDATE enrollments e SET next_step = greatest(e.next_step, sent.step + 1), last_sent_at = :t, next_due_at = v.due,
         mailbox_id = coalesce(e.mailbox_id, sent.mailbox_id),
-        status = CASE WHEN :last THEN 'finished' WHEN e.status = 'held' THEN 'active' ELSE e.status END
-    FROM sent WHERE e.id = :e AND e.status IN ('active', 'held')
+        status = CASE WHEN v.last THEN 'finished' WHEN e.status = 'held' THEN 'active' ELSE e.status END
+    FROM sent JOIN v ON v.id = sent.id WHERE e.id = v.enrollment_id AND e.status IN ('active', 'held')
     """
 )
-
-
-def _deliver(prepared: Prepared, recipient: str, settings: Settings,
-             sessions: dict[smtp.SmtpAccount, smtp.Session] | None) -> str:
-    """SMTP for one prepared message: on the chunk's session for its mailbox account (None: a connection of its own)."""
-    if sessions is None:
-        return smtp.send(prepared.account, prepared.message, envelope_from=prepared.envelope_from,
-                         recipient=recipient, timeout=settings.smtp_timeout_seconds, raw=prepared.raw)
-    session = sessions.get(prepared.account)
-    if session is None:
-        session = sessions[prepared.account] = smtp.Session(prepared.account, timeout=settings.smtp_timeout_seconds)
-    return session.send(prepared.message, envelope_from=prepared.envelope_from, recipient=recipient, raw=prepared.raw)
 
 
 def mark_sent(conn: Connection, message_pk: int, *, reply: str, sent_at: datetime, ctx: Any | None = None) -> None:
     """The message is sent: record the reply and move the lead's enrollment to its next step. `ctx`: the
     send's context row (its enrollment and the next step's delay), else read here (the reconciler)."""
     step = ctx if ctx is not None else conn.execute(_STEP_AFTER, {"id": message_pk}).first()
-    last = step is None or step.next_delay is None
-    due = sent_at if last else timezones.add_delay(sent_at, step.next_delay, step.next_unit, step.timezone)
-    conn.execute(_MARK_SENT, {"r": reply[:500], "t": sent_at, "id": message_pk, "due": due, "last": last,
-                              "e": step.enrollment_id if step is not None else None})
+    mark_sent_many(conn, [(message_pk, reply, step)], sent_at=sent_at)
+
+
+def mark_sent_many(conn: Connection, sent: Sequence[tuple[int, str, Any]], *, sent_at: datetime) -> None:
+    """`mark_sent` for many messages in one statement: (message pk, the server's reply, its context row or
+    None when it has no enrollment)."""
+    dues, lasts = [], []
+    for _, _, step in sent:
+        last = step is None or step.next_delay is None
+        lasts.append(last)
+        dues.append(sent_at if last else timezones.add_delay(sent_at, step.next_delay, step.next_unit, step.timezone))
+    conn.execute(_MARK_SENT, {"ids": [pk for pk, _, _ in sent], "replies": [r[:500] for _, r, _ in sent],
+                              "t": sent_at, "dues": dues, "lasts": lasts,
+                              "enrollments": [step.enrollment_id if step is not None else None for _, _, step in sent]})
 
 
 def _after_failure(engine: Engine, item: Started, message_pk: int, ctx: Any, exc: SmtpError,

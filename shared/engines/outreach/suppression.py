@@ -83,10 +83,25 @@ def suppress(conn: Connection, client_id: int, value: str, *, reason: str, sourc
 
 def is_suppressed(conn: Connection, client_id: int, email: str) -> str | None:
     """The matching entry's reason, or None. Matches the address and its domain."""
-    domain = email.rpartition("@")[2].lower()
-    return conn.execute(
-        text("SELECT reason FROM suppressions WHERE client_id = :c AND ((kind = 'email' AND value = :e) "
-             "OR (kind = 'domain' AND value = :d)) LIMIT 1"), {"c": client_id, "e": email.lower(), "d": domain}).scalar()
+    return reasons(conn, client_id, [email]).get(email)
+
+
+# Per address: the entry for the address itself, else for its domain (what follows the last '@').
+_REASONS = text(
+    "SELECT x.email, (SELECT s.reason FROM suppressions s WHERE s.client_id = :c AND ((s.kind = 'email' "
+    "AND s.value = x.address) OR (s.kind = 'domain' AND s.value = x.domain)) ORDER BY s.kind = 'email' DESC "
+    "LIMIT 1) AS reason FROM unnest(CAST(:emails AS text[]), CAST(:addresses AS text[]), "
+    "CAST(:domains AS text[])) AS x(email, address, domain)")
+
+
+def reasons(conn: Connection, client_id: int, emails: Iterable[str]) -> dict[str, str]:
+    """The suppressed ones among `emails` (as given) → the matching entry's reason; one statement for all."""
+    emails = list(dict.fromkeys(emails))
+    if not emails:
+        return {}
+    rows = conn.execute(_REASONS, {"c": client_id, "emails": emails, "addresses": [e.lower() for e in emails],
+                                   "domains": [e.rpartition("@")[2].lower() for e in emails]})
+    return {r.email: r.reason for r in rows if r.reason is not None}
 
 
 def unsubscribe_message(conn: Connection, message_pk: int, *, source: str) -> dict[str, str] | None:
