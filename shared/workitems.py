@@ -2,7 +2,9 @@
 
 Each function takes a Connection and never commits: the caller owns the transaction. A
 transition that finds a row moved by someone else leaves it alone and reports it; it never
-overwrites. Every move appends to `status_history` in the same statement.
+overwrites. Every move appends to `status_history` in the same statement. Statements that move
+many items a worker also renews from another connection (`finish`, `extend_lease`) lock them in id
+order first, so the two never wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -130,11 +132,13 @@ _FINISH = text(
         SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
                              CAST(:errors AS text[]), CAST(:reasons AS text[]))
             AS v(id, attempt, status, error, reason)
+    ), locked AS MATERIALIZED (
+        SELECT w.id FROM work_items w WHERE w.id = ANY(CAST(:ids AS bigint[])) ORDER BY w.id FOR UPDATE
     ), moved AS (
         UPDATE work_items w
         SET status = v.status, last_error = v.error, skip_reason = v.reason,
             finished_at = now(), updated_at = now(), lease_until = NULL
-        FROM v
+        FROM v JOIN locked ON locked.id = v.id
         WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
         RETURNING w.id, w.batch_id, w.client_id, w.attempts, v.status, coalesce(v.reason, v.error) AS detail
     ), logged AS (
@@ -289,8 +293,11 @@ def gone_workers(conn: Connection, *, batch_id: int | None = None) -> dict[str, 
 
 _EXTEND = text(
     """
+    WITH locked AS MATERIALIZED (
+        SELECT w.id FROM work_items w WHERE w.id = ANY(CAST(:ids AS bigint[])) ORDER BY w.id FOR UPDATE
+    )
     UPDATE work_items w SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(id, attempt)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS v(id, attempt) JOIN locked ON locked.id = v.id
     WHERE w.id = v.id AND w.status = 'IN_PROGRESS' AND w.attempts = v.attempt
     RETURNING w.id
     """

@@ -10,7 +10,7 @@ Overlapping runs and many Modal containers all go through it.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,7 +70,17 @@ LOCKED_COLUMNS = ("daily_cap", "ramp_start", "ramp_step", "ramp_ceiling", "ramp_
                   "jitter_seconds", "status", "smtp_retry_at")
 
 
-_LOCK = text(f"SELECT {', '.join(LOCKED_COLUMNS)} FROM mailboxes WHERE id = :m AND client_id = :c FOR UPDATE")
+# The mailboxes' rows locked in id order (so two senders locking several never wait in a cycle).
+_LOCK = text(f"SELECT id, {', '.join(LOCKED_COLUMNS)} FROM mailboxes WHERE id = ANY(CAST(:ids AS bigint[])) "
+             "AND client_id = :c ORDER BY id FOR UPDATE")
+
+
+def lock(conn: Connection, *, client_id: int, mailbox_ids: Iterable[int]) -> dict[int, Any]:
+    """Lock these mailboxes' rows for a reservation in this transaction: id → its LOCKED_COLUMNS (a missing
+    or other client's mailbox is absent)."""
+    return {r.id: r for r in conn.execute(_LOCK, {"ids": sorted(set(mailbox_ids)), "c": client_id})}
+
+
 # Runs after the row locks, so (READ COMMITTED) it sees every reservation committed before ours.
 # One slot for each listed mailbox (each at most once), its cap and gap given per mailbox.
 _RESERVE = text(
@@ -93,7 +103,7 @@ def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
     """Take one slot (raises NoSlot otherwise). The caller inserts its `messages` row in the same
     transaction, which is what the next reservation counts. `locked`: the mailbox's LOCKED_COLUMNS,
     already read FOR UPDATE in this transaction, instead of locking here."""
-    row: Any = locked if locked is not None else conn.execute(_LOCK, {"m": mailbox_id, "c": client_id}).first()
+    row: Any = locked if locked is not None else lock(conn, client_id=client_id, mailbox_ids=[mailbox_id]).get(mailbox_id)
     if row is None:
         raise NoSlot("mailbox_missing")
     reason = reserve_many(conn, client_id=client_id, locked={mailbox_id: row}, now=now, rng=rng).get(mailbox_id)
@@ -103,7 +113,7 @@ def reserve(conn: Connection, *, mailbox_id: int, client_id: int, now: datetime,
 
 def reserve_many(conn: Connection, *, client_id: int, locked: Mapping[int, Any], now: datetime,
                  rng: random.Random | None = None) -> dict[int, str | None]:
-    """One slot in each mailbox of `locked` (id → its LOCKED_COLUMNS, read FOR UPDATE in this transaction),
+    """One slot in each mailbox of `locked` (id → its LOCKED_COLUMNS, read FOR UPDATE in this transaction: `lock`),
     in one statement: id → None when it got its slot, else why not (`NoSlot`'s reasons)."""
     why: dict[int, str | None] = {}
     asked: list[tuple[int, int, float]] = []

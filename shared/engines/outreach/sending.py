@@ -4,17 +4,17 @@ A chunk is started (QUEUED → IN_PROGRESS, fenced by attempt, as enrichment ite
 rounds of at most one item per mailbox (`rounds`), so that each (campaign, lead, step) is sent at
 most once and each mailbox's messages still go one at a time. Per round:
 1. in ONE transaction, a fixed number of statements whatever the round's size: the lease renewal, one
-   context query (which locks each enrollment and mailbox row, in mailbox order, and reads a message
-   already made for the step and a follow-up's thread), the suppression check for every address, the
-   just-in-time checks on those fresh rows (lead unsubscribed, suppressed, replied, bounced or
-   invalid; campaign not active; step pushed back (auto-reply); subscription inactive; mailbox paused;
-   already sent; outside the lead's window), one guarded UPDATE for the mailbox slots
-   (`capacity.reserve_many`) and one INSERT of the `messages` rows as 'sending' (with the step's A/B
+   context query (which locks each enrollment row and reads a message already made for the step and a
+   follow-up's thread), the suppression check for every address, the just-in-time checks on those
+   fresh rows (lead unsubscribed, suppressed, replied, bounced or invalid; campaign not active; step
+   pushed back (auto-reply); subscription inactive; mailbox paused; already sent; outside the lead's
+   window), the rendering, then the mailbox rows locked in id order and one guarded UPDATE for their
+   slots (`capacity.lock`, `capacity.reserve_many`) and one INSERT of the `messages` rows as 'sending' (with the step's A/B
    variant the lead gets, `chosen_variant`, and their headers) — committed *before* any SMTP command;
-2. SMTP, one message per transaction, each mailbox account's on one pooled connection (`SESSIONS`,
-   `smtp.Session`: RSET between messages; a connection found dead at RSET is replaced before anything
-   is offered, and any error that leaves the session unknown closes it), the round's accounts side by
-   side on threads; each reply taken as the definite answer it is (RFC 5321,
+2. SMTP, one message per transaction, the round's mailboxes side by side on threads, each on a
+   pooled connection to its account (`SESSIONS`, `smtp.Session`: RSET between messages; a connection
+   found dead at RSET is replaced before anything is offered, and any error that leaves the session
+   unknown closes it); each reply taken as the definite answer it is (RFC 5321,
    `errors.SmtpError.outcome`): 4xx → the message is 'deferred' and the step is due again after
    the backoff (`retry`), same row and Message-ID, until it fails with the server's words; 5xx →
    'failed', the enrollment stopped; 5.1.x to RCPT → a hard bounce for the lead through the
@@ -102,19 +102,18 @@ class SendReport:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-# Everything the JIT checks, the slots and the messages of a round need, in one statement: each
-# enrollment and mailbox locked (the slots' locks, `capacity.reserve_many(locked=...)`; in mailbox-id
-# order, so concurrent rounds never wait on each other in a cycle), a message already made for the
+# Everything the JIT checks and the messages of a round need, in one statement: each enrollment
+# locked (a lead's sends and replies wait on it), its mailbox's settings (the slots' own locks come
+# later, `capacity.lock`, held only for the few statements that reserve), a message already made for the
 # step (a retry keeps its row and Message-ID), the id a new one will take (its unsubscribe token
 # goes in the headers the INSERT writes) and, for a follow-up, its thread (RFC 5322 §3.6.4:
 # References = the parent's References + the parent's Message-ID; step 1's subject).
 # A dozen joins cost ~35 ms to plan and 0.4 ms to run: keep the written order (the work items first,
 # then one row per join by key) so planning is cheap; the SET LOCAL goes in the same round trip.
 _CONTEXT = text(
-    f"""
+    """
     SET LOCAL join_collapse_limit = 1;
-    SELECT {", ".join(f"m.{c}" for c in capacity.LOCKED_COLUMNS)},
-           ex.id AS existing_id, ex.status AS existing_status, ex.message_id AS existing_message_id,
+    SELECT ex.id AS existing_id, ex.status AS existing_status, ex.message_id AS existing_message_id,
            ex.variant AS existing_variant,
            nextval(pg_get_serial_sequence('messages', 'id')) AS new_message_pk,
            w.id AS item_id, w.step, w.mailbox_id, w.client_id, b.campaign_id,
@@ -149,8 +148,8 @@ _CONTEXT = text(
         FROM messages t WHERE w.step > 1 AND t.campaign_id = b.campaign_id AND t.lead_id = w.lead_id
           AND t.step < w.step AND t.status IN ('sent', 'in_doubt', 'unknown')) th ON true
     WHERE w.id = ANY(:items) AND w.client_id = :client
-    ORDER BY m.id, w.id
-    FOR UPDATE OF e, m
+    ORDER BY w.id
+    FOR UPDATE OF e
     """
 )
 
@@ -234,11 +233,17 @@ class _ParsedHeaders(HeaderRegistry):
 MESSAGE_POLICY = policy.default.clone(header_factory=_ParsedHeaders())
 
 
+@functools.lru_cache(maxsize=1024)
+def _from_header(name: str, address: str) -> str:
+    """A mailbox's From text (its display name quoted or encoded as needed); one per mailbox."""
+    return str(Address(name, addr_spec=address))
+
+
 def build_message(*, ctx: Any, rendered: templates.Rendered, message_id: str, first_subject: str | None,
                   in_reply_to: str | None, references: str | None, unsubscribe_url: str,
                   unsubscribe_mailto: str | None, now: datetime) -> EmailMessage:
     msg = EmailMessage(policy=MESSAGE_POLICY)
-    msg["From"] = str(Address(ctx.from_name or "", addr_spec=ctx.from_address))
+    msg["From"] = _from_header(ctx.from_name or "", ctx.from_address)
     msg["To"] = ctx.email
     msg["Subject"] = rendered.subject if first_subject is None else follow_up_subject(first_subject)
     msg["Date"] = format_datetime(now.astimezone(UTC))
@@ -318,9 +323,11 @@ def _prepare_round(conn: Connection, turns: Sequence[Turn], now: datetime, setti
                 t.error = f"prepare: {type(exc).__name__}: {exc}"[:500]
                 t.log.exception("could not prepare the send")
     ready = [t for t in live if t.prepared is not None]
-    slots = capacity.reserve_many(conn, client_id=client, locked={t.ctx.mailbox_id: t.ctx for t in ready}, now=now)
+    # The mailboxes locked only now, after the rendering, so concurrent rounds wait on each other briefly.
+    locked = capacity.lock(conn, client_id=client, mailbox_ids=[t.ctx.mailbox_id for t in ready]) if ready else {}
+    slots = capacity.reserve_many(conn, client_id=client, locked=locked, now=now)
     for t in ready:
-        t.skip = slots[t.ctx.mailbox_id]
+        t.skip = slots.get(t.ctx.mailbox_id, "mailbox_missing")
         if t.skip is not None:
             t.prepared = None
     # The messages rows are written only under the enrollments' locks, and the writes are guarded
@@ -411,7 +418,7 @@ def preflight(settings: Settings | None = None) -> None:
 
 # Idle SMTP sessions kept between chunks in this process (a warm Modal container, a local worker).
 SESSIONS = smtp.SessionPool()
-MAX_DELIVERY_THREADS = 32  # a chunk's mailbox accounts delivered side by side, at most this many at once
+MAX_DELIVERY_THREADS = 32  # a round's mailboxes delivered side by side, at most this many at once
 
 
 def send_chunk(item_ids: Sequence[int], *, now: datetime | None = None, worker_id: str | None = None,
@@ -501,29 +508,23 @@ def _send_round(items: Sequence[Started], now: datetime, engine: Engine, setting
 
 
 def _deliver(ready: Sequence[Turn], settings: Settings, threads: ThreadPoolExecutor | None) -> None:
-    """SMTP for a round's prepared messages: each mailbox account's in order on one pooled session,
-    the accounts side by side on `threads`. Each turn gets its reply, or the SmtpError."""
-    by_account: dict[smtp.SmtpAccount, list[Turn]] = {}
-    for t in ready:
-        by_account.setdefault(t.prepared.account, []).append(t)
-
-    def deliver(turns: list[Turn]) -> None:
-        session = SESSIONS.take(turns[0].prepared.account, timeout=settings.smtp_timeout_seconds)
+    """SMTP for a round's prepared messages (one per mailbox), side by side on `threads`, each on a pooled
+    session to its mailbox's account. Each turn gets its reply, or the SmtpError."""
+    def deliver(t: Turn) -> None:
+        p = t.prepared
+        session = SESSIONS.take(p.account, timeout=settings.smtp_timeout_seconds)
         try:
-            for t in turns:
-                p = t.prepared
-                try:
-                    t.reply = session.send(p.message, envelope_from=p.envelope_from, recipient=t.ctx.email, raw=p.raw)
-                except SmtpError as exc:
-                    t.reply = exc
+            t.reply = session.send(p.message, envelope_from=p.envelope_from, recipient=t.ctx.email, raw=p.raw)
+        except SmtpError as exc:
+            t.reply = exc
         finally:
             SESSIONS.give(session)
 
-    if threads is None or len(by_account) == 1:
-        for turns in by_account.values():
-            deliver(turns)
+    if threads is None or len(ready) == 1:
+        for t in ready:
+            deliver(t)
     else:
-        list(threads.map(deliver, by_account.values()))
+        list(threads.map(deliver, ready))
 
 
 _STEP_AFTER = text(
